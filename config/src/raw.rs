@@ -1,0 +1,191 @@
+//! The file's shape, as serde reads it. Every table refuses unknown keys. Values whose syntax
+//! needs checking (addresses, durations, URLs, secrets) stay strings here and are checked in
+//! `validate`, so that one run reports every problem with its path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub tls: Option<Tls>,
+    pub http_redirect_listen: Option<String>,
+    pub app_domain: Option<String>,
+    pub threads: Option<i64>,
+    pub shutdown_grace_period: Option<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub connect: Option<String>,
+    pub read: Option<String>,
+    pub write: Option<String>,
+    pub idle: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub unhealthy_after: Option<i64>,
+    pub healthy_after: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
+    pub cookie_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branding {
+    pub name: Option<String>,
+    pub accent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Provider {
+    Local {
+        id: String,
+        label: Option<String>,
+    },
+    Ldap {
+        id: String,
+        label: Option<String>,
+        url: String,
+        #[serde(default)]
+        starttls: bool,
+        ca_file: Option<String>,
+        #[serde(default)]
+        insecure_skip_verify: bool,
+        directory: Option<String>,
+        bind_dn: String,
+        bind_password: String,
+        user_base: String,
+        user_filter: Option<String>,
+        #[serde(default)]
+        attributes: LdapAttributes,
+        #[serde(default)]
+        groups: LdapGroups,
+        connect_timeout: Option<String>,
+        operation_timeout: Option<String>,
+        recheck_interval: Option<String>,
+    },
+    Oidc {
+        id: String,
+        label: Option<String>,
+        issuer: String,
+        client_id: String,
+        client_secret: Option<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        user_claim: Option<String>,
+        groups_claim: Option<String>,
+        #[serde(default)]
+        allowed_email_domains: Vec<String>,
+        #[serde(default)]
+        required_groups: Vec<String>,
+        refresh_interval: Option<String>,
+    },
+    Saml {
+        id: String,
+        label: Option<String>,
+        idp_metadata: String,
+        entity_id: Option<String>,
+        sp_cert: Option<String>,
+        sp_key: Option<String>,
+        user_attribute: Option<String>,
+        email_attribute: Option<String>,
+        name_attribute: Option<String>,
+        groups_attribute: Option<String>,
+        #[serde(default)]
+        group_map: BTreeMap<String, String>,
+        #[serde(default)]
+        allow_idp_initiated: bool,
+        #[serde(default)]
+        allowed_signature_algorithms: Vec<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapAttributes {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapGroups {
+    pub strategy: Option<String>,
+    pub base: Option<String>,
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub nested: bool,
+    pub max_depth: Option<i64>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub slug: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub access: Option<String>,
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    #[serde(default)]
+    pub headers: AppHeaders,
+    pub health_check: Option<HealthCheck>,
+    pub timeouts: Option<Timeouts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppHeaders {
+    #[serde(default)]
+    pub remote_headers: bool,
+    #[serde(default)]
+    pub plotly_user_data: bool,
+    pub groups_sent: Option<String>,
+}

@@ -1,0 +1,328 @@
+//! The validated configuration. Every value here has been checked; code that receives a
+//! [`Config`] never re-validates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub store: Store,
+    pub session: Session,
+    pub branding: Branding,
+    pub providers: Vec<Provider>,
+    pub apps: Vec<App>,
+}
+
+/// `[server]`: listeners, TLS, trusted proxies, timeouts.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Main listener. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The URL people use to reach the gateway (scheme, host, optional port; no path).
+    /// Default: derived from `listen` and whether TLS is on.
+    pub public_url: String,
+    /// Prometheus `/metrics` listener; none when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers are believed. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// TLS termination on `listen` when set.
+    pub tls: Option<Tls>,
+    /// A plain-HTTP listener that only redirects to `public_url` (only with TLS).
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// Host routing: `<slug>.<app_domain>` reaches app `<slug>`.
+    pub app_domain: Option<String>,
+    /// Worker threads of the proxy. Default: number of CPUs.
+    pub threads: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 30 s.
+    pub shutdown_grace_period: Duration,
+    pub timeouts: Timeouts,
+    pub health_check: HealthCheck,
+}
+
+/// Certificate and key files (PEM).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect. Default 5 s.
+    pub connect: Duration,
+    /// Waiting for upstream data once connected. Default 60 s (SSE and WebSockets keep
+    /// themselves alive with traffic; raise it for long silent requests).
+    pub read: Duration,
+    /// Writing to the upstream. Default 60 s.
+    pub write: Duration,
+    /// Idle upstream keep-alive connections are closed after this. Default 60 s.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            write: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Active health checks of upstreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// HTTP path to GET (2xx/3xx = healthy); TCP connect only when `None`. Default `None`.
+    pub path: Option<String>,
+    /// Default 5 s.
+    pub interval: Duration,
+    /// Default 2 s.
+    pub timeout: Duration,
+    /// Consecutive failures (active or passive) before an upstream is taken out. Default 1.
+    pub unhealthy_after: u32,
+    /// Consecutive successful checks before it is used again. Default 1.
+    pub healthy_after: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            unhealthy_after: 1,
+            healthy_after: 1,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A SQLite file, created on first start.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL URL (may carry a password, hence a secret).
+    Postgres { url: Secret },
+}
+
+/// `[session]`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Default 8 h.
+    pub idle_timeout: Duration,
+    /// Default 7 days.
+    pub absolute_timeout: Duration,
+    /// Default `gatehouse_session` (`__Host-gatehouse_session` under TLS).
+    pub cookie_name: String,
+}
+
+/// `[branding]`.
+#[derive(Debug, Clone)]
+pub struct Branding {
+    /// Default "Gatehouse".
+    pub name: String,
+    /// A `#rrggbb` colour. Default `#0b6bcb`.
+    pub accent: String,
+}
+
+/// A value that must not be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself. Call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One `[[providers]]` entry.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Unique id, used in URLs (`/.gatehouse/oidc/<id>/callback`).
+    pub id: String,
+    /// Button or form label on the login page. Default: the id.
+    pub label: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Local,
+    Ldap(Box<Ldap>),
+    Oidc(Box<Oidc>),
+    Saml(Box<Saml>),
+}
+
+impl ProviderKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Ldap(_) => "ldap",
+            ProviderKind::Oidc(_) => "oidc",
+            ProviderKind::Saml(_) => "saml",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directory {
+    OpenLdap,
+    ActiveDirectory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStrategy {
+    MemberOf,
+    Search,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupName {
+    Cn,
+    Dn,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ldap {
+    /// `ldap://` or `ldaps://` URL.
+    pub url: String,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub directory: Directory,
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub user_base: String,
+    /// Contains `{username}`, replaced by the RFC 4515-escaped typed name.
+    pub user_filter: String,
+    pub attr_user_id: String,
+    pub attr_email: String,
+    pub attr_display_name: String,
+    pub group_strategy: GroupStrategy,
+    pub group_base: Option<String>,
+    pub group_filter: String,
+    pub nested_groups: bool,
+    pub max_depth: u32,
+    pub group_name: GroupName,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub recheck_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub user_claim: String,
+    pub groups_claim: String,
+    pub allowed_email_domains: Vec<String>,
+    pub required_groups: Vec<String>,
+    pub refresh_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum MetadataSource {
+    File(PathBuf),
+    Url(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Saml {
+    pub idp_metadata: MetadataSource,
+    pub entity_id: Option<String>,
+    pub sp_cert: Option<PathBuf>,
+    pub sp_key: Option<Secret>,
+    /// `None`: the NameID is the user id.
+    pub user_attribute: Option<String>,
+    pub email_attribute: String,
+    pub name_attribute: String,
+    pub groups_attribute: String,
+    pub group_map: BTreeMap<String, String>,
+    pub allow_idp_initiated: bool,
+    pub allowed_signature_algorithms: Vec<String>,
+}
+
+/// Who may open an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Anyone signed in.
+    Authenticated,
+    /// Admins, plus the allow-listed groups and users.
+    Restricted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupsSent {
+    All,
+    Referenced,
+}
+
+/// Per-app identity header options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHeaders {
+    pub remote_headers: bool,
+    pub plotly_user_data: bool,
+    pub groups_sent: GroupsSent,
+}
+
+/// An upstream address: resolved host and port, plain HTTP or TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port` as written.
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Lower-case letters, digits and `-`; unique.
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub upstreams: Vec<Upstream>,
+    /// Path prefix, starting and ending with `/`. Default `/apps/<slug>/`, or `/` for an app
+    /// routed by `host`.
+    pub path: String,
+    /// Exact host (lower-case, no port) this app is served on, if routed by host.
+    pub host: Option<String>,
+    /// Remove `path` before forwarding (the upstream sees `/…`). Default false.
+    pub strip_prefix: bool,
+    pub access: Access,
+    pub allow_groups: Vec<String>,
+    pub allow_users: Vec<String>,
+    pub headers: AppHeaders,
+    pub health_check: HealthCheck,
+    pub timeouts: Timeouts,
+}

@@ -1,0 +1,386 @@
+//! Path canonicalisation and app routing. One canonical path is computed per request and
+//! used for routing, for policy, and as the path forwarded upstream, so an app never sees a
+//! path that could name a different app than the one whose policy was checked.
+
+use std::fmt;
+
+use gatehouse_config::App;
+
+/// Why a request path was refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not starting with `/` (or empty).
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEncoding,
+    /// `%2f`, `%5c`, `%00`, a raw `\` or a control character: could mean different paths to
+    /// different servers.
+    AmbiguousCharacter,
+    /// `..` above the root, or a dot segment hidden behind `;` (`..;`).
+    EscapesRoot,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "the request path does not start with /",
+            PathError::BadEncoding => "the request path has a malformed %-escape",
+            PathError::AmbiguousCharacter => {
+                "the request path contains an encoded slash, backslash or control character"
+            }
+            PathError::EscapesRoot => "the request path climbs above the root with ..",
+        })
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Canonicalises the path of a request target (no query):
+/// - `%XX` of unreserved characters is decoded (`%2e` → `.`), other escapes are kept with
+///   upper-case hex; `%2f`, `%5c`, `%00` and control characters are refused;
+/// - empty segments (`//`) and `.` segments are removed, `..` removes the previous segment
+///   and is refused at the root, as are `..;x` / `.;x` (servlet containers read them as dots);
+/// - a trailing `/` is kept.
+///
+/// Returns the canonical path, which starts with `/`.
+pub fn canonicalize(path: &str) -> Result<String, PathError> {
+    let raw = path.as_bytes();
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Decode pass: bytes of the path with unreserved escapes decoded.
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        match b {
+            b'%' => {
+                let (h, l) = match (
+                    raw.get(i + 1).copied().and_then(hex),
+                    raw.get(i + 2).copied().and_then(hex),
+                ) {
+                    (Some(h), Some(l)) => (h, l),
+                    _ => return Err(PathError::BadEncoding),
+                };
+                let c = h * 16 + l;
+                if c == b'/' || c == b'\\' || c < 0x20 || c == 0x7f {
+                    return Err(PathError::AmbiguousCharacter);
+                }
+                if is_unreserved(c) {
+                    decoded.push(c);
+                } else {
+                    decoded.extend_from_slice(format!("%{c:02X}").as_bytes());
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::AmbiguousCharacter),
+            c if c < 0x20 || c == 0x7f || c == b' ' => return Err(PathError::AmbiguousCharacter),
+            c => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    // The input was a &str and we only replaced ASCII escapes by ASCII, so this holds.
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::BadEncoding)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = decoded.ends_with('/');
+    for seg in decoded.split('/') {
+        let bare = seg.split(';').next().unwrap_or("");
+        match (seg, bare) {
+            ("", _) => {}
+            (".", _) => trailing_slash = true,
+            ("..", _) => {
+                if segments.pop().is_none() {
+                    return Err(PathError::EscapesRoot);
+                }
+                trailing_slash = true;
+            }
+            (_, "." | "..") => return Err(PathError::EscapesRoot),
+            _ => {
+                segments.push(seg);
+                trailing_slash = decoded.ends_with('/');
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// The host a request names (Host header or URI authority), lower-case, without port.
+pub fn normalize_host(host: &str) -> String {
+    let h = host.trim();
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        // IPv6 literal: keep up to the closing bracket.
+        rest.split(']').next().unwrap_or("")
+    } else {
+        h.rsplit_once(':')
+            .map(|(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            })
+            .unwrap_or(h)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// App number `app` (index into the config's apps); the path to forward upstream.
+    App { app: usize, upstream_path: String },
+    /// The path names an app's prefix without its trailing `/`: redirect to add it.
+    AddSlash { app: usize, location: String },
+}
+
+#[derive(Debug)]
+struct Entry {
+    host: Option<String>,
+    prefix: String,
+    strip: bool,
+    app: usize,
+}
+
+/// Routing table built once from the config's apps.
+#[derive(Debug, Default)]
+pub struct Router {
+    /// Sorted: host-specific entries first, then longer prefixes first.
+    entries: Vec<Entry>,
+    /// `<slug>.<app_domain>` → app, when host routing by slug is on.
+    app_domain: Option<String>,
+    slugs: Vec<String>,
+}
+
+impl Router {
+    pub fn new(apps: &[App], app_domain: Option<&str>) -> Router {
+        let mut entries: Vec<Entry> = apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Entry {
+                host: a.host.clone(),
+                prefix: a.path.clone(),
+                strip: a.strip_prefix,
+                app: i,
+            })
+            .collect();
+        entries.sort_by(|a, b| {
+            b.host
+                .is_some()
+                .cmp(&a.host.is_some())
+                .then(b.prefix.len().cmp(&a.prefix.len()))
+        });
+        Router {
+            entries,
+            app_domain: app_domain.map(|d| format!(".{d}")),
+            slugs: apps.iter().map(|a| a.slug.clone()).collect(),
+        }
+    }
+
+    /// Routes a canonical path on `host` (normalised). Host-specific routes win over
+    /// path-only ones; among those, the longest prefix wins. `<slug>.<app_domain>` serves
+    /// app `<slug>` at `/`. `None`: no app here.
+    pub fn resolve(&self, host: &str, path: &str) -> Option<RouteMatch> {
+        for e in &self.entries {
+            if let Some(h) = &e.host {
+                if h != host {
+                    continue;
+                }
+            }
+            if let Some(rest) = path.strip_prefix(e.prefix.as_str()) {
+                let upstream_path = if e.strip {
+                    format!("/{rest}")
+                } else {
+                    path.to_string()
+                };
+                return Some(RouteMatch::App {
+                    app: e.app,
+                    upstream_path,
+                });
+            }
+            if e.prefix.len() > 1 && path.len() + 1 == e.prefix.len() && e.prefix.starts_with(path)
+            {
+                return Some(RouteMatch::AddSlash {
+                    app: e.app,
+                    location: e.prefix.clone(),
+                });
+            }
+        }
+        if let Some(domain) = &self.app_domain {
+            if let Some(slug) = host.strip_suffix(domain.as_str()) {
+                if let Some(app) = self.slugs.iter().position(|s| s == slug) {
+                    return Some(RouteMatch::App {
+                        app,
+                        upstream_path: path.to_string(),
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_config::{Config, ProcessEnv};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        let ok = [
+            ("/", "/"),
+            ("/apps/a/", "/apps/a/"),
+            ("/apps/a", "/apps/a"),
+            ("//apps///a//b", "/apps/a/b"),
+            ("/apps/a/./b/", "/apps/a/b/"),
+            ("/apps/a/../b/", "/apps/b/"),
+            ("/apps/public/../secret/", "/apps/secret/"),
+            ("/apps/public/%2e%2e/secret/", "/apps/secret/"),
+            ("/apps/public/%2E%2e/secret/", "/apps/secret/"),
+            ("/apps/a/..", "/apps/"),
+            ("/apps/a/.", "/apps/a/"),
+            ("/apps/%61/", "/apps/a/"),
+            ("/apps/a/%7e", "/apps/a/~"),
+            ("/apps/a/b%20c", "/apps/a/b%20c"),
+            ("/apps/a/%3f", "/apps/a/%3F"),
+            ("/apps/a/%252e%252e/", "/apps/a/%252e%252e/"),
+            ("/apps/secret;x/", "/apps/secret;x/"),
+            ("/apps/a/f;jsessionid=1", "/apps/a/f;jsessionid=1"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(canonicalize(input).as_deref(), Ok(want), "{input}");
+        }
+        let bad = [
+            ("", PathError::NotAbsolute),
+            ("apps", PathError::NotAbsolute),
+            ("/apps/public%2f..%2fsecret/", PathError::AmbiguousCharacter),
+            ("/apps/a%5c..%5csecret", PathError::AmbiguousCharacter),
+            ("/apps/a\\..\\b", PathError::AmbiguousCharacter),
+            ("/apps/a%00", PathError::AmbiguousCharacter),
+            ("/apps/a%zz", PathError::BadEncoding),
+            ("/apps/a%2", PathError::BadEncoding),
+            ("/..", PathError::EscapesRoot),
+            ("/apps/../../etc", PathError::EscapesRoot),
+            ("/apps/public/..;/secret/", PathError::EscapesRoot),
+            ("/apps/public/.;x/", PathError::EscapesRoot),
+        ];
+        for (input, want) in bad {
+            assert_eq!(canonicalize(input), Err(want), "{input}");
+        }
+    }
+
+    proptest! {
+        /// Canonical paths are fixed points, start with `/`, and carry no dot segments or
+        /// empty segments — so routing them again cannot change the answer.
+        #[test]
+        fn canonical_is_idempotent_and_clean(input in "/[a-z./%2eE5fF;]{0,24}") {
+            if let Ok(c) = canonicalize(&input) {
+                prop_assert!(c.starts_with('/'));
+                prop_assert_eq!(canonicalize(&c).as_deref(), Ok(c.as_str()));
+                let inner = c.trim_matches('/');
+                if !inner.is_empty() {
+                    for seg in inner.split('/') {
+                        prop_assert!(!seg.is_empty() && seg != "." && seg != "..");
+                    }
+                }
+            }
+        }
+
+        /// No input panics.
+        #[test]
+        fn never_panics(input in "\\PC{0,40}") {
+            let _ = canonicalize(&input);
+            let _ = normalize_host(&input);
+        }
+    }
+
+    fn router(toml: &str) -> Router {
+        let c = Config::from_toml(toml, std::path::Path::new("."), &ProcessEnv).unwrap();
+        Router::new(&c.apps, c.server.app_domain.as_deref())
+    }
+
+    fn app_of(r: &Router, host: &str, path: &str) -> Option<(usize, String)> {
+        match r.resolve(host, path)? {
+            RouteMatch::App { app, upstream_path } => Some((app, upstream_path)),
+            RouteMatch::AddSlash { .. } => None,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_and_hosts() {
+        let r = router(
+            r#"
+            [server]
+            app_domain = "apps.example.com"
+            [[apps]]
+            slug = "a"
+            upstreams = ["h:1"]
+            [[apps]]
+            slug = "ab"
+            path = "/apps/a/b/"
+            strip_prefix = true
+            upstreams = ["h:1"]
+            [[apps]]
+            slug = "graf"
+            host = "grafana.example.com"
+            upstreams = ["h:1"]
+            "#,
+        );
+        assert_eq!(app_of(&r, "x", "/apps/a/c"), Some((0, "/apps/a/c".into())));
+        assert_eq!(app_of(&r, "x", "/apps/a/b/c"), Some((1, "/c".into())));
+        assert_eq!(app_of(&r, "x", "/apps/a/b/"), Some((1, "/".into())));
+        assert_eq!(
+            app_of(&r, "grafana.example.com", "/apps/a/x"),
+            Some((2, "/apps/a/x".into()))
+        );
+        assert_eq!(
+            app_of(&r, "ab.apps.example.com", "/q"),
+            Some((1, "/q".into()))
+        );
+        assert_eq!(app_of(&r, "x", "/apps/c/"), None);
+        assert_eq!(app_of(&r, "x", "/"), None);
+        assert_eq!(
+            app_of(&r, "x", "/apps/A/"),
+            None,
+            "routes are case-sensitive"
+        );
+        assert_eq!(app_of(&r, "nope.apps.example.com", "/"), None);
+        assert_eq!(
+            r.resolve("x", "/apps/a"),
+            Some(RouteMatch::AddSlash {
+                app: 0,
+                location: "/apps/a/".into()
+            })
+        );
+    }
+
+    #[test]
+    fn hosts_normalise() {
+        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
+    }
+}

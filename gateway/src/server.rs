@@ -1,0 +1,206 @@
+//! Assembling and running the pingora server from a [`Config`]: the proxy listener (plain or
+//! TLS), the HTTP→HTTPS redirect listener, the metrics listener, active health checks, and
+//! a graceful shutdown that lets in-flight requests finish.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use gatehouse_config::Config;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::metrics::{Metrics, MetricsApp};
+use crate::proxy::{app_policy, Gateway, State};
+use crate::route::Router;
+use crate::upstream::{check_loop, Pool};
+use crate::GatewayError;
+
+/// Builds the shared state of the proxy from a validated config.
+pub fn build_state(config: Config) -> Result<Arc<State>, GatewayError> {
+    let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    let router = Router::new(&config.apps, config.server.app_domain.as_deref());
+    let policies = config.apps.iter().map(app_policy).collect();
+    let pools: Vec<Arc<Pool>> = config
+        .apps
+        .iter()
+        .map(|a| Arc::new(Pool::new(&a.upstreams, a.health_check.clone())))
+        .collect();
+    for (app, pool) in config.apps.iter().zip(&pools) {
+        for m in &pool.members {
+            if m.addr().is_none() {
+                tracing::warn!(app = %app.slug, upstream = %m.upstream.address, "cannot resolve upstream; will retry");
+            }
+            metrics
+                .upstream_healthy
+                .with_label_values(&[app.slug.as_str(), m.upstream.address.as_str()])
+                .set(i64::from(m.is_healthy()));
+        }
+    }
+    Ok(Arc::new(State {
+        tls: config.server.tls.is_some(),
+        router,
+        policies,
+        pools,
+        web: gatehouse_admin_ui::router(),
+        metrics,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        config,
+    }))
+}
+
+/// Active health checks of every app's upstreams.
+struct HealthChecks(Arc<State>);
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let st = self.0.clone();
+        let loops = st.pools.iter().enumerate().map(|(app, pool)| {
+            let st = st.clone();
+            check_loop(pool.clone(), move |i, t| st.health_changed(app, i, t))
+        });
+        tokio::select! {
+            _ = futures_util::future::join_all(loops) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The plain-HTTP listener when TLS is on: every request is redirected to `public_url`.
+struct RedirectToHttps {
+    public_url: String,
+}
+
+#[async_trait]
+impl ServeHttp for RedirectToHttps {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let pq = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        // public_url has a host, so whatever the path, the target stays on our origin.
+        let location = format!("{}{}", self.public_url, pq);
+        Response::builder()
+            .status(308)
+            .header(http::header::LOCATION, location)
+            .header(http::header::CONTENT_LENGTH, 0)
+            .body(Vec::new())
+            .unwrap_or_default()
+    }
+}
+
+/// SIGTERM and SIGINT both drain gracefully (pingora's default makes SIGINT immediate);
+/// SIGQUIT keeps pingora's graceful upgrade.
+struct DrainOnSignal;
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainOnSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: finishing in-flight requests"); ShutdownSignal::GracefulTerminate }
+            _ = int.recv() => { tracing::info!("SIGINT: finishing in-flight requests"); ShutdownSignal::GracefulTerminate }
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+        }
+    }
+}
+
+/// Pingora sleeps the whole grace period even when nothing is in flight; this watcher ends
+/// the process as soon as the last in-flight request finished (or the period is over).
+fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Duration) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || {
+        loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::info!(left = in_flight.load(Ordering::SeqCst), "drained; exiting");
+        std::process::exit(0);
+    });
+}
+
+/// Starts every service of `config` and blocks until shutdown. Returns only on error.
+pub fn run(config: Config) -> Result<(), GatewayError> {
+    let mut conf = ServerConf::default();
+    conf.threads = config.server.threads;
+    conf.grace_period_seconds = Some(config.server.shutdown_grace_period.as_secs().max(1));
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    conf.upstream_keepalive_pool_size = 256;
+    conf.work_stealing = true;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = config.server.listen.to_string();
+    let metrics_listen = config.server.metrics_listen;
+    let redirect_listen = config.server.http_redirect_listen;
+    let public_url = config.server.public_url.clone();
+    let grace = config.server.shutdown_grace_period;
+    let tls = config.server.tls.clone();
+    let state = build_state(config)?;
+
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
+    match &tls {
+        Some(t) => {
+            let (cert, key) = (t.cert.to_string_lossy(), t.key.to_string_lossy());
+            proxy
+                .add_tls(&listen, &cert, &key)
+                .map_err(|e| GatewayError::Tls(format!("{}: {e}", t.cert.display())))?;
+        }
+        None => proxy.add_tcp(&listen),
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = metrics_listen {
+        let mut svc = Service::new("metrics".to_string(), MetricsApp(state.metrics.clone()));
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    if let Some(addr) = redirect_listen {
+        let mut svc = Service::new(
+            "https redirect".to_string(),
+            RedirectToHttps {
+                public_url: public_url.clone(),
+            },
+        );
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks(state.clone()),
+    ));
+
+    tracing::info!(%listen, %public_url, apps = state.config.apps.len(), "gatehouse listening");
+    exit_when_drained(&server, state.in_flight.clone(), grace);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainOnSignal),
+    });
+    Ok(())
+}

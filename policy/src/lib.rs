@@ -1,0 +1,243 @@
+//! Gatehouse's access model: apps, identities, and the one [`evaluate`] that the proxy, the
+//! App Portal and the admin "who can open this?" view all call. Pure: no IO, no async, no
+//! HTTP. Every [`Decision`] carries a typed reason that the 403 page, the log line and the
+//! admin UI show.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A user name, compared case-insensitively (directories are).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserName(String);
+
+/// A group name, compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupName(String);
+
+macro_rules! folded_name {
+    ($t:ident) => {
+        impl $t {
+            /// Case-folds `name` (Unicode lower case) so equal names compare equal.
+            pub fn new(name: &str) -> Self {
+                $t(name.trim().to_lowercase())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+folded_name!(UserName);
+folded_name!(GroupName);
+
+/// Who is calling, as a provider established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserName,
+    pub groups: BTreeSet<GroupName>,
+    /// Gatehouse administrators may open every app.
+    pub admin: bool,
+}
+
+/// Who may open an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// Anyone signed in.
+    Authenticated,
+    /// Admins, plus these groups and users. Both empty: admins only.
+    Restricted {
+        groups: BTreeSet<GroupName>,
+        users: BTreeSet<UserName>,
+    },
+}
+
+/// The policy of one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPolicy {
+    pub slug: String,
+    pub access: Access,
+}
+
+/// Why a request may proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allow {
+    Public,
+    SignedIn,
+    Admin,
+    ListedUser,
+    ListedGroup(GroupName),
+}
+
+/// Why a request may not proceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deny {
+    /// Nobody is signed in and the app is not public.
+    NotSignedIn,
+    /// Signed in, but neither the user nor any of their groups is allowed.
+    NotAllowed,
+}
+
+/// The outcome of [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+impl fmt::Display for Allow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allow::Public => f.write_str("the app is public"),
+            Allow::SignedIn => f.write_str("the app is open to everyone signed in"),
+            Allow::Admin => f.write_str("administrators may open every app"),
+            Allow::ListedUser => f.write_str("the user is on the app's allow-list"),
+            Allow::ListedGroup(g) => write!(f, "member of allowed group {g}"),
+        }
+    }
+}
+
+impl fmt::Display for Deny {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Deny::NotSignedIn => f.write_str("you are not signed in"),
+            Deny::NotAllowed => {
+                f.write_str("neither you nor any of your groups is on this app's allow-list")
+            }
+        }
+    }
+}
+
+/// Decides whether `who` (None: anonymous) may open `app`. Deny by default: only the
+/// reasons listed in [`Allow`] let a request through.
+pub fn evaluate(app: &AppPolicy, who: Option<&Identity>) -> Decision {
+    let who = match (&app.access, who) {
+        (Access::Public, _) => return Decision::Allow(Allow::Public),
+        (_, None) => return Decision::Deny(Deny::NotSignedIn),
+        (_, Some(who)) => who,
+    };
+    if let Access::Authenticated = app.access {
+        return Decision::Allow(Allow::SignedIn);
+    }
+    if who.admin {
+        return Decision::Allow(Allow::Admin);
+    }
+    let Access::Restricted { groups, users } = &app.access else {
+        return Decision::Deny(Deny::NotAllowed);
+    };
+    if users.contains(&who.user) {
+        return Decision::Allow(Allow::ListedUser);
+    }
+    // Iterate the smaller set: a user may be in thousands of groups.
+    let hit = if groups.len() <= who.groups.len() {
+        groups.iter().find(|g| who.groups.contains(*g))
+    } else {
+        who.groups.iter().find(|g| groups.contains(*g))
+    };
+    match hit {
+        Some(g) => Decision::Allow(Allow::ListedGroup(g.clone())),
+        None => Decision::Deny(Deny::NotAllowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn restricted(groups: &[&str], users: &[&str]) -> AppPolicy {
+        AppPolicy {
+            slug: "app".into(),
+            access: Access::Restricted {
+                groups: groups.iter().map(|g| GroupName::new(g)).collect(),
+                users: users.iter().map(|u| UserName::new(u)).collect(),
+            },
+        }
+    }
+
+    fn who(user: &str, groups: &[&str], admin: bool) -> Identity {
+        Identity {
+            user: UserName::new(user),
+            groups: groups.iter().map(|g| GroupName::new(g)).collect(),
+            admin,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let public = AppPolicy {
+            slug: "p".into(),
+            access: Access::Public,
+        };
+        let authn = AppPolicy {
+            slug: "a".into(),
+            access: Access::Authenticated,
+        };
+        let fin = restricted(&["Finance"], &["carol"]);
+        let admins_only = restricted(&[], &[]);
+        let alice = who("alice", &["finance"], false);
+        let bob = who("bob", &["sales"], false);
+        let carol = who("CAROL", &[], false);
+        let root = who("root", &[], true);
+        use Decision::*;
+        let cases: Vec<(&AppPolicy, Option<&Identity>, Decision)> = vec![
+            (&public, None, Allow(super::Allow::Public)),
+            (&public, Some(&bob), Allow(super::Allow::Public)),
+            (&authn, None, Deny(super::Deny::NotSignedIn)),
+            (&authn, Some(&bob), Allow(super::Allow::SignedIn)),
+            (&fin, None, Deny(super::Deny::NotSignedIn)),
+            (
+                &fin,
+                Some(&alice),
+                Allow(super::Allow::ListedGroup(GroupName::new("finance"))),
+            ),
+            (&fin, Some(&bob), Deny(super::Deny::NotAllowed)),
+            (&fin, Some(&carol), Allow(super::Allow::ListedUser)),
+            (&fin, Some(&root), Allow(super::Allow::Admin)),
+            (&admins_only, Some(&alice), Deny(super::Deny::NotAllowed)),
+            (&admins_only, Some(&root), Allow(super::Allow::Admin)),
+            (&admins_only, None, Deny(super::Deny::NotSignedIn)),
+        ];
+        for (i, (app, id, want)) in cases.into_iter().enumerate() {
+            assert_eq!(evaluate(app, id), want, "case {i}");
+        }
+    }
+
+    proptest! {
+        /// Anonymous callers reach public apps only.
+        #[test]
+        fn anonymous_only_public(groups in proptest::collection::btree_set("[a-z]{1,4}", 0..4)) {
+            let g: Vec<&str> = groups.iter().map(String::as_str).collect();
+            prop_assert_eq!(evaluate(&restricted(&g, &[]), None), Decision::Deny(Deny::NotSignedIn));
+        }
+
+        /// A non-admin reaches a restricted app exactly when the user or a group is listed.
+        #[test]
+        fn restricted_is_exactly_the_allow_list(
+            allowed in proptest::collection::btree_set("[a-d]{1,2}", 0..5),
+            mine in proptest::collection::btree_set("[a-d]{1,2}", 0..5),
+            listed_user in any::<bool>(),
+        ) {
+            let a: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            let m: Vec<&str> = mine.iter().map(String::as_str).collect();
+            let users: &[&str] = if listed_user { &["u"] } else { &[] };
+            let d = evaluate(&restricted(&a, users), Some(&who("U", &m, false)));
+            let expect = listed_user || allowed.intersection(&mine).next().is_some();
+            prop_assert_eq!(d.is_allowed(), expect);
+        }
+    }
+}
