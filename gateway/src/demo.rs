@@ -33,7 +33,11 @@ access = "public"
 
 /// Prepares the demo folder: starts the sample app on a free loopback port (in a thread of
 /// its own) and writes `gatehouse.toml`. Returns the config file's path.
-pub fn prepare(listen: SocketAddr, dir: &Path) -> Result<PathBuf, GatewayError> {
+pub fn prepare(
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    dir: &Path,
+) -> Result<PathBuf, GatewayError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -64,7 +68,9 @@ pub fn prepare(listen: SocketAddr, dir: &Path) -> Result<PathBuf, GatewayError> 
             }
         });
     });
-    let metrics = SocketAddr::new(listen.ip(), listen.port().checked_add(1).unwrap_or(9090));
+    let metrics = metrics.unwrap_or_else(|| {
+        SocketAddr::new(listen.ip(), listen.port().checked_add(1).unwrap_or(9090))
+    });
     let path = dir.join("gatehouse.toml");
     std::fs::write(&path, demo_config(listen, metrics, port))
         .map_err(|e| GatewayError::Io(format!("{}: {e}", path.display())))?;

@@ -53,6 +53,9 @@ enum Command {
         /// Folder for the demo's config and database.
         #[arg(long, default_value = "gatehouse-demo")]
         dir: PathBuf,
+        /// Metrics listener. Default: the port after --listen.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Run only the sample app ("whoami"), which echoes what it receives.
     Whoami {
@@ -129,8 +132,12 @@ fn main() -> ExitCode {
         Command::Serve { config } => {
             load(&config).and_then(|c| Ok(gatehouse_gateway::server::run(c)?))
         }
-        Command::Demo { listen, dir } => (|| {
-            let path = gatehouse_gateway::demo::prepare(listen, &dir)?;
+        Command::Demo {
+            listen,
+            dir,
+            metrics_listen,
+        } => (|| {
+            let path = gatehouse_gateway::demo::prepare(listen, metrics_listen, &dir)?;
             let config = load(&path)?;
             println!(
                 "{}",

@@ -147,12 +147,14 @@ fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Durati
 
 /// Starts every service of `config` and blocks until shutdown. Returns only on error.
 pub fn run(config: Config) -> Result<(), GatewayError> {
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(config.server.shutdown_grace_period.as_secs().max(1));
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf.upstream_keepalive_pool_size = 256;
-    conf.work_stealing = true;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.shutdown_grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 256,
+        work_stealing: true,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -162,6 +164,14 @@ pub fn run(config: Config) -> Result<(), GatewayError> {
     let public_url = config.server.public_url.clone();
     let grace = config.server.shutdown_grace_period;
     let tls = config.server.tls.clone();
+    // Pingora retries a busy address forever; say so plainly and stop instead.
+    for addr in std::iter::once(config.server.listen)
+        .chain(metrics_listen)
+        .chain(redirect_listen)
+    {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
+    }
     let state = build_state(config)?;
 
     let mut proxy =

@@ -1,1 +1,24 @@
-fn main() {}
+//! End-to-end suites: the real `gatehouse` binary over real sockets. Compiled as the
+//! gateway package's integration test so cargo builds the binary first.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod forwarding;
+mod lifecycle;
+mod routing;
+mod streaming;
+mod upstreams;
+
+use gatehouse_tests::GatewayBuilder;
+
+/// A builder for the gatehouse binary under test.
+pub fn gatehouse() -> GatewayBuilder {
+    GatewayBuilder::new(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+/// The JSON an echoing backend returned.
+pub async fn json(res: reqwest::Response) -> serde_json::Value {
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON (status {status}): {text}"))
+}

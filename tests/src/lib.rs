@@ -1,1 +1,270 @@
+//! Test harness for Gatehouse's end-to-end suites: starts the real `gatehouse` binary with a
+//! config the test describes, upstream apps on free loopback ports, and raw HTTP clients for
+//! requests that ordinary clients would "fix" (dot segments, spoofed headers).
+//!
+//! ```ignore
+//! let app = Backend::start("a").await;
+//! let gw = GatewayBuilder::new(bin).app("a", &[app.addr], "access = \"public\"").start().await;
+//! let res = gw.get("/apps/a/").await;
+//! ```
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use backend::Backend;
+
+/// A free port on 127.0.0.1 (bound, then released; the race is acceptable on loopback).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Describes a gateway to start.
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    bin: PathBuf,
+    server: Vec<String>,
+    sections: Vec<String>,
+    tls: bool,
+    redirect: bool,
+    args: Vec<String>,
+}
+
+impl GatewayBuilder {
+    pub fn new(bin: impl AsRef<Path>) -> Self {
+        GatewayBuilder {
+            bin: bin.as_ref().to_path_buf(),
+            server: vec![],
+            sections: vec![],
+            tls: false,
+            redirect: false,
+            args: vec![],
+        }
+    }
+
+    /// Adds `key = value` lines to `[server]`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
+        self
+    }
+
+    /// Adds an app `slug` with `upstreams` and extra TOML lines (`access = "public"`, …).
+    pub fn app(mut self, slug: &str, upstreams: &[SocketAddr], extra: &str) -> Self {
+        let ups: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
+        self.sections.push(format!(
+            "[[apps]]\nslug = \"{slug}\"\nupstreams = [{}]\n{extra}\n",
+            ups.join(", ")
+        ));
+        self
+    }
+
+    /// Adds raw TOML (other sections).
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.sections.push(toml.to_string());
+        self
+    }
+
+    /// Terminates TLS with a fresh self-signed certificate for `localhost`/127.0.0.1;
+    /// `redirect` also opens a plain listener that redirects to HTTPS.
+    pub fn tls(mut self, redirect: bool) -> Self {
+        self.tls = true;
+        self.redirect = redirect;
+        self
+    }
+
+    /// Extra command-line arguments before `serve` (e.g. `--log-format json`).
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Writes the config, starts the gateway and waits until `/.gatehouse/healthz` answers.
+    pub async fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let metrics_port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");
+        let mut server = vec![
+            format!("listen = \"{addr}\""),
+            format!("metrics_listen = \"{metrics}\""),
+            "threads = 2".to_string(),
+            "shutdown_grace_period = \"10s\"".to_string(),
+        ];
+        let mut redirect_addr = None;
+        let mut ca_pem = None;
+        if self.tls {
+            let cert =
+                rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                    .expect("self-signed certificate");
+            std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).expect("write cert");
+            std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem())
+                .expect("write key");
+            ca_pem = Some(cert.cert.pem());
+            server.push("tls = { cert = \"tls.crt\", key = \"tls.key\" }".into());
+            server.push(format!("public_url = \"https://localhost:{port}\""));
+            if self.redirect {
+                let r: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+                server.push(format!("http_redirect_listen = \"{r}\""));
+                redirect_addr = Some(r);
+            }
+        }
+        server.extend(self.server);
+        let config = format!(
+            "[server]\n{}\n\n{}",
+            server.join("\n"),
+            self.sections.join("\n")
+        );
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let log_path = dir.path().join("gatehouse.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("GATEHOUSE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let gw = Gateway {
+            child,
+            addr,
+            metrics,
+            redirect: redirect_addr,
+            ca_pem,
+            dir,
+            log: log_path,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+}
+
+/// A running gateway process. Killed when dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub redirect: Option<SocketAddr>,
+    pub ca_pem: Option<String>,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Gateway {
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = self.client();
+        let url = self.url("/.gatehouse/healthz");
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not become ready; log:\n{}", self.log());
+    }
+
+    /// The base URL (`http://127.0.0.1:port` or `https://localhost:port`).
+    pub fn url(&self, path: &str) -> String {
+        if self.ca_pem.is_some() {
+            format!("https://localhost:{}{path}", self.addr.port())
+        } else {
+            format!("http://{}{path}", self.addr)
+        }
+    }
+
+    /// A client that trusts this gateway's certificate, never follows redirects, and
+    /// resolves `localhost` to 127.0.0.1.
+    pub fn client(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("localhost", self.addr)
+            .timeout(Duration::from_secs(60));
+        if let Some(pem) = &self.ca_pem {
+            b = b
+                .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"));
+        }
+        b.build().expect("client")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the gateway process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends a signal (`TERM`, `INT`, …) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,212 @@
+//! Process-level behaviour: metrics, access logs, TLS, graceful shutdown, the demo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::{free_port, raw, Backend};
+
+use crate::{gatehouse, json};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_app_and_status() {
+    let b = Backend::start("b").await;
+    let gw = gatehouse()
+        .app("sales", &[b.addr], "access = \"public\"")
+        .start()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/apps/sales/").await.status(), 200);
+    }
+    assert_eq!(gw.get("/apps/none/").await.status(), 404);
+    let m = gw.metrics_text().await;
+    assert!(
+        m.contains("gatehouse_requests_total{app=\"sales\",status=\"200\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_requests_total{app=\"-\",status=\"404\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_upstream_duration_seconds_count{app=\"sales\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "gatehouse_upstream_healthy{{app=\"sales\",upstream=\"{}\"}} 1",
+            b.addr
+        )),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_access_log_has_one_line_per_request() {
+    let b = Backend::start("b").await;
+    let gw = gatehouse()
+        .arg("--log-format")
+        .arg("json")
+        .app("sales", &[b.addr], "access = \"public\"")
+        .start()
+        .await;
+    assert_eq!(gw.get("/apps/sales/x").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["path"] == "/apps/sales/x")
+        .unwrap_or_else(|| panic!("no JSON access line:\n{log}"));
+    assert_eq!(line["app"], "sales");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].as_f64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_termination_and_http_redirect() {
+    let b = Backend::start("b").await;
+    let gw = gatehouse()
+        .tls(true)
+        .app("sales", &[b.addr], "access = \"public\"")
+        .start()
+        .await;
+    let r = json(gw.get("/apps/sales/x").await).await;
+    assert_eq!(r["headers"]["x-forwarded-proto"][0], "https");
+    let redirect = gw.redirect.unwrap();
+    let r = raw::get(redirect, "/apps/sales/x?y=1", &[]).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://localhost:{}/apps/sales/x?y=1", gw.addr.port()).as_str())
+    );
+}
+
+async fn slow_request_survives(signal: &str) {
+    let b = Backend::start("b").await;
+    let mut gw = gatehouse()
+        .app("slow", &[b.addr], "access = \"public\"")
+        .start()
+        .await;
+    let client = gw.client();
+    let url = gw.url("/apps/slow/slow?ms=1500");
+    let req = tokio::spawn(async move { client.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t = Instant::now();
+    gw.signal(signal);
+    let res = req.await.unwrap().expect("in-flight request completes");
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["slept_ms"], 1500);
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(8)))
+        .expect("process exits");
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        gw.log()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    slow_request_survives("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_lets_in_flight_requests_finish() {
+    slow_request_survives("INT").await;
+}
+
+/// The README's first command: `gatehouse demo` serves the portal and the sample app.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_serves_the_sample_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Ctrl+C") {
+                break;
+            }
+        }
+        text
+    })
+    .await
+    .unwrap();
+    assert!(
+        banner.contains(&format!("http://127.0.0.1:{port}/apps/whoami/")),
+        "{banner}"
+    );
+    let client = reqwest::Client::new();
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/apps/whoami/hello"))
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["method"], "GET");
+            assert_eq!(v["path"], "/apps/whoami/hello");
+            assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "demo never answered");
+    let html = client
+        .get(format!("http://127.0.0.1:{port}/apps/whoami/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<table>") && html.contains("x-forwarded-for"),
+        "{html}"
+    );
+    let portal = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(portal.contains("/apps/whoami/"), "{portal}");
+    assert!(dir.path().join("gatehouse.toml").is_file());
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}

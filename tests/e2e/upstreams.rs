@@ -1,0 +1,121 @@
+//! Upstream failure handling: clean error pages within the timeout, failover to a healthy
+//! upstream, and recovery.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::{free_port, Backend};
+
+use crate::{gatehouse, json};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_upstream_gives_a_clean_error_quickly() {
+    let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // A listener that accepts but never answers: the read timeout must end the request.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let gw = gatehouse()
+        .app(
+            "down",
+            &[closed],
+            "access = \"public\"\nhealth_check = { interval = \"60s\" }",
+        )
+        .app(
+            "silent",
+            &[silent_addr],
+            "access = \"public\"\ntimeouts = { read = \"1s\", connect = \"1s\" }",
+        )
+        .start()
+        .await;
+
+    let t = Instant::now();
+    let r = gw
+        .client()
+        .get(gw.url("/apps/down/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let page = r.text().await.unwrap();
+    assert!(status == 502 || status == 503, "{status}");
+    assert!(
+        page.contains("down") && page.contains("Try again"),
+        "{page}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Passive health took it out: now an immediate 503.
+    let r = gw.get("/apps/down/").await;
+    assert_eq!(r.status(), 503);
+
+    let t = Instant::now();
+    let r = gw.get("/apps/silent/").await;
+    assert_eq!(r.status(), 504);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_and_recovery() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let gw = gatehouse()
+        .app(
+            "app",
+            &[one.addr, two.addr],
+            "access = \"public\"\nhealth_check = { interval = \"200ms\", timeout = \"200ms\" }",
+        )
+        .start()
+        .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(
+            json(gw.get("/apps/app/").await).await["backend"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen.len(), 2, "round robin uses both: {seen:?}");
+
+    let one_addr = one.stop().await;
+    for i in 0..10 {
+        let r = gw.get("/apps/app/").await;
+        assert_eq!(r.status(), 200, "request {i} after one upstream died");
+        assert_eq!(json(r).await["backend"], "two");
+    }
+    let m = gw.metrics_text().await;
+    assert!(
+        m.contains(&format!(
+            "gatehouse_upstream_healthy{{app=\"app\",upstream=\"{one_addr}\"}} 0"
+        )),
+        "{m}"
+    );
+
+    let one = Backend::start_on(one_addr, "one").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = gw.get("/apps/app/").await;
+        if one.hits() > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recovered upstream never used again"
+        );
+    }
+    drop(two);
+}

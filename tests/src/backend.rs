@@ -1,0 +1,181 @@
+//! An upstream app for tests, on a free loopback port. It echoes what it received and has
+//! paths for streaming behaviour, chosen by the last path segment:
+//! - `…/sse`: five server-sent events, 300 ms apart;
+//! - `…/ws`: WebSocket echo;
+//! - `…/upload`: counts the request body bytes as they stream in, answers `{"bytes": n}`;
+//! - `…/slow?ms=N`: answers after N ms;
+//! - anything else: `{"backend", "method", "path", "headers"}` as JSON.
+//!
+//! [`Backend::stop`] closes the listener and every open connection, like a crashed app.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::task::JoinSet;
+
+/// A running test upstream.
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    name: String,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    /// Starts on a free port.
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), name).await
+    }
+
+    /// Starts on `addr` (to bring a stopped backend back on its port).
+    pub async fn start_on(addr: SocketAddr, name: &str) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("local addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let shared = Shared {
+            name: name.to_string(),
+            hits: hits.clone(),
+        };
+        let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the task drops the set and kills them.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(shared, req.map(Body::new)).await) }
+                    },
+                );
+                conns.spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Backend {
+            addr,
+            name: name.to_string(),
+            hits,
+            task,
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and all connections.
+    pub async fn stop(self) -> SocketAddr {
+        self.task.abort();
+        let _ = self.task.await;
+        self.addr
+    }
+}
+
+async fn handle(shared: Shared, req: Request) -> Response {
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    let last = path.rsplit('/').next().unwrap_or("").to_string();
+    match last.as_str() {
+        "sse" => {
+            let events = futures_util::stream::unfold(0u32, |i| async move {
+                if i >= 5 {
+                    return None;
+                }
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Some((Ok::<_, Infallible>(format!("data: event {i}\n\n")), i + 1))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(Body::from_stream(events))
+                .unwrap_or_default()
+        }
+        "ws" => match WebSocketUpgrade::from_request(req, &()).await {
+            Ok(ws) => ws
+                .on_upgrade(|mut socket| async move {
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        let reply = match msg {
+                            Message::Text(t) => {
+                                Message::Text(format!("echo: {}", t.as_str()).into())
+                            }
+                            Message::Binary(b) => Message::Binary(b),
+                            Message::Close(_) => break,
+                            _ => continue,
+                        };
+                        if socket.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .into_response(),
+            Err(e) => e.into_response(),
+        },
+        "upload" => {
+            let mut stream = req.into_body().into_data_stream();
+            let mut n: u64 = 0;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => n += c.len() as u64,
+                    Err(_) => break,
+                }
+            }
+            axum::Json(serde_json::json!({ "bytes": n })).into_response()
+        }
+        "slow" => {
+            let ms: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            axum::Json(serde_json::json!({ "backend": shared.name, "slept_ms": ms }))
+                .into_response()
+        }
+        _ => {
+            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (k, v) in req.headers() {
+                headers
+                    .entry(k.as_str().to_string())
+                    .or_default()
+                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+            }
+            axum::Json(serde_json::json!({
+                "backend": shared.name,
+                "method": req.method().as_str(),
+                "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+                "headers": headers,
+            }))
+            .into_response()
+        }
+    }
+}
