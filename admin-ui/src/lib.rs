@@ -1,13 +1,30 @@
-//! Gatehouse's web layer: the server-rendered pages people see (error pages now; login,
-//! App Portal and admin pages as they land) and the axum handlers behind the reserved
-//! `/.gatehouse/` endpoints. Pages share one layout and one stylesheet. Nothing here decides
-//! access; handlers receive decisions made by `gatehouse-policy`.
+//! Gatehouse's web layer: the server-rendered pages people see (login, App Portal, error
+//! pages; admin pages as they land), CSRF, and the axum handlers behind the reserved
+//! `/.gatehouse/` endpoints. Pages share one layout and one stylesheet.
+//!
+//! Nothing here decides access or checks passwords: handlers call a [`Gate`], which the
+//! gateway implements with its sessions, providers and `gatehouse_policy::evaluate`.
 #![forbid(unsafe_code)]
 
+pub mod csrf;
 pub mod pages;
+pub mod redirect;
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Extension, Form, Query, State};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use gatehouse_config::Branding;
+use gatehouse_policy::Identity;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+pub use redirect::safe_redirect;
 
 /// Static stylesheet served at `/.gatehouse/assets/gatehouse.css`.
 pub const STYLESHEET: &str = include_str!("assets/gatehouse.css");
@@ -19,56 +36,364 @@ pub enum WebError {
     BodyTooLarge { limit: usize },
 }
 
-/// The router for the gateway's reserved endpoints, mounted at `/` (paths are absolute:
-/// `/.gatehouse/healthz`, …).
-pub fn router() -> Router {
-    Router::new()
-        .route("/.gatehouse/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/.gatehouse/assets/gatehouse.css",
-            get(|| async {
-                (
-                    [
-                        (http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
-                        (http::header::CACHE_CONTROL, "public, max-age=3600"),
-                    ],
-                    STYLESHEET,
-                )
-            }),
-        )
+/// Site-wide settings the pages need.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub branding: Branding,
+    pub session_cookie: String,
+    pub csrf_cookie: String,
+    /// Cookies carry `Secure` (TLS is on).
+    pub secure: bool,
+    /// `Max-Age` of the session cookie, seconds (the absolute timeout).
+    pub session_max_age: u64,
+    /// A username/password form is offered (a local or directory provider exists).
+    pub password_form: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use http::Request;
-    use tower::ServiceExt;
+/// The person behind a request, as the gateway found them.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub identity: Identity,
+    pub display_name: Option<String>,
+}
 
-    use super::*;
+/// Per-request facts the gateway attaches as an extension.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub client: Option<IpAddr>,
+    pub viewer: Option<Viewer>,
+    /// The raw session cookie, if one was sent.
+    pub session_cookie: Option<String>,
+}
 
-    #[tokio::test]
-    async fn healthz_answers_ok() {
-        let res = router()
-            .oneshot(
-                Request::get("/.gatehouse/healthz")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+/// Why a sign-in failed, as the page explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong user name or password (never which of the two).
+    Invalid,
+    RateLimited {
+        minutes: u64,
+    },
+    Unavailable,
+}
+
+/// An app card on the portal.
+#[derive(Debug, Clone)]
+pub struct PortalApp {
+    pub name: String,
+    pub description: String,
+    pub href: String,
+}
+
+/// What the pages need from the gateway.
+#[async_trait]
+pub trait Gate: Send + Sync + 'static {
+    fn site(&self) -> &Site;
+    /// Checks a user name and password; on success returns the new session cookie value.
+    async fn password_login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<String, LoginError>;
+    /// Ends the session with this cookie value.
+    async fn logout(&self, session_cookie: &str);
+    /// The apps `who` may open, as decided by `gatehouse_policy::evaluate`.
+    fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp>;
+    /// The JWKS document that verifies assertions.
+    fn jwks(&self) -> String;
+}
+
+type Shared = Arc<dyn Gate>;
+
+/// The router for the gateway's own pages, mounted at `/` (paths are absolute).
+pub fn router(gate: Shared) -> Router {
+    Router::new()
+        .route("/", get(portal))
+        .route("/.gatehouse/healthz", get(|| async { "ok\n" }))
+        .route("/.gatehouse/login", get(login_page).post(login_submit))
+        .route("/.gatehouse/logout", get(logout_page).post(logout_submit))
+        .route("/.well-known/gatehouse/jwks.json", get(jwks))
+        .route("/.gatehouse/assets/gatehouse.css", get(stylesheet))
+        .fallback(not_found)
+        .with_state(gate)
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn jwks(State(gate): State<Shared>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        gate.jwks(),
+    )
+        .into_response()
+}
+
+async fn not_found(State(gate): State<Shared>) -> Response {
+    error(
+        &gate,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no such Gatehouse page.",
+    )
+}
+
+fn error(gate: &Shared, status: StatusCode, title: &str, message: &str) -> Response {
+    let e = pages::ErrorText {
+        status: status.as_u16(),
+        title,
+        message,
+        action: Some(("Go to the App Portal", "/")),
+    };
+    (
+        status,
+        no_store(),
+        Html(pages::error_page(&gate.site().branding, &e)),
+    )
+        .into_response()
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 1] {
+    [(header::CACHE_CONTROL, "no-store")]
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn set_cookie(
+    site: &Site,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+    same_site: &str,
+) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+    if let Some(a) = max_age {
+        c.push_str(&format!("; Max-Age={a}"));
     }
-
-    #[tokio::test]
-    async fn unknown_reserved_path_is_404() {
-        let res = router()
-            .oneshot(
-                Request::get("/.gatehouse/nope")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 404);
+    if site.secure {
+        c.push_str("; Secure");
     }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The CSRF token of this browser, and a `Set-Cookie` if a new one had to be issued.
+fn csrf_token(site: &Site, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie(headers, &site.csrf_cookie).filter(|t| csrf::well_formed(t)) {
+        Some(t) => (t.to_string(), None),
+        None => {
+            let t = csrf::new_token();
+            let c = set_cookie(site, &site.csrf_cookie, &t, None, "Strict");
+            (t, Some(c))
+        }
+    }
+}
+
+fn with_cookies(mut res: Response, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
+    for c in cookies {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+fn see_other(location: &str) -> Response {
+    let loc = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response()
+}
+
+async fn portal(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+) -> Response {
+    let info = info.map(|e| e.0).unwrap_or_default();
+    let site = gate.site();
+    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let apps = gate.portal_apps(info.viewer.as_ref().map(|v| &v.identity));
+    let html = pages::portal(site, info.viewer.as_ref(), &apps, &csrf);
+    with_cookies((no_store(), Html(html)).into_response(), new_cookie)
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct LoginQuery {
+    rd: Option<String>,
+    signed_out: Option<String>,
+}
+
+async fn login_page(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    Query(q): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let rd = safe_redirect(q.rd.as_deref().unwrap_or("/"));
+    if info.is_some_and(|i| i.viewer.is_some()) {
+        return see_other(&rd);
+    }
+    let site = gate.site();
+    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let notice = q.signed_out.is_some().then_some("You are signed out.");
+    let html = pages::login(
+        site,
+        &pages::LoginForm {
+            rd: &rd,
+            csrf: &csrf,
+            username: "",
+            error: None,
+            notice,
+        },
+    );
+    with_cookies((no_store(), Html(html)).into_response(), new_cookie)
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginSubmit {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    rd: String,
+}
+
+async fn login_submit(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginSubmit>, FormRejection>,
+) -> Response {
+    let site = gate.site();
+    let Ok(Form(f)) = form else {
+        return error(
+            &gate,
+            StatusCode::BAD_REQUEST,
+            "The sign-in form could not be read",
+            "Go back to the sign-in page and try again.",
+        );
+    };
+    let rd = safe_redirect(if f.rd.is_empty() { "/" } else { &f.rd });
+    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let render = |status: StatusCode, err: &str| {
+        let html = pages::login(
+            site,
+            &pages::LoginForm {
+                rd: &rd,
+                csrf: &csrf,
+                username: &f.username,
+                error: Some(err),
+                notice: None,
+            },
+        );
+        with_cookies(
+            (status, no_store(), Html(html)).into_response(),
+            new_cookie.clone(),
+        )
+    };
+    if !csrf::verify(cookie(&headers, &site.csrf_cookie), &f.csrf) {
+        return render(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form expired. Please sign in again.",
+        );
+    }
+    if !site.password_form {
+        return render(
+            StatusCode::BAD_REQUEST,
+            "Password sign-in is not enabled on this gateway.",
+        );
+    }
+    let client = info.as_ref().and_then(|i| i.client);
+    match gate.password_login(&f.username, &f.password, client).await {
+        Ok(session) => {
+            let mut cookies = vec![set_cookie(
+                site,
+                &site.session_cookie,
+                &session,
+                Some(site.session_max_age),
+                "Lax",
+            )];
+            // A fresh CSRF token with the fresh session.
+            cookies.push(set_cookie(
+                site,
+                &site.csrf_cookie,
+                &csrf::new_token(),
+                None,
+                "Strict",
+            ));
+            with_cookies(see_other(&rd), cookies)
+        }
+        Err(LoginError::Invalid) => {
+            render(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
+        Err(LoginError::RateLimited { minutes }) => render(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins. Wait {minutes} minutes and try again."),
+        ),
+        Err(LoginError::Unavailable) => render(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable right now. Try again in a minute.",
+        ),
+    }
+}
+
+async fn logout_page(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+) -> Response {
+    let site = gate.site();
+    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let viewer = info.and_then(|i| i.0.viewer);
+    let html = pages::logout(site, viewer.as_ref(), &csrf);
+    with_cookies((no_store(), Html(html)).into_response(), new_cookie)
+}
+
+#[derive(Debug, Deserialize)]
+struct LogoutSubmit {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout_submit(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutSubmit>, FormRejection>,
+) -> Response {
+    let site = gate.site();
+    let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if !csrf::verify(cookie(&headers, &site.csrf_cookie), &token) {
+        return error(
+            &gate,
+            StatusCode::BAD_REQUEST,
+            "Sign-out form expired",
+            "Reload the page and press Sign out again.",
+        );
+    }
+    if let Some(c) = info.and_then(|i| i.0.session_cookie) {
+        gate.logout(&c).await;
+    }
+    let clear = set_cookie(site, &site.session_cookie, "", Some(0), "Lax");
+    with_cookies(see_other("/.gatehouse/login?signed_out=1"), [clear])
 }

@@ -1,7 +1,10 @@
 //! Page rendering: one layout, escaped text everywhere.
 
 use gatehouse_config::Branding;
+use html_escape::encode_double_quoted_attribute as attr;
 use html_escape::encode_text as esc;
+
+use crate::{PortalApp, Site, Viewer};
 
 /// What an error page says: the status line, a title, what happened in plain words, and
 /// what to do next (a link).
@@ -16,6 +19,17 @@ pub struct ErrorText<'a> {
 
 /// Wraps `body` in the shared layout: header with the brand, main column, footer.
 pub fn layout(brand: &Branding, title: &str, body: &str, narrow: bool) -> String {
+    layout_with_nav(brand, title, body, narrow, "")
+}
+
+/// The layout with `nav` (trusted HTML) on the right of the header bar.
+pub fn layout_with_nav(
+    brand: &Branding,
+    title: &str,
+    body: &str,
+    narrow: bool,
+    nav: &str,
+) -> String {
     let initial = brand
         .name
         .chars()
@@ -34,7 +48,7 @@ pub fn layout(brand: &Branding, title: &str, body: &str, narrow: bool) -> String
 <style>:root {{ --accent: {accent}; }}</style>
 </head>
 <body>
-<header class="bar"><a class="brand" href="/"><span class="mark" aria-hidden="true">{initial}</span>{name}</a></header>
+<header class="bar"><a class="brand" href="/"><span class="mark" aria-hidden="true">{initial}</span>{name}</a>{nav}</header>
 <main{cls}>
 {body}
 </main>
@@ -48,6 +62,154 @@ pub fn layout(brand: &Branding, title: &str, body: &str, narrow: bool) -> String
         initial = esc(&initial),
         cls = if narrow { r#" class="narrow""# } else { "" },
     )
+}
+
+/// What the login page shows.
+#[derive(Debug)]
+pub struct LoginForm<'a> {
+    pub rd: &'a str,
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+}
+
+/// The sign-in page: a username/password form (when enabled).
+pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
+    let alert = match (f.error, f.notice) {
+        (Some(e), _) => format!(r#"<div class="alert error" role="alert">{}</div>"#, esc(e)),
+        (None, Some(n)) => format!(r#"<div class="alert" role="status">{}</div>"#, esc(n)),
+        _ => String::new(),
+    };
+    let form = if site.password_form {
+        format!(
+            r#"<form method="post" action="/.gatehouse/login" class="stack">
+<input type="hidden" name="csrf" value="{csrf}">
+<input type="hidden" name="rd" value="{rd}">
+<label for="username">User name</label>
+<input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false" required value="{user}"{focus_user}>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required{focus_pw}>
+<button class="button wide" type="submit">Sign in</button>
+</form>"#,
+            csrf = attr(f.csrf),
+            rd = attr(f.rd),
+            user = attr(f.username),
+            focus_user = if f.username.is_empty() {
+                " autofocus"
+            } else {
+                ""
+            },
+            focus_pw = if f.username.is_empty() {
+                ""
+            } else {
+                " autofocus"
+            },
+        )
+    } else {
+        r#"<p class="muted">No sign-in method is configured on this gateway.</p>"#.to_string()
+    };
+    let body = format!(
+        r#"<section class="card">
+<h1>Sign in to {name}</h1>
+{alert}
+{form}
+</section>"#,
+        name = esc(&site.branding.name),
+    );
+    layout(&site.branding, "Sign in", &body, true)
+}
+
+fn nav(viewer: Option<&Viewer>, csrf: &str) -> String {
+    match viewer {
+        Some(v) => format!(
+            r#"<nav class="who"><span class="muted" title="Signed in">{name}</span>
+<form method="post" action="/.gatehouse/logout"><input type="hidden" name="csrf" value="{csrf}"><button class="button secondary" type="submit">Sign out</button></form></nav>"#,
+            name = esc(v
+                .display_name
+                .as_deref()
+                .unwrap_or(v.identity.user.as_str())),
+            csrf = attr(csrf),
+        ),
+        None => r#"<nav class="who"><a class="button" href="/.gatehouse/login">Sign in</a></nav>"#
+            .to_string(),
+    }
+}
+
+/// The App Portal: a card per app the viewer may open, a search box, sign in/out.
+pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &str) -> String {
+    let cards: String = apps
+        .iter()
+        .map(|a| {
+            format!(
+                r#"<li class="app" data-search="{search}"><a class="app-link" href="{href}"><span class="app-mark" aria-hidden="true">{initial}</span><span class="app-text"><span class="app-name">{name}</span><span class="app-desc">{desc}</span></span></a></li>"#,
+                search = attr(&format!("{} {}", a.name, a.description).to_lowercase()),
+                href = attr(&a.href),
+                initial = esc(&a.name.chars().next().unwrap_or('?').to_uppercase().collect::<String>()),
+                name = esc(&a.name),
+                desc = esc(&a.description),
+            )
+        })
+        .collect();
+    let heading = if viewer.is_some() {
+        "Your apps"
+    } else {
+        "Apps"
+    };
+    let empty = if apps.is_empty() {
+        if viewer.is_some() {
+            r#"<p class="empty">No apps are open to you yet. Ask an administrator for access.</p>"#
+        } else {
+            r#"<p class="empty">No apps are open without signing in. <a href="/.gatehouse/login">Sign in</a> to see yours.</p>"#
+        }
+    } else {
+        ""
+    };
+    let hint = if viewer.is_none() && !apps.is_empty() {
+        r#"<p class="muted">Sign in to see every app you can open.</p>"#
+    } else {
+        ""
+    };
+    let body = format!(
+        r#"<div class="portal-head"><h1>{heading}</h1>
+<label class="search"><span class="visually-hidden">Search apps</span><input id="app-search" type="search" placeholder="Search apps" autocomplete="off"{disabled}></label></div>
+{hint}
+<ul class="apps" id="apps">{cards}</ul>
+{empty}
+<p class="empty" id="no-match" hidden>No app matches your search.</p>
+<script>
+(function () {{
+  var input = document.getElementById('app-search');
+  var items = Array.prototype.slice.call(document.querySelectorAll('#apps .app'));
+  var none = document.getElementById('no-match');
+  input.addEventListener('input', function () {{
+    var q = input.value.trim().toLowerCase(), shown = 0;
+    items.forEach(function (li) {{
+      var hit = li.getAttribute('data-search').indexOf(q) !== -1;
+      li.hidden = !hit; if (hit) shown++;
+    }});
+    none.hidden = shown !== 0 || items.length === 0;
+  }});
+}})();
+</script>"#,
+        disabled = if apps.is_empty() { " disabled" } else { "" },
+    );
+    layout_with_nav(&site.branding, heading, &body, false, &nav(viewer, csrf))
+}
+
+/// The sign-out confirmation page (sign-out itself is a POST with a CSRF token).
+pub fn logout(site: &Site, viewer: Option<&Viewer>, csrf: &str) -> String {
+    let body = match viewer {
+        Some(v) => format!(
+            r#"<section class="card"><h1>Sign out</h1><p>You are signed in as <strong>{name}</strong>.</p>
+<form method="post" action="/.gatehouse/logout"><input type="hidden" name="csrf" value="{csrf}">
+<div class="actions"><button class="button" type="submit" autofocus>Sign out</button><a class="button secondary" href="/">Back to the App Portal</a></div></form></section>"#,
+            name = esc(v.identity.user.as_str()),
+            csrf = attr(csrf),
+        ),
+        None => r#"<section class="card"><h1>You are signed out</h1><div class="actions"><a class="button" href="/.gatehouse/login">Sign in</a></div></section>"#.to_string(),
+    };
+    layout(&site.branding, "Sign out", &body, true)
 }
 
 /// A full HTML error page.

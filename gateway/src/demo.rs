@@ -21,12 +21,33 @@ url = "sqlite://gatehouse.db"
 [branding]
 name = "Gatehouse demo"
 
+[[providers]]
+id = "local"
+kind = "local"
+label = "Gatehouse account"
+
+# Three apps served by the same sample app, with different access rules.
 [[apps]]
 slug = "whoami"
 name = "Who am I"
 description = "Shows exactly what an app behind Gatehouse receives"
 upstreams = ["127.0.0.1:{whoami_port}"]
+access = "authenticated"
+headers = {{ remote_headers = true, plotly_user_data = true }}
+
+[[apps]]
+slug = "public"
+name = "Public page"
+description = "Open to everyone, signed in or not"
+upstreams = ["127.0.0.1:{whoami_port}"]
 access = "public"
+
+[[apps]]
+slug = "admins-only"
+name = "Admins only"
+description = "Restricted: only administrators may open it"
+upstreams = ["127.0.0.1:{whoami_port}"]
+access = "restricted"
 "#
     )
 }
@@ -77,13 +98,101 @@ pub fn prepare(
     Ok(path)
 }
 
+/// A demo account: its name and, when it was just created or reset, its password.
+#[derive(Debug)]
+pub struct Account {
+    pub username: &'static str,
+    pub password: Option<String>,
+}
+
+/// A random password of 16 letters and digits.
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Creates the demo's `admin` and `viewer` accounts if missing. Passwords come from
+/// `GATEHOUSE_ADMIN_PASSWORD` / `GATEHOUSE_VIEWER_PASSWORD` (also applied to existing
+/// accounts), else are generated for new accounts and returned to be printed once.
+pub async fn ensure_accounts(
+    store: &gatehouse_policy::store::Store,
+    admin_pw: Option<String>,
+    viewer_pw: Option<String>,
+) -> Result<Vec<Account>, GatewayError> {
+    let mut out = vec![];
+    let accounts = [
+        ("admin", true, admin_pw, "admins", "Demo Admin"),
+        ("viewer", false, viewer_pw, "staff", "Demo Viewer"),
+    ];
+    for (username, admin, from_env, group, display) in accounts {
+        let exists = store.user(username).await?.is_some();
+        let password = match (&from_env, exists) {
+            (Some(p), _) => Some(p.clone()),
+            (None, false) => Some(generate_password()),
+            (None, true) => None,
+        };
+        if let Some(pw) = &password {
+            let hash = crate::authn::local::hash_password(pw)?;
+            if exists {
+                store.set_password_hash(username, &hash).await?;
+            } else {
+                store
+                    .create_user(&gatehouse_policy::store::NewUser {
+                        username: username.to_string(),
+                        password_hash: Some(hash),
+                        email: Some(format!("{username}@demo.gatehouse.test")),
+                        display_name: Some(display.to_string()),
+                        admin,
+                        groups: vec![group.to_string()],
+                    })
+                    .await?;
+            }
+        }
+        let shown = if from_env.is_some() { None } else { password };
+        out.push(Account {
+            username,
+            password: shown,
+        });
+    }
+    Ok(out)
+}
+
 /// What the demo prints once it is ready.
-pub fn banner(public_url: &str, metrics: Option<SocketAddr>, config: &Path) -> String {
+pub fn banner(
+    public_url: &str,
+    metrics: Option<SocketAddr>,
+    config: &Path,
+    accounts: &[Account],
+) -> String {
     let metrics = metrics
         .map(|m| format!("  Metrics:        http://{m}/metrics\n"))
         .unwrap_or_default();
+    let mut acc = String::new();
+    for a in accounts {
+        let pw = match &a.password {
+            Some(p) => format!("password {p}   (shown once)"),
+            None => {
+                "password unchanged (set GATEHOUSE_ADMIN_PASSWORD / GATEHOUSE_VIEWER_PASSWORD, \
+                     or run gatehouse user set-password)"
+                    .to_string()
+            }
+        };
+        acc.push_str(&format!("  {:<15} {pw}\n", format!("{}:", a.username)));
+    }
     format!(
-        "\nGatehouse demo is running.\n\n  App Portal:     {public_url}/\n  Sample app:     {public_url}/apps/whoami/\n  Health:         {public_url}/.gatehouse/healthz\n{metrics}  Configuration:  {}\n\nPress Ctrl+C to stop.\n",
+        "\nGatehouse demo is running.\n\n\
+         \x20 App Portal:     {public_url}/\n\
+         \x20 Sign in:        {public_url}/.gatehouse/login\n\
+         \x20 Apps:           {public_url}/apps/whoami/ (signed in), {public_url}/apps/public/ (everyone), \
+         {public_url}/apps/admins-only/ (admins)\n\
+         \x20 Health:         {public_url}/.gatehouse/healthz\n\
+         {metrics}\
+         \x20 Configuration:  {}\n\n\
+         Accounts:\n{acc}\nPress Ctrl+C to stop.\n",
         config.display()
     )
 }
@@ -107,5 +216,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.apps[0].upstreams[0].port, 4567);
         assert_eq!(c.apps[0].path, "/apps/whoami/");
+        assert_eq!(c.apps.len(), 3);
     }
 }

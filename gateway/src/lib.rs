@@ -7,8 +7,10 @@
 //! `upstream_request_filter` (forwarding headers) → `logging` (metrics, access log).
 #![forbid(unsafe_code)]
 
+pub mod authn;
 pub mod demo;
 pub mod forwarded;
+pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;
@@ -29,4 +31,6 @@ pub enum GatewayError {
     Io(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error("store: {0}")]
+    Store(#[from] gatehouse_policy::StoreError),
 }

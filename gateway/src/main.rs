@@ -57,11 +57,126 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Manage local accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage the keys that sign assertions for apps.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run only the sample app ("whoami"), which echoes what it receives.
     Whoami {
         #[arg(long, default_value = "127.0.0.1:8050")]
         listen: SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a local account; the password is read from a prompt, or from stdin when it
+    /// is not a terminal (never from a flag).
+    Add {
+        name: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Add to a group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Set the password of a local account (prompt or stdin); ends its sessions.
+    SetPassword {
+        name: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the signing key and create a new one. The old key stays in the JWKS until
+    /// its tokens have expired; running gateways pick the new key up at restart.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Reads a password: from a prompt (twice) on a terminal, else one line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let pw = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(a == b, "the passwords differ");
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    anyhow::ensure!(
+        pw.chars().count() >= 8,
+        "the password must have at least 8 characters"
+    );
+    Ok(pw)
+}
+
+fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
+    use gatehouse_gateway::authn::local::hash_password;
+    use gatehouse_gateway::server::{block_on, open_store};
+    match cmd {
+        UserCommand::Add {
+            name,
+            config,
+            admin,
+            groups,
+            email,
+        } => {
+            let config = load(&config)?;
+            let hash = hash_password(&read_password()?)?;
+            block_on(async {
+                let store = open_store(&config).await?;
+                store
+                    .create_user(&gatehouse_policy::store::NewUser {
+                        username: name.clone(),
+                        password_hash: Some(hash),
+                        email,
+                        display_name: None,
+                        admin,
+                        groups,
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })??;
+            println!(
+                "created user {name}{}",
+                if admin { " (administrator)" } else { "" }
+            );
+        }
+        UserCommand::SetPassword { name, config } => {
+            let config = load(&config)?;
+            let hash = hash_password(&read_password()?)?;
+            block_on(async {
+                let store = open_store(&config).await?;
+                anyhow::ensure!(
+                    store.set_password_hash(&name, &hash).await?,
+                    "no local user {name:?}"
+                );
+                let n = store.delete_user_sessions(&name).await?;
+                println!("password changed; {n} session(s) ended");
+                anyhow::Ok(())
+            })??;
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -124,30 +239,60 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { files } => return check_config(&files),
-        Command::Serve { config } => {
-            load(&config).and_then(|c| Ok(gatehouse_gateway::server::run(c)?))
-        }
+        Command::Serve { config } => load(&config).and_then(|c| {
+            Ok(gatehouse_gateway::server::run(
+                c,
+                env("GATEHOUSE_ADMIN_PASSWORD"),
+            )?)
+        }),
         Command::Demo {
             listen,
             dir,
             metrics_listen,
         } => (|| {
-            let path = gatehouse_gateway::demo::prepare(listen, metrics_listen, &dir)?;
+            use gatehouse_gateway::{demo, server};
+            let path = demo::prepare(listen, metrics_listen, &dir)?;
             let config = load(&path)?;
-            println!(
-                "{}",
-                gatehouse_gateway::demo::banner(
-                    &config.server.public_url,
-                    config.server.metrics_listen,
-                    &path
+            let accounts = server::block_on(async {
+                let store = server::open_store(&config).await?;
+                let a = demo::ensure_accounts(
+                    &store,
+                    env("GATEHOUSE_ADMIN_PASSWORD"),
+                    env("GATEHOUSE_VIEWER_PASSWORD"),
                 )
+                .await?;
+                store.close().await;
+                anyhow::Ok(a)
+            })??;
+            let banner = demo::banner(
+                &config.server.public_url,
+                config.server.metrics_listen,
+                &path,
+                &accounts,
             );
-            Ok(gatehouse_gateway::server::run(config)?)
+            println!("{banner}");
+            Ok(server::run(config, None)?)
+        })(),
+        Command::User { command } => user_command(command),
+        Command::Keys {
+            command: KeysCommand::Rotate { config },
+        } => (|| {
+            let config = load(&config)?;
+            let kid = gatehouse_gateway::server::block_on(async {
+                let store = gatehouse_gateway::server::open_store(&config).await?;
+                anyhow::Ok(gatehouse_gateway::identity::rotate(&store).await?)
+            })??;
+            println!("new signing key {kid}; restart the gateways to use it");
+            Ok(())
         })(),
         Command::Whoami { listen } => (|| {
             let rt = tokio::runtime::Runtime::new()?;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use gatehouse_admin_ui::pages::ErrorText;
 use gatehouse_config::{Access, App, Config};
 use gatehouse_policy::{evaluate, AppPolicy, Decision, Deny, GroupName, UserName};
@@ -16,7 +15,9 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::forwarded::{forwarded, Incoming};
+use crate::authn::session::{Session as UserSession, Sessions};
+use crate::forwarded::{forwarded, Forwarded, Incoming};
+use crate::identity::{self, Keys};
 use crate::metrics::Metrics;
 use crate::respond;
 use crate::route::{canonicalize, normalize_host, RouteMatch, Router};
@@ -31,6 +32,10 @@ pub struct State {
     pub pools: Vec<Arc<Pool>>,
     pub web: axum::Router,
     pub metrics: Metrics,
+    pub sessions: Arc<Sessions>,
+    pub keys: Arc<Keys>,
+    /// The session cookie and the CSRF cookie: never forwarded to apps.
+    pub cookie_names: [String; 2],
     pub tls: bool,
     /// Requests being served; the shutdown drain waits for zero.
     pub in_flight: Arc<AtomicUsize>,
@@ -91,6 +96,8 @@ pub struct Ctx {
     tried: Vec<usize>,
     upstream_sent: Option<Instant>,
     client: Option<IpAddr>,
+    forwarded: Option<Forwarded>,
+    session: Option<Arc<UserSession>>,
     _in_flight: InFlight,
 }
 
@@ -125,38 +132,15 @@ impl Gateway {
         respond::error(session, &self.0.config.branding, &e).await?;
         Ok(true)
     }
-
-    async fn portal_placeholder(&self, session: &mut Session) -> Result<bool> {
-        // The real App Portal arrives with sessions; until then, list the apps an anonymous
-        // visitor may open, decided by the same `evaluate` the proxy uses.
-        let st = &self.0;
-        let mut items = String::new();
-        for (app, policy) in st.config.apps.iter().zip(&st.policies) {
-            if evaluate(policy, None).is_allowed() {
-                items.push_str(&format!(
-                    "<li><a href=\"{}\">{}</a> <span class=\"muted\">{}</span></li>",
-                    html_escape::encode_double_quoted_attribute(&app.path),
-                    html_escape::encode_text(&app.name),
-                    html_escape::encode_text(&app.description)
-                ));
-            }
-        }
-        if items.is_empty() {
-            items.push_str("<li class=\"muted\">No apps are open without signing in.</li>");
-        }
-        let body = format!("<section class=\"card\"><h1>Apps</h1><ul>{items}</ul></section>");
-        let html = gatehouse_admin_ui::pages::layout(&st.config.branding, "Apps", &body, false);
-        respond::send(
-            session,
-            200,
-            "text/html; charset=utf-8",
-            &[],
-            Bytes::from(html),
-        )
-        .await?;
-        Ok(true)
-    }
 }
+
+/// Characters escaped in the `rd` parameter of the login redirect.
+const RD: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
@@ -175,6 +159,8 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             upstream_sent: None,
             client: None,
+            forwarded: None,
+            session: None,
             _in_flight: InFlight(self.0.in_flight.clone()),
         }
     }
@@ -182,10 +168,23 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let st = &self.0;
         let req = session.req_header();
-        ctx.client = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let fwd = forwarded(
+            peer,
+            st.tls,
+            &st.config.server.trusted_proxies,
+            Incoming {
+                x_forwarded_for: header(req, "x-forwarded-for"),
+                x_forwarded_proto: header(req, "x-forwarded-proto"),
+                x_forwarded_host: header(req, "x-forwarded-host"),
+                host: header(req, "host"),
+            },
+        );
+        ctx.client = fwd.client;
+        ctx.forwarded = Some(fwd);
         let path = match canonicalize(req.uri.path()) {
             Ok(p) => p,
             Err(e) => {
@@ -195,16 +194,32 @@ impl ProxyHttp for Gateway {
             }
         };
         let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        if web::is_reserved(&path) {
-            web::serve(session, &st.web, &format!("{path}{query}")).await?;
-            return Ok(true);
-        }
+        let cookie = identity::cookie(&req.headers, &st.cookie_names[0]).map(str::to_string);
         let host = header(req, "host")
             .or(req.uri.host())
             .map(normalize_host)
             .unwrap_or_default();
-        match st.router.resolve(&host, &path) {
-            None if path == "/" => self.portal_placeholder(session).await,
+        if let Some(c) = &cookie {
+            ctx.session = st.sessions.lookup(c).await;
+        }
+        let route = if web::is_reserved(&path) {
+            None
+        } else {
+            st.router.resolve(&host, &path)
+        };
+        if web::is_reserved(&path) || (route.is_none() && path == "/") {
+            let info = gatehouse_admin_ui::RequestInfo {
+                client: ctx.client,
+                viewer: ctx.session.as_ref().map(|s| gatehouse_admin_ui::Viewer {
+                    identity: s.identity.clone(),
+                    display_name: s.display_name.clone(),
+                }),
+                session_cookie: cookie,
+            };
+            web::serve(session, &st.web, &format!("{path}{query}"), info).await?;
+            return Ok(true);
+        }
+        match route {
             None => {
                 let msg = format!(
                     "No app is served at {path}. The App Portal lists the apps you can open."
@@ -217,25 +232,34 @@ impl ProxyHttp for Gateway {
             }
             Some(RouteMatch::App { app, upstream_path }) => {
                 ctx.app = Some(app);
-                match evaluate(&st.policies[app], None) {
+                let who = ctx.session.as_ref().map(|s| &s.identity);
+                match evaluate(&st.policies[app], who) {
                     Decision::Allow(_) => {
                         ctx.upstream_path = format!("{upstream_path}{query}");
                         Ok(false)
                     }
                     Decision::Deny(Deny::NotSignedIn) => {
-                        let name = &st.config.apps[app].name;
-                        let msg = format!("{name} is only open to people who are signed in, and sign-in is not enabled on this gateway yet.");
-                        self.page(session, 401, "Sign-in required", &msg).await
+                        if respond::wants_html(&session.req_header().headers) {
+                            let rd = percent_encoding::utf8_percent_encode(
+                                &format!("{path}{query}"),
+                                RD,
+                            )
+                            .to_string();
+                            respond::redirect(session, 302, &format!("/.gatehouse/login?rd={rd}"))
+                                .await?;
+                            Ok(true)
+                        } else {
+                            let name = &st.config.apps[app].name;
+                            let msg = format!("{name} needs you to sign in at /.gatehouse/login.");
+                            self.page(session, 401, "Sign-in required", &msg).await
+                        }
                     }
                     Decision::Deny(reason) => {
                         let name = &st.config.apps[app].name;
-                        self.page(
-                            session,
-                            403,
-                            &format!("You cannot open {name}"),
-                            &format!("Access denied: {reason}."),
-                        )
-                        .await
+                        let user = who.map(|w| w.user.as_str()).unwrap_or("");
+                        let msg = format!("Signed in as {user}: {reason}. Ask an administrator of this gateway if you need access.");
+                        self.page(session, 403, &format!("You cannot open {name}"), &msg)
+                            .await
                     }
                 }
             }
@@ -287,7 +311,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -297,28 +321,39 @@ impl ProxyHttp for Gateway {
             .parse()
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?;
         up.set_uri(uri);
-        let req = session.req_header();
-        let f = forwarded(
-            ctx.client,
-            st.tls,
-            &st.config.server.trusted_proxies,
-            Incoming {
-                x_forwarded_for: header(req, "x-forwarded-for"),
-                x_forwarded_proto: header(req, "x-forwarded-proto"),
-                x_forwarded_host: header(req, "x-forwarded-host"),
-                host: header(req, "host"),
-            },
-        );
-        for h in ["forwarded", "x-real-ip", "x-forwarded-host"] {
+        let [session_cookie, csrf_cookie] = &st.cookie_names;
+        identity::scrub(up, &[session_cookie.as_str(), csrf_cookie.as_str()]);
+        for h in [
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ] {
             up.remove_header(h);
         }
-        up.insert_header("x-forwarded-for", f.for_chain)?;
-        up.insert_header("x-forwarded-proto", f.proto)?;
-        if let Some(h) = f.host {
-            up.insert_header("x-forwarded-host", h)?;
+        if let Some(f) = ctx.forwarded.take() {
+            up.insert_header("x-forwarded-for", f.for_chain)?;
+            up.insert_header("x-forwarded-proto", f.proto)?;
+            if let Some(h) = f.host {
+                up.insert_header("x-forwarded-host", h)?;
+            }
+            if let Some(c) = f.client {
+                up.insert_header("x-real-ip", c.to_string())?;
+            }
         }
-        if let Some(c) = f.client {
-            up.insert_header("x-real-ip", c.to_string())?;
+        if let (Some(s), Some(app_idx)) = (&ctx.session, ctx.app) {
+            let app = &st.config.apps[app_idx];
+            let assertion = st
+                .keys
+                .assertion(app, app_idx, s)
+                .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
+            for (name, value) in identity::identity_headers(app, s, &assertion) {
+                // Values a directory supplies may not be valid header values; leave them out.
+                if let Err(e) = up.insert_header(name, value) {
+                    tracing::warn!(header = name, error = %e, "identity header not sent");
+                }
+            }
         }
         ctx.upstream_sent = Some(Instant::now());
         Ok(())

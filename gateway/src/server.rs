@@ -3,7 +3,7 @@
 //! a graceful shutdown that lets in-flight requests finish.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,17 +18,113 @@ use pingora::server::{
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use gatehouse_admin_ui::{PortalApp, Site};
+use gatehouse_config::{Access, App, AppHeaders, GroupsSent, Store as StoreConfig, Upstream};
+use gatehouse_policy::store::{AppRecord, Store};
+
+use crate::authn::local::RateLimit;
+use crate::authn::session::Sessions;
+use crate::authn::Authn;
+use crate::identity::Keys;
 use crate::metrics::{Metrics, MetricsApp};
 use crate::proxy::{app_policy, Gateway, State};
 use crate::route::Router;
 use crate::upstream::{check_loop, Pool};
 use crate::GatewayError;
 
-/// Builds the shared state of the proxy from a validated config.
-pub fn build_state(config: Config) -> Result<Arc<State>, GatewayError> {
+/// Opens the configured store (creating a SQLite file and running migrations as needed).
+pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    Ok(match &config.store {
+        StoreConfig::Sqlite { path } => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
+            }
+            Store::open_sqlite(path).await?
+        }
+        StoreConfig::Postgres { url } => Store::open_postgres(url.expose()).await?,
+    })
+}
+
+/// Apps defined in the store (admin UI) join the config's apps; a slug defined in the
+/// config wins.
+fn merge_store_apps(config: &mut Config, records: Vec<AppRecord>) {
+    for r in records {
+        if config.apps.iter().any(|a| a.slug == r.slug) {
+            tracing::warn!(app = %r.slug, "app defined in both config and store; using the config's");
+            continue;
+        }
+        let access = match r.access.as_str() {
+            "public" => Access::Public,
+            "authenticated" => Access::Authenticated,
+            _ => Access::Restricted,
+        };
+        let upstreams: Vec<Upstream> = r
+            .upstreams
+            .iter()
+            .filter_map(|u| parse_upstream(u))
+            .collect();
+        if upstreams.is_empty() {
+            tracing::warn!(app = %r.slug, "app from the store has no usable upstream; skipped");
+            continue;
+        }
+        config.apps.push(App {
+            path: format!("/apps/{}/", r.slug),
+            slug: r.slug,
+            name: r.name,
+            description: r.description,
+            upstreams,
+            host: None,
+            strip_prefix: false,
+            access,
+            allow_groups: r.allow_groups,
+            allow_users: r.allow_users,
+            headers: AppHeaders {
+                remote_headers: false,
+                plotly_user_data: false,
+                groups_sent: GroupsSent::All,
+            },
+            health_check: config.server.health_check.clone(),
+            timeouts: config.server.timeouts,
+        });
+    }
+}
+
+fn parse_upstream(u: &str) -> Option<Upstream> {
+    let text = format!("[[apps]]\nslug = \"x\"\nupstreams = [{}]", toml_string(u));
+    Config::from_toml(
+        &text,
+        std::path::Path::new("."),
+        &gatehouse_config::ProcessEnv,
+    )
+    .ok()
+    .and_then(|c| c.apps.into_iter().next())
+    .and_then(|a| a.upstreams.into_iter().next())
+}
+
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// Builds the shared state of the proxy from a validated config: opens the store, creates
+/// the first admin if asked, loads signing keys, and prepares routing and pools.
+pub async fn build_state(
+    mut config: Config,
+    admin_password: Option<&str>,
+) -> Result<Arc<State>, GatewayError> {
+    let store = Arc::new(open_store(&config).await?);
+    crate::authn::bootstrap_admin(&store, admin_password).await?;
+    merge_store_apps(&mut config, store.apps().await?);
+    let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        config.session.idle_timeout,
+        config.session.absolute_timeout,
+        SESSION_CACHE_TTL,
+    ));
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let router = Router::new(&config.apps, config.server.app_domain.as_deref());
-    let policies = config.apps.iter().map(app_policy).collect();
+    let policies: Vec<_> = config.apps.iter().map(app_policy).collect();
     let pools: Vec<Arc<Pool>> = config
         .apps
         .iter()
@@ -45,19 +141,84 @@ pub fn build_state(config: Config) -> Result<Arc<State>, GatewayError> {
                 .set(i64::from(m.is_healthy()));
         }
     }
+    let session_cookie = config.session.cookie_name.clone();
+    let csrf_cookie = format!("{session_cookie}_csrf");
+    let tls = config.server.tls.is_some();
+    let authn = Authn {
+        site: Site {
+            branding: config.branding.clone(),
+            session_cookie: session_cookie.clone(),
+            csrf_cookie: csrf_cookie.clone(),
+            secure: tls,
+            session_max_age: config.session.absolute_timeout.as_secs(),
+            password_form: crate::authn::local_provider(&config).is_some(),
+        },
+        store: store.clone(),
+        sessions: sessions.clone(),
+        limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
+        local: crate::authn::local_provider(&config),
+        keys: keys.clone(),
+        apps: config
+            .apps
+            .iter()
+            .zip(&policies)
+            .map(|(a, p)| {
+                let href = match &a.host {
+                    Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, a.path),
+                    None => a.path.clone(),
+                };
+                (
+                    p.clone(),
+                    PortalApp {
+                        name: a.name.clone(),
+                        description: a.description.clone(),
+                        href,
+                    },
+                )
+            })
+            .collect(),
+    };
     Ok(Arc::new(State {
-        tls: config.server.tls.is_some(),
+        tls,
         router,
         policies,
         pools,
-        web: gatehouse_admin_ui::router(),
+        web: gatehouse_admin_ui::router(Arc::new(authn)),
         metrics,
+        sessions,
+        keys,
+        cookie_names: [session_cookie, csrf_cookie],
         in_flight: Arc::new(AtomicUsize::new(0)),
         config,
     }))
 }
 
-/// Active health checks of every app's upstreams.
+/// How long a cached session may go unchecked against the store (another replica's
+/// revocation is seen within this time; this replica's at once).
+pub const SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Startup work (store, keys) runs here; kept for the life of the process because pooled
+/// connections made during startup belong to this runtime.
+static STARTUP: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Runs `f` to completion on the process-long startup runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, GatewayError> {
+    let rt = match STARTUP.get() {
+        Some(rt) => rt,
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("gatehouse-startup")
+                .enable_all()
+                .build()
+                .map_err(|e| GatewayError::Io(format!("runtime: {e}")))?;
+            STARTUP.get_or_init(|| rt)
+        }
+    };
+    Ok(rt.block_on(f))
+}
+
+/// Active health checks of every app's upstreams, and the sweep of expired sessions.
 struct HealthChecks(Arc<State>);
 
 #[async_trait]
@@ -68,8 +229,16 @@ impl BackgroundService for HealthChecks {
             let st = st.clone();
             check_loop(pool.clone(), move |i, t| st.health_changed(app, i, t))
         });
+        let sweep = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                st.sessions.sweep().await;
+            }
+        };
         tokio::select! {
             _ = futures_util::future::join_all(loops) => {}
+            _ = sweep => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -146,7 +315,7 @@ fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Durati
 }
 
 /// Starts every service of `config` and blocks until shutdown. Returns only on error.
-pub fn run(config: Config) -> Result<(), GatewayError> {
+pub fn run(config: Config, admin_password: Option<String>) -> Result<(), GatewayError> {
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.shutdown_grace_period.as_secs().max(1)),
@@ -172,7 +341,7 @@ pub fn run(config: Config) -> Result<(), GatewayError> {
         std::net::TcpListener::bind(addr)
             .map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
     }
-    let state = build_state(config)?;
+    let state = block_on(build_state(config, admin_password.as_deref()))??;
 
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));

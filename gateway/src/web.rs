@@ -36,6 +36,7 @@ pub async fn serve(
     session: &mut Session,
     router: &axum::Router,
     path_and_query: &str,
+    info: gatehouse_admin_ui::RequestInfo,
 ) -> Result<u16> {
     let Some(body) = read_body(session, MAX_BODY).await? else {
         crate::respond::send(
@@ -57,6 +58,7 @@ pub async fn serve(
             Error::because(ErrorType::InvalidHTTPHeader, "reserved endpoint request", e)
         })?;
     *req.headers_mut() = req_header.headers.clone();
+    req.extensions_mut().insert(info);
     let res = router
         .clone()
         .oneshot(req)

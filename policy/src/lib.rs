@@ -2,10 +2,20 @@
 //! App Portal and the admin "who can open this?" view all call. Pure: no IO, no async, no
 //! HTTP. Every [`Decision`] carries a typed reason that the 403 page, the log line and the
 //! admin UI show.
+//!
+//! The [`store`] module (separate, async, does IO) persists users, sessions, signing keys,
+//! apps and the audit log in SQLite or PostgreSQL; [`evaluate`] never touches it.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::fmt;
+
+pub mod store;
+
+pub use store::{
+    AppRecord, AuditEvent, NewUser, SessionRecord, SigningKeyRecord, Store, StoreError,
+    StoreOptions, UserRecord,
+};
 
 /// A user name, compared case-insensitively (directories are).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# Gatehouse vs nginx under wrk, in ONE run, on loopback only.
+#
+# Starts, each on a free 127.0.0.1 port:
+#   upstream  nginx answering every path with a fixed small body from memory (no disk IO),
+#             shared by both proxies, so it is the same for both and cheap;
+#   nginx     a reverse proxy to the upstream (own -c config and -p prefix in a temp dir,
+#             not the system service; worker_processes = THREADS, upstream keepalive on);
+#   gatehouse `gatehouse serve` with threads = THREADS and one public app -> the upstream.
+# Then runs wrk against upstream, nginx and Gatehouse, interleaved over ROUNDS rounds (the
+# order rotates every round), and prints a markdown table: requests/s, latency p50/p99,
+# CPU time per request of the server under test (from /proc/<pid>/stat), and the ratios
+# Gatehouse/nginx. Absolute numbers depend on the machine; compare ratios of the same run.
+#
+# Settings (environment):
+#   THREADS=2          proxy worker threads (Gatehouse) / worker processes (nginx)
+#   UPSTREAM_WORKERS=1 worker processes of the upstream nginx
+#   WRK_THREADS=2 CONNECTIONS=50 DURATION=10s ROUNDS=3 WARMUP=2s
+#   BODY_BYTES=1024    size of the upstream's response body
+#   ACCESS_LOG=off     on: nginx writes an access log, Gatehouse logs each request (info)
+#   GATEHOUSE_BIN=     use this binary instead of building one
+#   CARGO_TARGET_DIR   default $HOME/.cache/gatehouse/target-bench (never the debug dir)
+#   OUT=               also write the markdown report to this file
+#   KEEP_TMP=1         keep the temp dir (configs, logs, raw wrk output)
+#
+# Only the processes this script starts are stopped (by PID, on exit).
+set -euo pipefail
+
+THREADS=${THREADS:-2}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+WRK_THREADS=${WRK_THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s}
+BODY_BYTES=${BODY_BYTES:-1024}
+ACCESS_LOG=${ACCESS_LOG:-off}
+OUT=${OUT:-}
+KEEP_TMP=${KEEP_TMP:-0}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target-bench}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REQUEST_PATH=/apps/bench/index.html
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# ---- tools ---------------------------------------------------------------------------------
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed'; }
+
+ensure_tools() {
+    local want=()
+    if ! command -v nginx >/dev/null 2>&1 && ! installed nginx-light && ! installed nginx; then
+        want+=(nginx-light)
+    fi
+    if ! command -v wrk >/dev/null 2>&1 && ! installed wrk; then
+        want+=(wrk)
+    fi
+    command -v curl >/dev/null 2>&1 || want+=(curl)
+    if ((${#want[@]})); then
+        log "installing ${want[*]} from Debian"
+        apt-get update -qq
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}"; then
+            # Some releases ship nginx-light only as a transitional package; take nginx.
+            want=("${want[@]/nginx-light/nginx}")
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}"
+        fi
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    [[ -x $NGINX ]] || die "nginx not found after install"
+    command -v wrk >/dev/null || die "wrk not found after install"
+}
+
+build_gatehouse() {
+    if [[ -n ${GATEHOUSE_BIN:-} ]]; then
+        [[ -x $GATEHOUSE_BIN ]] || die "GATEHOUSE_BIN=$GATEHOUSE_BIN is not executable"
+        return
+    fi
+    log "building the release binary in $CARGO_TARGET_DIR (nice -n 10)"
+    (cd "$ROOT" && nice -n 10 cargo build --release --locked -p gatehouse-gateway --bin gatehouse) >&2
+    GATEHOUSE_BIN=$CARGO_TARGET_DIR/release/gatehouse
+}
+
+# ---- processes -----------------------------------------------------------------------------
+
+PIDS=()
+TMP=
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $TMP && $KEEP_TMP != 1 ]]; then
+        rm -rf "$TMP"
+    elif [[ -n $TMP ]]; then
+        log "kept $TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+USED_PORTS=" "
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        # A refused connect means nobody listens there.
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED_PORTS+="$p "
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+wait_http() { # url name
+    for _ in $(seq 150); do
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null) == 200 ]]; then
+            return
+        fi
+        sleep 0.2
+    done
+    die "$2 did not answer 200 at $1 (see $TMP/*.log)"
+}
+
+# user+system CPU ticks of a process and its direct children (nginx workers).
+cpu_ticks() {
+    local pid=$1 total=0 p f
+    for p in "$pid" $(pgrep -P "$pid" || true); do
+        [[ -r /proc/$p/stat ]] || continue
+        f=$(</proc/"$p"/stat)
+        f=${f##*) } # fields after "(comm) "; utime and stime are fields 14 and 15
+        read -r -a a <<<"$f"
+        total=$((total + a[11] + a[12]))
+    done
+    echo "$total"
+}
+
+# ---- configs -------------------------------------------------------------------------------
+
+nginx_common() { # prefix
+    cat <<EOF
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+EOF
+}
+
+nginx_temp_paths() { # prefix
+    cat <<EOF
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
+EOF
+}
+
+write_configs() {
+    local body access_log gh_log
+    body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
+    mkdir -p "$TMP/upstream/tmp" "$TMP/nginx/tmp" "$TMP/gatehouse"
+    if [[ $ACCESS_LOG == on ]]; then
+        access_log="access_log $TMP/nginx/access.log;"
+    else
+        access_log="access_log off;"
+    fi
+
+    {
+        nginx_common "$TMP/upstream"
+        echo "worker_processes $UPSTREAM_WORKERS;"
+        cat <<EOF
+http {
+$(nginx_temp_paths "$TMP/upstream")
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT reuseport backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "$body";
+        }
+    }
+}
+EOF
+    } >"$TMP/upstream/nginx.conf"
+
+    {
+        nginx_common "$TMP/nginx"
+        echo "worker_processes $THREADS;"
+        cat <<EOF
+http {
+$(nginx_temp_paths "$TMP/nginx")
+    $access_log
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream bench {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport backlog=4096;
+        location /apps/bench/ {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }
+}
+EOF
+    } >"$TMP/nginx/nginx.conf"
+
+    cat >"$TMP/gatehouse/gatehouse.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GATEHOUSE_PORT"
+threads = $THREADS
+shutdown_grace_period = "1s"
+
+[[apps]]
+slug = "bench"
+upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
+access = "public"
+EOF
+    if [[ $ACCESS_LOG == on ]]; then gh_log=info; else gh_log=warn; fi
+    GATEHOUSE_LOG_LEVEL=$gh_log
+}
+
+start_servers() {
+    "$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream.log" 2>&1 &
+    UPSTREAM_PID=$!
+    PIDS+=("$UPSTREAM_PID")
+    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    GATEHOUSE_LOG=$GATEHOUSE_LOG_LEVEL "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse/gatehouse.toml" \
+        >"$TMP/gatehouse.log" 2>&1 &
+    GATEHOUSE_PID=$!
+    PIDS+=("$GATEHOUSE_PID")
+
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" upstream
+    wait_http "http://127.0.0.1:$NGINX_PORT$REQUEST_PATH" nginx
+    wait_http "http://127.0.0.1:$GATEHOUSE_PORT$REQUEST_PATH" gatehouse
+    # Both proxies must return the upstream's body, not an error page of their own.
+    local want got name port
+    want=$(curl -s "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" | md5sum)
+    for name in nginx:$NGINX_PORT gatehouse:$GATEHOUSE_PORT; do
+        port=${name#*:}
+        got=$(curl -s "http://127.0.0.1:$port$REQUEST_PATH" | md5sum)
+        [[ $got == "$want" ]] || die "${name%%:*} does not return the upstream's body"
+    done
+}
+
+# ---- measuring -----------------------------------------------------------------------------
+
+# wrk latency value ("850.00us", "1.23ms", "1.01s") in milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+# run_wrk NAME PORT PID ROUND -> appends "name round rps p50 p99 requests errors cpu_us" to RESULTS
+run_wrk() {
+    local name=$1 port=$2 pid=$3 round=$4 url out before after rps p50 p99 reqs errs non2xx cpu
+    url="http://127.0.0.1:$port$REQUEST_PATH"
+    out="$TMP/wrk-$name-$round.txt"
+    before=$(cpu_ticks "$pid")
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1
+    after=$(cpu_ticks "$pid")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    reqs=$(awk '/requests in/ {print $1}' "$out")
+    errs=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+    errs=$((${errs:-0} + ${non2xx:-0}))
+    [[ -n $rps && -n $reqs && $reqs -gt 0 ]] || die "could not read wrk output $out"
+    cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" \
+        'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    printf '%s %s %s %s %s %s %s %s\n' "$name" "$round" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu" \
+        >>"$RESULTS"
+    log "round $round $name: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, ${cpu} us CPU/req, $errs errors"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+report() {
+    local name label rps p50 p99 cpu errs
+    echo "## Load: Gatehouse vs nginx (same run)"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc before $NPROC_BEFORE, after $NPROC_AFTER; $(uname -sr)"
+    echo "- load average before: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS interleaved rounds" \
+        "(order rotated), $WARMUP warm-up each; GET $REQUEST_PATH, $BODY_BYTES-byte body"
+    echo "- proxies: $THREADS threads (Gatehouse) / $THREADS worker processes (nginx)," \
+        "upstream keepalive on; upstream: nginx, $UPSTREAM_WORKERS worker(s); access logs $ACCESS_LOG"
+    echo "- $($NGINX -v 2>&1); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
+    echo
+    echo "Medians over the rounds (CPU = user+system time of the server under test / requests):"
+    echo
+    echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for name in upstream nginx gatehouse; do
+        case $name in
+        upstream) label="upstream direct (reference)" ;;
+        nginx) label="nginx proxy" ;;
+        gatehouse) label="Gatehouse proxy" ;;
+        esac
+        rps=$(col "$name" 3)
+        p50=$(col "$name" 4)
+        p99=$(col "$name" 5)
+        cpu=$(col "$name" 8)
+        errs=$(awk -v n="$name" '$1 == n { s += $7 } END { print s + 0 }' "$RESULTS")
+        printf '| %s | %.0f | %.2f | %.2f | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "$cpu" "$errs"
+    done
+    echo "| **Gatehouse / nginx** | **$(ratio "$(col gatehouse 3)" "$(col nginx 3)")×**" \
+        "| $(ratio "$(col gatehouse 4)" "$(col nginx 4)")× | $(ratio "$(col gatehouse 5)" "$(col nginx 5)")×" \
+        "| $(ratio "$(col gatehouse 8)" "$(col nginx 8)")× | |"
+    echo
+    echo "Every round:"
+    echo
+    echo "| round | target | requests/s | p50 ms | p99 ms | CPU µs/request |"
+    echo "|---:|---|---:|---:|---:|---:|"
+    sort -k2,2n -s "$RESULTS" | awk '{ printf "| %s | %s | %.0f | %.2f | %.2f | %s |\n", $2, $1, $3, $4, $5, $8 }'
+}
+
+main() {
+    ensure_tools
+    build_gatehouse
+    CLK_TCK=$(getconf CLK_TCK)
+    TMP=$(mktemp -d /tmp/gatehouse-load.XXXXXX)
+    chmod 755 "$TMP" # nginx workers run as nobody
+    RESULTS=$TMP/results.txt
+    : >"$RESULTS"
+    UPSTREAM_PORT=$(free_port)
+    NGINX_PORT=$(free_port)
+    GATEHOUSE_PORT=$(free_port)
+    write_configs
+    NPROC_BEFORE=$(nproc)
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; ports upstream $UPSTREAM_PORT," \
+        "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT; temp dir $TMP"
+    start_servers
+
+    local targets=(upstream nginx gatehouse) i round name port pid
+    log "warming up"
+    for name in "${targets[@]}"; do
+        port=${name^^}_PORT
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
+            "http://127.0.0.1:${!port}$REQUEST_PATH" >/dev/null 2>&1
+    done
+    for round in $(seq "$ROUNDS"); do
+        for i in 0 1 2; do
+            name=${targets[$(((i + round - 1) % 3))]}
+            port=${name^^}_PORT
+            pid=${name^^}_PID
+            run_wrk "$name" "${!port}" "${!pid}" "$round"
+        done
+    done
+    LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    NPROC_AFTER=$(nproc)
+
+    report >"$TMP/report.md"
+    cat "$TMP/report.md"
+    if [[ -n $OUT ]]; then
+        cp "$TMP/report.md" "$OUT"
+    fi
+}
+
+main "$@"

@@ -1,0 +1,269 @@
+//! Sessions: an opaque 256-bit random id in the cookie; the record (user, groups, provider,
+//! times) in the store under the SHA-256 of the id, with a moka cache in front so the hot
+//! path does no IO for a known session. Idle and absolute timeouts; revocation removes the
+//! record and the cache entry; a new id at every login.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use gatehouse_policy::store::{SessionRecord, Store};
+use gatehouse_policy::{GroupName, Identity, UserName};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::GatewayError;
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A signed-in person, as the proxy and pages see them.
+#[derive(Debug)]
+pub struct Session {
+    /// SHA-256 of the cookie value, hex: the store key. The raw id is never kept.
+    pub id_hash: String,
+    pub identity: Identity,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub provider: String,
+    pub created_at: i64,
+    last_seen: AtomicI64,
+    persisted_last_seen: AtomicI64,
+}
+
+impl Session {
+    fn from_record(r: SessionRecord) -> Session {
+        Session {
+            identity: Identity {
+                user: UserName::new(&r.username),
+                groups: r.groups.iter().map(|g| GroupName::new(g)).collect(),
+                admin: r.admin,
+            },
+            id_hash: r.id_hash,
+            email: r.email,
+            display_name: r.display_name,
+            provider: r.provider,
+            created_at: r.created_at,
+            last_seen: AtomicI64::new(r.last_seen),
+            persisted_last_seen: AtomicI64::new(r.last_seen),
+        }
+    }
+
+    pub fn last_seen(&self) -> i64 {
+        self.last_seen.load(Ordering::Relaxed)
+    }
+}
+
+/// What a provider established at sign-in.
+#[derive(Debug, Clone)]
+pub struct NewIdentity {
+    pub username: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    pub provider: String,
+}
+
+/// The session service.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Arc<Store>,
+    cache: moka::future::Cache<String, Arc<Session>>,
+    idle: i64,
+    absolute: i64,
+}
+
+/// Hex SHA-256 of a cookie value.
+pub fn hash_id(id: &str) -> String {
+    let d = Sha256::digest(id.as_bytes());
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Whether a cookie value has the shape of our ids (43 base64url characters), so that
+/// garbage never reaches the store.
+pub fn well_formed(id: &str) -> bool {
+    id.len() == 43
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Sessions {
+    /// `cache_ttl` bounds how long another replica's revocation may go unseen here.
+    pub fn new(
+        store: Arc<Store>,
+        idle: Duration,
+        absolute: Duration,
+        cache_ttl: Duration,
+    ) -> Sessions {
+        Sessions {
+            store,
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl)
+                .build(),
+            idle: idle.as_secs().max(1) as i64,
+            absolute: absolute.as_secs().max(1) as i64,
+        }
+    }
+
+    /// Creates a session for `who` and returns the cookie value (a fresh random id).
+    pub async fn create(&self, who: NewIdentity) -> Result<String, GatewayError> {
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let t = now();
+        let mut groups: Vec<String> = who
+            .groups
+            .iter()
+            .map(|g| g.trim().to_lowercase())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        groups.retain(|g| !g.is_empty());
+        let record = SessionRecord {
+            id_hash: hash_id(&id),
+            username: who.username.trim().to_lowercase(),
+            email: who.email,
+            display_name: who.display_name,
+            groups,
+            admin: who.admin,
+            provider: who.provider,
+            created_at: t,
+            last_seen: t,
+        };
+        self.store.insert_session(&record).await?;
+        self.cache
+            .insert(
+                record.id_hash.clone(),
+                Arc::new(Session::from_record(record)),
+            )
+            .await;
+        Ok(id)
+    }
+
+    /// The live session for a cookie value, or `None` (unknown, malformed, expired or
+    /// revoked). Expired sessions are deleted. Refreshes the idle timer.
+    pub async fn lookup(&self, cookie_value: &str) -> Option<Arc<Session>> {
+        if !well_formed(cookie_value) {
+            return None;
+        }
+        let id_hash = hash_id(cookie_value);
+        let session = match self.cache.get(&id_hash).await {
+            Some(s) => s,
+            None => match self.store.session(&id_hash).await {
+                Ok(Some(r)) => {
+                    let s = Arc::new(Session::from_record(r));
+                    self.cache.insert(id_hash.clone(), s.clone()).await;
+                    s
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, "session store unavailable");
+                    return None;
+                }
+            },
+        };
+        let t = now();
+        if t - session.created_at >= self.absolute || t - session.last_seen() >= self.idle {
+            self.revoke_hash(&id_hash).await;
+            return None;
+        }
+        session.last_seen.store(t, Ordering::Relaxed);
+        // Persist the idle timer now and then, not on every request.
+        let threshold = (self.idle / 4).clamp(1, 60);
+        let persisted = session.persisted_last_seen.load(Ordering::Relaxed);
+        if t - persisted >= threshold
+            && session
+                .persisted_last_seen
+                .compare_exchange(persisted, t, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let store = self.store.clone();
+            let h = id_hash.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&h, t).await {
+                    tracing::warn!(error = %e, "could not record session activity");
+                }
+            });
+        }
+        Some(session)
+    }
+
+    /// Ends a session by its cookie value.
+    pub async fn revoke(&self, cookie_value: &str) {
+        if well_formed(cookie_value) {
+            self.revoke_hash(&hash_id(cookie_value)).await;
+        }
+    }
+
+    /// Ends a session by its store key; takes effect on this replica at once.
+    pub async fn revoke_hash(&self, id_hash: &str) {
+        self.cache.invalidate(id_hash).await;
+        if let Err(e) = self.store.delete_session(id_hash).await {
+            tracing::error!(error = %e, "could not delete session");
+        }
+    }
+
+    /// Ends every session of `username`.
+    pub async fn revoke_user(&self, username: &str) -> u64 {
+        let n = self
+            .store
+            .delete_user_sessions(&username.to_lowercase())
+            .await
+            .unwrap_or(0);
+        // Entries for other sessions of the user expire from the cache within its TTL;
+        // sweep them now so this replica stops honouring them at once.
+        let user = UserName::new(username);
+        let stale: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| s.identity.user == user)
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        for k in stale {
+            self.cache.invalidate(&k).await;
+        }
+        n
+    }
+
+    /// Deletes sessions past their timeouts from the store.
+    pub async fn sweep(&self) {
+        let t = now();
+        match self
+            .store
+            .delete_expired_sessions(t - self.idle, t - self.absolute)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_before_the_store() {
+        assert!(well_formed("abcdefghijklmnopqrstuvwxyzABCDEFGHIJK-_0123"));
+        assert!(!well_formed("short"));
+        assert!(!well_formed("abcdefghijklmnopqrstuvwxyzABCDEFGHIJK-_01'3"));
+        assert!(!well_formed(&"a".repeat(44)));
+        assert_eq!(hash_id("x").len(), 64);
+    }
+}

@@ -1,0 +1,636 @@
+//! The store against real databases: a SQLite file in a temporary directory and a throwaway
+//! database on the PostgreSQL server named by `GATEHOUSE_TEST_PG_URL`. One suite, run on
+//! both, so the shared SQL cannot drift apart.
+
+use super::*;
+use serde_json::json;
+use sqlx::Connection;
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn user(name: &str, groups: &[&str]) -> NewUser {
+    NewUser {
+        username: name.into(),
+        password_hash: Some(format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}")),
+        email: Some(format!("{}@example.org", name.to_lowercase())),
+        display_name: Some(format!("{name} Example")),
+        admin: false,
+        groups: strings(groups),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn session(id: &str, username: &str, created_at: i64, last_seen: i64) -> SessionRecord {
+    SessionRecord {
+        id_hash: id.into(),
+        username: username.into(),
+        email: None,
+        display_name: Some("Someone".into()),
+        groups: strings(&["staff"]),
+        admin: false,
+        provider: "corp".into(),
+        created_at,
+        last_seen,
+    }
+}
+
+fn key(kid: &str, created_at: i64) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        private_pem: format!("-----BEGIN PRIVATE KEY-----\n{kid}\n-----END PRIVATE KEY-----\n"),
+        public_jwk: format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}"}}"#),
+        created_at,
+        retired_at: None,
+    }
+}
+
+fn app(slug: &str, at: i64) -> AppRecord {
+    AppRecord {
+        slug: slug.into(),
+        name: format!("{slug} dashboard"),
+        description: "numbers".into(),
+        upstreams: strings(&["10.0.3.7:8050", "10.0.3.8:8050"]),
+        access: "restricted".into(),
+        allow_groups: strings(&["finance"]),
+        allow_users: strings(&["alice"]),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Exercises every method of [`Store`] on an empty, freshly migrated store.
+async fn suite(store: &Store) {
+    users(store).await;
+    sessions(store).await;
+    signing_keys(store).await;
+    apps(store).await;
+    audit(store).await;
+}
+
+async fn users(store: &Store) {
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    assert_eq!(store.users().await.unwrap(), vec![]);
+    assert_eq!(store.user("alice").await.unwrap(), None);
+
+    let before = now();
+    let mut alice = user("Alice", &["Finance", " staff ", "finance"]);
+    alice.admin = true;
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&user("bob", &[])).await.unwrap();
+
+    // Duplicates are refused whatever the case, and the first user is unchanged.
+    for name in ["alice", "ALICE", " Alice "] {
+        let err = store.create_user(&user(name, &["x"])).await.unwrap_err();
+        assert_eq!(err, StoreError::UserExists("alice".into()), "{name}");
+    }
+    assert!(matches!(
+        store.create_user(&user("  ", &[])).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.user_count().await.unwrap(), 2);
+
+    let got = store.user("aLiCe").await.unwrap().expect("alice exists");
+    assert_eq!(got.username, "alice");
+    assert_eq!(got.password_hash, alice.password_hash);
+    assert_eq!(got.email.as_deref(), Some("alice@example.org"));
+    assert_eq!(got.display_name.as_deref(), Some("Alice Example"));
+    assert!(got.admin);
+    assert!(!got.disabled);
+    assert_eq!(got.groups, strings(&["finance", "staff"]));
+    assert!(got.created_at >= before && got.created_at <= now() + 1);
+    assert!(
+        !format!("{got:?}").contains("argon2"),
+        "Debug hides the hash"
+    );
+
+    let bob = store.user("BOB").await.unwrap().unwrap();
+    assert_eq!(bob.groups, Vec::<String>::new());
+    assert!(!bob.admin);
+    let names: Vec<_> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    // Setters: case-insensitive, false for a missing user.
+    assert!(store
+        .set_password_hash("BOB", "$argon2id$new")
+        .await
+        .unwrap());
+    assert!(!store
+        .set_password_hash("nobody", "$argon2id$new")
+        .await
+        .unwrap());
+    assert!(store.set_user_admin("Bob", true).await.unwrap());
+    assert!(!store.set_user_admin("nobody", true).await.unwrap());
+    assert!(store.set_user_disabled("bob", true).await.unwrap());
+    assert!(!store.set_user_disabled("nobody", true).await.unwrap());
+    assert!(store
+        .set_user_groups("BOB", &strings(&["Ops", "ops", "Dev"]))
+        .await
+        .unwrap());
+    assert!(!store.set_user_groups("nobody", &[]).await.unwrap());
+    let bob = store.user("bob").await.unwrap().unwrap();
+    assert_eq!(bob.password_hash.as_deref(), Some("$argon2id$new"));
+    assert!(bob.admin);
+    assert!(bob.disabled);
+    assert_eq!(bob.groups, strings(&["dev", "ops"]));
+    assert!(store.set_user_disabled("bob", false).await.unwrap());
+    assert!(store.set_user_admin("bob", false).await.unwrap());
+    let bob = store.user("bob").await.unwrap().unwrap();
+    assert!(!bob.admin && !bob.disabled);
+
+    // delete_user removes that user's sessions, and only theirs.
+    store
+        .insert_session(&session("s-bob-1", "Bob", 100, 100))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("s-bob-2", "bob", 101, 101))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("s-alice", "alice", 100, 100))
+        .await
+        .unwrap();
+    assert!(store.delete_user("BOB").await.unwrap());
+    assert!(!store.delete_user("bob").await.unwrap());
+    assert_eq!(store.user("bob").await.unwrap(), None);
+    assert_eq!(store.sessions_of("bob").await.unwrap(), vec![]);
+    assert_eq!(store.session("s-bob-1").await.unwrap(), None);
+    assert!(store.session("s-alice").await.unwrap().is_some());
+    // A missing user: nothing deleted, not even a same-named directory user's sessions.
+    store
+        .insert_session(&session("s-ldap", "carol", 100, 100))
+        .await
+        .unwrap();
+    assert!(!store.delete_user("carol").await.unwrap());
+    assert!(store.session("s-ldap").await.unwrap().is_some());
+    assert_eq!(store.user_count().await.unwrap(), 1);
+
+    // Leave the session table empty for the next part.
+    assert_eq!(store.delete_user_sessions("alice").await.unwrap(), 1);
+    assert_eq!(store.delete_user_sessions("carol").await.unwrap(), 1);
+}
+
+async fn sessions(store: &Store) {
+    assert_eq!(store.session("missing").await.unwrap(), None);
+
+    // A user in 2,000 groups: one row, round-trips exactly.
+    let groups: Vec<String> = (0..2000).map(|i| format!("group-{i:04}")).collect();
+    let mut big = session("h-big", "Dana", 1_000, 1_000);
+    big.groups = groups.clone();
+    big.email = Some("dana@example.org".into());
+    big.admin = true;
+    store.insert_session(&big).await.unwrap();
+    let mut expected = big.clone();
+    expected.username = "dana".into();
+    assert_eq!(
+        store.session("h-big").await.unwrap(),
+        Some(expected.clone())
+    );
+
+    // Group names are folded, sorted and de-duplicated.
+    let mut mixed = session("h-mixed", "dana", 1_100, 1_100);
+    mixed.groups = strings(&["Zeta", "alpha", "ALPHA", "", "Beta "]);
+    store.insert_session(&mixed).await.unwrap();
+    let got = store.session("h-mixed").await.unwrap().unwrap();
+    assert_eq!(got.groups, strings(&["alpha", "beta", "zeta"]));
+
+    // Duplicate id: an error, and the original is untouched.
+    assert!(matches!(
+        store.insert_session(&session("h-big", "eve", 5, 5)).await,
+        Err(StoreError::Database(_))
+    ));
+    assert_eq!(
+        store.session("h-big").await.unwrap(),
+        Some(expected.clone())
+    );
+
+    // touch_session only moves forward; a missing id is fine.
+    store.touch_session("h-big", 1_500).await.unwrap();
+    store.touch_session("h-big", 1_200).await.unwrap();
+    store.touch_session("missing", 1_200).await.unwrap();
+    assert_eq!(
+        store.session("h-big").await.unwrap().unwrap().last_seen,
+        1_500
+    );
+
+    let fewer = strings(&["Finance", "finance", "Staff"]);
+    assert!(store.update_session_groups("h-big", &fewer).await.unwrap());
+    assert!(!store
+        .update_session_groups("missing", &fewer)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.session("h-big").await.unwrap().unwrap().groups,
+        strings(&["finance", "staff"])
+    );
+    assert!(store.update_session_groups("h-big", &groups).await.unwrap());
+    assert_eq!(
+        store.session("h-big").await.unwrap().unwrap().groups,
+        groups
+    );
+
+    let ids: Vec<_> = store
+        .sessions_of("DANA")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect();
+    assert_eq!(ids, ["h-big", "h-mixed"]);
+    assert_eq!(store.sessions_of("nobody").await.unwrap(), vec![]);
+
+    assert!(store.delete_session("h-mixed").await.unwrap());
+    assert!(!store.delete_session("h-mixed").await.unwrap());
+    assert_eq!(store.delete_user_sessions("DaNa").await.unwrap(), 1);
+    assert_eq!(store.delete_user_sessions("dana").await.unwrap(), 0);
+
+    // Expiry: idle (last_seen < idle_before) OR too old (created_at < created_before).
+    store
+        .insert_session(&session("fresh", "u", 900, 990))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("idle", "u", 900, 949))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("idle-edge", "u", 900, 950))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("old", "u", 799, 999))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("old-edge", "u", 800, 999))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired_sessions(950, 800).await.unwrap(), 2);
+    let left: Vec<_> = store
+        .sessions_of("u")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect();
+    assert_eq!(left, ["old-edge", "fresh", "idle-edge"]);
+    assert_eq!(store.delete_expired_sessions(950, 800).await.unwrap(), 0);
+    assert_eq!(store.delete_expired_sessions(i64::MAX, 0).await.unwrap(), 3);
+    assert_eq!(store.sessions_of("u").await.unwrap(), vec![]);
+}
+
+async fn signing_keys(store: &Store) {
+    assert_eq!(store.signing_keys().await.unwrap(), vec![]);
+    let (k1, k2, k3) = (key("k1", 100), key("k2", 200), key("k0", 300));
+    // Inserted out of order; listed oldest first.
+    store.insert_signing_key(&k2).await.unwrap();
+    store.insert_signing_key(&k3).await.unwrap();
+    store.insert_signing_key(&k1).await.unwrap();
+    assert!(store.insert_signing_key(&key("k1", 999)).await.is_err());
+    assert_eq!(
+        store.signing_keys().await.unwrap(),
+        vec![k1.clone(), k2.clone(), k3.clone()]
+    );
+    assert!(
+        !format!("{k1:?}").contains("PRIVATE KEY"),
+        "Debug hides the key"
+    );
+
+    assert!(store.retire_signing_key("k1", 250).await.unwrap());
+    assert!(
+        store.retire_signing_key("k1", 400).await.unwrap(),
+        "already retired"
+    );
+    assert!(!store.retire_signing_key("nope", 250).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        keys[0].retired_at,
+        Some(250),
+        "the first retirement time stays"
+    );
+    assert_eq!(keys[1].retired_at, None);
+
+    assert!(store.delete_signing_key("k1").await.unwrap());
+    assert!(!store.delete_signing_key("k1").await.unwrap());
+    let kids: Vec<_> = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k2", "k0"]);
+}
+
+async fn apps(store: &Store) {
+    assert_eq!(store.apps().await.unwrap(), vec![]);
+    assert_eq!(store.app("sales").await.unwrap(), None);
+
+    let mut sales = app("sales", 100);
+    sales.allow_groups = strings(&["Finance", "finance", "Board"]);
+    sales.allow_users = strings(&["Alice"]);
+    store.upsert_app(&sales).await.unwrap();
+    store.upsert_app(&app("hr", 150)).await.unwrap();
+    let got = store.app("sales").await.unwrap().unwrap();
+    assert_eq!(got.allow_groups, strings(&["board", "finance"]));
+    assert_eq!(got.allow_users, strings(&["alice"]));
+    assert_eq!(got.upstreams, sales.upstreams);
+    assert_eq!(got.created_at, 100);
+
+    // Update: every field replaced but created_at.
+    let mut changed = app("sales", 500);
+    changed.name = "Sales".into();
+    changed.description = String::new();
+    changed.upstreams = strings(&["127.0.0.1:9000"]);
+    changed.access = "authenticated".into();
+    changed.allow_groups = vec![];
+    changed.allow_users = vec![];
+    store.upsert_app(&changed).await.unwrap();
+    let got = store.app("sales").await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        AppRecord {
+            created_at: 100,
+            ..changed.clone()
+        }
+    );
+
+    let mut bad = app("bad", 1);
+    bad.access = "everyone".into();
+    assert!(matches!(
+        store.upsert_app(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.upsert_app(&app("", 1)).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let slugs: Vec<_> = store
+        .apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.slug)
+        .collect();
+    assert_eq!(slugs, ["hr", "sales"]);
+    assert!(store.delete_app("hr").await.unwrap());
+    assert!(!store.delete_app("hr").await.unwrap());
+    assert_eq!(store.apps().await.unwrap().len(), 1);
+}
+
+async fn audit(store: &Store) {
+    assert_eq!(store.recent_audit(10).await.unwrap(), vec![]);
+    let event = |at: i64, action: &str| AuditEvent {
+        at,
+        actor: "alice".into(),
+        action: action.into(),
+        target: "bob".into(),
+        detail: json!({"groups": ["finance"], "n": at, "note": "ünïcode"}),
+    };
+    // Written out of time order; two in the same second.
+    for (at, action) in [(10, "a"), (30, "c"), (20, "b"), (30, "d"), (5, "first")] {
+        store.audit(&event(at, action)).await.unwrap();
+    }
+    let recent = store.recent_audit(10).await.unwrap();
+    let actions: Vec<_> = recent.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["d", "c", "b", "a", "first"]);
+    assert_eq!(recent[0], event(30, "d"));
+    let top2: Vec<_> = store
+        .recent_audit(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(top2, ["d", "c"]);
+    assert_eq!(store.recent_audit(0).await.unwrap(), vec![]);
+    assert_eq!(store.recent_audit(-1).await.unwrap(), vec![]);
+}
+
+/// What the suite leaves behind, checked after reopening the database.
+async fn check_left_over(store: &Store) {
+    let names: Vec<_> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice"]);
+    assert_eq!(store.signing_keys().await.unwrap().len(), 2);
+    assert_eq!(store.apps().await.unwrap()[0].name, "Sales");
+    assert_eq!(store.recent_audit(100).await.unwrap().len(), 5);
+    // Still usable for writes after the (no-op) migration run.
+    assert_eq!(
+        store.create_user(&user("ALICE", &[])).await,
+        Err(StoreError::UserExists("alice".into()))
+    );
+}
+
+async fn applied_migrations(store: &Store) -> i64 {
+    sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    // A space and a `#` in the path: the file name must survive URL encoding.
+    let path = dir.path().join("gate house#1.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert!(path.exists(), "created on first start");
+    assert!(!store.is_postgres());
+
+    let mode: String = sqlx::query_scalar::<Any, String>("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let busy: i64 = sqlx::query_scalar::<Any, i64>("PRAGMA busy_timeout")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(busy, 5000);
+
+    suite(&store).await;
+    let migrations = applied_migrations(&store).await;
+    assert!(migrations >= 1);
+    store.close().await;
+
+    // Reopen through a URL: data kept, migrations not applied twice.
+    let url = format!("sqlite://{}", percent_encode_path(path.to_str().unwrap()));
+    let options = StoreOptions {
+        max_connections: 2,
+        ..StoreOptions::default()
+    };
+    let reopened = Store::connect_with(&url, &options).await.unwrap();
+    assert_eq!(applied_migrations(&reopened).await, migrations);
+    check_left_over(&reopened).await;
+    reopened.close().await;
+    let again = Store::open_sqlite(&path).await.unwrap();
+    check_left_over(&again).await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_without_leaking_passwords() {
+    for url in [
+        "mysql://u@h/db",
+        "",
+        "sqlite://",
+        "sqlite::memory:",
+        "sqlite://x.db?mode=ro",
+    ] {
+        assert!(
+            matches!(Store::connect(url).await, Err(StoreError::BadUrl(_))),
+            "{url}"
+        );
+    }
+    let err = Store::connect("mysql://gate:s3cr%2Ft@db/x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cr"), "{err}");
+
+    // Nothing listens on port 1: a connection error, with the password scrubbed.
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_secs(3),
+        ..StoreOptions::default()
+    };
+    let err = Store::connect_with("postgres://gate:s3cret@127.0.0.1:1/x", &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    assert!(err.to_string().contains("gate:***@127.0.0.1:1"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no/such/dir/g.db");
+    assert!(matches!(
+        Store::open_sqlite(&missing_dir).await,
+        Err(StoreError::Database(_))
+    ));
+}
+
+#[test]
+fn url_helpers() {
+    assert_eq!(
+        redact_url("postgres://gate:pw@db:5432/g?sslmode=require"),
+        "postgres://gate:***@db:5432/g?sslmode=require"
+    );
+    assert_eq!(redact_url("postgres://gate@db/g"), "postgres://gate@db/g");
+    assert_eq!(redact_url("postgres://db/g"), "postgres://db/g");
+    assert_eq!(
+        scrub("bad password p@ss/w", "postgres://u:p%40ss%2Fw@h/d"),
+        "bad password ***"
+    );
+    assert_eq!(percent_decode("a%20b%23"), Some("a b#".into()));
+    assert_eq!(percent_decode("a%2"), None);
+    assert_eq!(
+        percent_encode_path("/tmp/a b#?%.db"),
+        "/tmp/a%20b%23%3F%25.db"
+    );
+}
+
+/// `admin_url` pointing at database `name` instead, keeping user, host and parameters.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let admin_url =
+        std::env::var("GATEHOUSE_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+    let shown = redact_url(&admin_url);
+    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(conn) => conn,
+        Err(e) => panic!(
+            "PostgreSQL at {shown} is not usable ({}); run tests/peers/postgres.sh \
+             (or set GATEHOUSE_TEST_PG_URL to a URL that may create databases)",
+            scrub(&e.to_string(), &admin_url)
+        ),
+    };
+    let name = format!("gatehouse_test_{}", random_hex());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot create a test database at {shown}: {e}; run tests/peers/postgres.sh")
+        });
+
+    let url = with_database(&admin_url, &name);
+    // Run in a task so that a failed assertion still drops the database below.
+    let outcome = tokio::spawn(async move {
+        let store = Store::connect(&url).await.unwrap();
+        assert!(store.is_postgres());
+        suite(&store).await;
+        let migrations = applied_migrations(&store).await;
+        assert!(migrations >= 1);
+        store.close().await;
+
+        let reopened = Store::open_postgres(&url).await.unwrap();
+        assert_eq!(applied_migrations(&reopened).await, migrations);
+        check_left_over(&reopened).await;
+        reopened.close().await;
+    })
+    .await;
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_path() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h?sslmode=disable", "t1"),
+        "postgres://u:p@h/t1?sslmode=disable"
+    );
+}
