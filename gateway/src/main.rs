@@ -279,7 +279,10 @@ fn main() -> ExitCode {
                 &path,
                 &accounts,
             );
-            println!("{banner}");
+            // A closed stdout (the demo piped into `head`) must not stop the gateway.
+            let mut out = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut out, banner.as_bytes());
+            let _ = std::io::Write::flush(&mut out);
             Ok(server::run(config, None)?)
         })(),
         Command::User { command } => user_command(command),

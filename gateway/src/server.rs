@@ -114,6 +114,7 @@ pub async fn build_state(
 ) -> Result<Arc<State>, GatewayError> {
     let store = Arc::new(open_store(&config).await?);
     crate::authn::bootstrap_admin(&store, admin_password).await?;
+    let _ = tokio::task::spawn_blocking(crate::authn::local::warm_up).await;
     merge_store_apps(&mut config, store.apps().await?);
     let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
     let sessions = Arc::new(Sessions::new(

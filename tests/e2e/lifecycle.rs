@@ -125,9 +125,10 @@ async fn sigint_lets_in_flight_requests_finish() {
     slow_request_survives("INT").await;
 }
 
-/// The README's first command: `gatehouse demo` serves the portal and the sample app.
+/// The README's first command: `gatehouse demo` serves the portal, the three sample apps
+/// and the two accounts, whose access differs.
 #[tokio::test(flavor = "multi_thread")]
-async fn demo_serves_the_sample_app() {
+async fn demo_serves_the_sample_apps_to_its_accounts() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -140,6 +141,8 @@ async fn demo_serves_the_sample_app() {
             "--dir",
         ])
         .arg(dir.path())
+        .env("GATEHOUSE_ADMIN_PASSWORD", "demo-admin-pw")
+        .env_remove("GATEHOUSE_VIEWER_PASSWORD")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -162,48 +165,75 @@ async fn demo_serves_the_sample_app() {
         banner.contains(&format!("http://127.0.0.1:{port}/apps/whoami/")),
         "{banner}"
     );
-    let client = reqwest::Client::new();
-    let mut ok = false;
+    // The viewer's password was generated and printed once.
+    let viewer_pw = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("viewer:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_else(|| panic!("no viewer password in:\n{banner}"))
+        .to_string();
+    assert!(
+        !banner.contains("demo-admin-pw"),
+        "passwords from the environment are not echoed"
+    );
+
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut up = false;
     for _ in 0..100 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/apps/whoami/hello"))
-            .header("accept", "application/json")
+        if client
+            .get(format!("{base}/.gatehouse/healthz"))
             .send()
             .await
+            .is_ok()
         {
-            let v: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(v["method"], "GET");
-            assert_eq!(v["path"], "/apps/whoami/hello");
-            assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
-            ok = true;
+            up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ok, "demo never answered");
-    let html = client
-        .get(format!("http://127.0.0.1:{port}/apps/whoami/"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(up, "demo never answered");
+    let mut anon = gatehouse_tests::Browser::new(client.clone(), &base);
+    let portal = anon.get("/").await.body;
     assert!(
-        html.contains("<table>") && html.contains("x-forwarded-for"),
+        portal.contains("/apps/public/") && !portal.contains("/apps/whoami/"),
+        "{portal}"
+    );
+    assert_eq!(anon.get("/apps/whoami/").await.status, 302);
+
+    let mut admin = gatehouse_tests::Browser::new(client.clone(), &base);
+    assert_eq!(
+        admin.login("admin", "demo-admin-pw", None).await.status,
+        303
+    );
+    let portal = admin.get("/").await.body;
+    for app in ["/apps/whoami/", "/apps/public/", "/apps/admins-only/"] {
+        assert!(portal.contains(app), "admin portal lacks {app}");
+    }
+    let who = admin.get_json("/apps/whoami/hello").await.json();
+    assert_eq!(who["path"], "/apps/whoami/hello");
+    assert_eq!(who["headers"]["x-forwarded-user"], "admin");
+    assert!(who["headers"]["plotly-user-data"]
+        .as_str()
+        .unwrap()
+        .contains("\"username\":\"admin\""));
+    let html = admin.get("/apps/whoami/").await.body;
+    assert!(
+        html.contains("<table>") && html.contains("x-forwarded-user"),
         "{html}"
     );
-    let portal = client
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(portal.contains("/apps/whoami/"), "{portal}");
-    assert!(dir.path().join("gatehouse.toml").is_file());
+
+    let mut viewer = gatehouse_tests::Browser::new(client, &base);
+    assert_eq!(viewer.login("viewer", &viewer_pw, None).await.status, 303);
+    let portal = viewer.get("/").await.body;
+    assert!(portal.contains("/apps/whoami/") && !portal.contains("/apps/admins-only/"));
+    assert_eq!(viewer.get("/apps/admins-only/").await.status, 403);
+    assert!(
+        dir.path().join("gatehouse.toml").is_file() && dir.path().join("gatehouse.db").is_file()
+    );
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -2,6 +2,7 @@
 //! gateway package's integration test so cargo builds the binary first.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod cli;
 mod forwarding;
 mod lifecycle;

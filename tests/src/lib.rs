@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod browser;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub use backend::Backend;
+pub use browser::{Browser, Page};
 
 /// A free port on 127.0.0.1 (bound, then released; the race is acceptable on loopback).
 pub fn free_port() -> u16 {
@@ -36,6 +38,17 @@ pub struct GatewayBuilder {
     tls: bool,
     redirect: bool,
     args: Vec<String>,
+    users: Vec<User>,
+    env: Vec<(String, String)>,
+}
+
+/// A local account to create before the gateway starts (through `gatehouse user add`).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub admin: bool,
+    pub groups: Vec<String>,
 }
 
 impl GatewayBuilder {
@@ -47,6 +60,8 @@ impl GatewayBuilder {
             tls: false,
             redirect: false,
             args: vec![],
+            users: vec![],
+            env: vec![],
         }
     }
 
@@ -77,6 +92,23 @@ impl GatewayBuilder {
     pub fn tls(mut self, redirect: bool) -> Self {
         self.tls = true;
         self.redirect = redirect;
+        self
+    }
+
+    /// A local account, created with the CLI before start.
+    pub fn user(mut self, name: &str, password: &str, admin: bool, groups: &[&str]) -> Self {
+        self.users.push(User {
+            name: name.into(),
+            password: password.into(),
+            admin,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        });
+        self
+    }
+
+    /// An environment variable for the gateway process.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
         self
     }
 
@@ -125,20 +157,41 @@ impl GatewayBuilder {
         );
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, &config).expect("write config");
+        for u in &self.users {
+            let mut args = vec![
+                "user".to_string(),
+                "add".into(),
+                u.name.clone(),
+                "--config".into(),
+            ];
+            args.push(config_path.to_string_lossy().into_owned());
+            if u.admin {
+                args.push("--admin".into());
+            }
+            for g in &u.groups {
+                args.push("--group".into());
+                args.push(g.clone());
+            }
+            let out = cli(&self.bin, &args, Some(&format!("{}\n", u.password)));
+            assert!(
+                out.status.success(),
+                "user add {}: {}",
+                u.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let log_path = dir.path().join("gatehouse.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(&self.bin)
-            .args(&self.args)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("GATEHOUSE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        let spec = Spawn {
+            bin: self.bin,
+            args: self.args,
+            env: self.env,
+            config: config_path,
+            log: log_path.clone(),
+        };
+        let child = spec.spawn();
         let gw = Gateway {
             child,
+            spec,
             addr,
             metrics,
             redirect: redirect_addr,
@@ -151,10 +204,58 @@ impl GatewayBuilder {
     }
 }
 
+/// Runs the gatehouse binary with `args`, feeding `stdin`; returns its output.
+pub fn cli(bin: &Path, args: &[String], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// How to (re)start the gateway process.
+#[derive(Debug, Clone)]
+struct Spawn {
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Spawn {
+    fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        Command::new(&self.bin)
+            .args(&self.args)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("GATEHOUSE_LOG", "info")
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()))
+    }
+}
+
 /// A running gateway process. Killed when dropped.
 #[derive(Debug)]
 pub struct Gateway {
     child: Child,
+    spec: Spawn,
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
     pub redirect: Option<SocketAddr>,
@@ -254,6 +355,35 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Stops the process (SIGTERM, then waits) and starts it again with the same config,
+    /// database and ports.
+    pub async fn restart(&mut self) {
+        self.signal("TERM");
+        let exited = tokio::task::block_in_place(|| self.wait_exit(Duration::from_secs(15)));
+        assert!(exited.is_some(), "gateway did not stop");
+        self.child = self.spec.spawn();
+        self.wait_ready().await;
+    }
+
+    /// The config file of this gateway.
+    pub fn config_path(&self) -> &Path {
+        &self.spec.config
+    }
+
+    /// Runs a `gatehouse` subcommand against this gateway's config
+    /// (`--config <file>` is appended).
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.push("--config".into());
+        a.push(self.spec.config.to_string_lossy().into_owned());
+        cli(&self.spec.bin, &a, stdin)
+    }
+
+    /// A fresh browser (no cookies) for this gateway.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.client(), self.url(""))
     }
 
     /// Everything the gateway logged so far.

@@ -36,6 +36,12 @@ fn dummy_hash() -> &'static str {
         .get_or_init(|| hash_password(&format!("{:x}", rand::random::<u128>())).unwrap_or_default())
 }
 
+/// Computes the dummy hash now, so the first unknown-user sign-in is not slower than the
+/// others.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}
+
 /// Why a password sign-in failed. `Invalid` covers unknown user, wrong password and a
 /// disabled account alike: the page must not tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,611 @@
+//! The access core end to end: sign-in, the portal, identity headers and the assertion JWT,
+//! 403 reasons, sign-out, spoofing, open redirects, timeouts, revocation, big directories.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::{raw, Backend, Browser, Gateway};
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+
+use crate::gatehouse;
+
+const PW: &str = "correct horse battery";
+
+async fn start(backend: &Backend, server_extra: &str) -> Gateway {
+    let b = [backend.addr];
+    gatehouse()
+        .server(server_extra)
+        .app("open", &b, "access = \"authenticated\"\nname = \"Open to staff\"\ndescription = \"Everyone signed in\"")
+        .app("fin", &b, "name = \"Finance\"\naccess = \"restricted\"\nallow_groups = [\"Finance\"]\nheaders = { groups_sent = \"referenced\" }")
+        .app("secret", &b, "name = \"Secret\"\naccess = \"restricted\"")
+        .app("pub", &b, "name = \"Public\"\naccess = \"public\"")
+        .app("dash", &b, "name = \"Dash\"\naccess = \"authenticated\"\nheaders = { remote_headers = true, plotly_user_data = true }")
+        .user("alice", PW, false, &["finance", "staff"])
+        .user("bob", PW, false, &["sales"])
+        .user("root", PW, true, &[])
+        .user("carol", PW, false, &[])
+        .start()
+        .await
+}
+
+/// Verifies an assertion against the gateway's JWKS for audience `aud`.
+async fn verify(gw: &Gateway, token: &str, aud: &str) -> Result<serde_json::Value, String> {
+    let jwks: jsonwebtoken::jwk::JwkSet = gw
+        .client()
+        .get(gw.url("/.well-known/gatehouse/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = decode_header(token)
+        .map_err(|e| e.to_string())?
+        .kid
+        .ok_or("no kid")?;
+    let jwk = jwks.find(&kid).ok_or("kid not in JWKS")?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut v = Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[gw.url("")]);
+    decode::<serde_json::Value>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
+
+fn header(page: &gatehouse_tests::Page, name: &str) -> Option<String> {
+    page.json()["headers"][name]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_portal_identity_forbidden_and_sign_out() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut alice = gw.browser();
+
+    // Not signed in: a browser is sent to the login page, keeping where it was going;
+    // an API client gets a 401 in JSON.
+    let p = alice.get("/apps/open/report?q=1").await;
+    assert_eq!(p.status, 302);
+    assert_eq!(
+        p.location(),
+        Some("/.gatehouse/login?rd=/apps/open/report%3Fq%3D1")
+    );
+    let p = alice.get_json("/apps/open/report").await;
+    assert_eq!(p.status, 401);
+    assert_eq!(p.json()["status"], 401);
+
+    // Anonymous portal: public apps and a sign-in button.
+    let p = alice.get("/").await;
+    assert!(
+        p.body.contains("href=\"/apps/pub/\"") && !p.body.contains("/apps/open/"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("Sign in"));
+
+    // Wrong password: the form again, with a clear message, and no session.
+    let p = alice.login("alice", "nope", None).await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("Wrong user name or password."));
+
+    let p = alice
+        .login("Alice", PW, Some("/apps/open/report?q=1"))
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        p.location(),
+        Some("/apps/open/report?q=1"),
+        "back where she started"
+    );
+    let session_cookie = alice
+        .cookies
+        .get("gatehouse_session")
+        .cloned()
+        .expect("session cookie");
+    assert!(alice
+        .set_cookies
+        .iter()
+        .any(|c| c.starts_with("gatehouse_session=")
+            && c.contains("HttpOnly")
+            && c.contains("SameSite=Lax")));
+
+    // The portal lists exactly the apps she may open.
+    let p = alice.get("/").await;
+    for yes in ["/apps/open/", "/apps/fin/", "/apps/pub/", "/apps/dash/"] {
+        assert!(p.body.contains(&format!("href=\"{yes}\"")), "{yes} missing");
+    }
+    assert!(
+        !p.body.contains("/apps/secret/"),
+        "portal must not list what she cannot open"
+    );
+    assert!(p.body.contains("Sign out"));
+
+    // The app sees who is calling, and a verifiable assertion for itself only.
+    let p = alice
+        .get_with(
+            "/apps/open/x",
+            &[(
+                "cookie",
+                &format!("gatehouse_session={session_cookie}; theme=dark"),
+            )],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(header(&p, "x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        header(&p, "x-forwarded-preferred-username").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        header(&p, "x-forwarded-groups").as_deref(),
+        Some("finance,staff")
+    );
+    let cookie_seen = header(&p, "cookie").unwrap_or_default();
+    assert!(
+        !cookie_seen.contains("gatehouse_session"),
+        "gateway cookie reached the app: {cookie_seen}"
+    );
+    assert!(
+        cookie_seen.contains("theme=dark"),
+        "the app's own cookies pass: {cookie_seen}"
+    );
+    let token = header(&p, "x-gatehouse-assertion").expect("assertion");
+    let claims = verify(&gw, &token, "open")
+        .await
+        .expect("assertion verifies against the JWKS");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "open");
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 300);
+    assert!(
+        verify(&gw, &token, "fin").await.is_err(),
+        "an assertion for one app is refused by another"
+    );
+
+    // groups_sent = "referenced": only the groups the app's policy names.
+    let p = alice.get("/apps/fin/").await;
+    assert_eq!(header(&p, "x-forwarded-groups").as_deref(), Some("finance"));
+
+    // Dash apps: Remote-* and Plotly-User-Data.
+    let p = alice.get("/apps/dash/").await;
+    assert_eq!(header(&p, "remote-user").as_deref(), Some("alice"));
+    let plotly: serde_json::Value =
+        serde_json::from_str(&header(&p, "plotly-user-data").unwrap()).unwrap();
+    assert_eq!(plotly["username"], "alice");
+    assert_eq!(plotly["groups"], serde_json::json!(["finance", "staff"]));
+
+    // A restricted app she is not allowed in: 403 saying which app and why.
+    let p = alice.get("/apps/secret/").await;
+    assert_eq!(p.status, 403);
+    assert!(p.body.contains("You cannot open Secret"), "{}", p.body);
+    assert!(p.body.contains("allow-list"), "{}", p.body);
+    assert!(
+        p.body.contains("href=\"/\""),
+        "403 page links to the portal"
+    );
+    assert_eq!(backend.hits(), 3, "denied requests never reach the app");
+
+    // Sign-out needs the CSRF token.
+    let p = alice
+        .post_form("/.gatehouse/logout", &[("csrf", "forged")])
+        .await;
+    assert_eq!(p.status, 400);
+    assert_eq!(
+        alice.get("/apps/open/").await.status,
+        200,
+        "a forged sign-out changes nothing"
+    );
+    let p = alice.logout().await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location(), Some("/.gatehouse/login?signed_out=1"));
+
+    // The old cookie is dead, server-side.
+    let mut replay = gw.browser();
+    replay
+        .cookies
+        .insert("gatehouse_session".into(), session_cookie);
+    assert_eq!(replay.get("/apps/open/").await.status, 302);
+    assert_eq!(replay.get_json("/apps/open/").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_open_everything_and_bob_is_kept_out() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut root = gw.browser();
+    assert_eq!(root.login("root", PW, None).await.status, 303);
+    assert_eq!(root.get("/apps/secret/").await.status, 200);
+    assert_eq!(root.get("/apps/fin/").await.status, 200);
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    assert_eq!(bob.get("/apps/fin/").await.status, 403);
+    let portal = bob.get("/").await.body;
+    assert!(!portal.contains("/apps/fin/") && portal.contains("/apps/open/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spoofed_identity_never_reaches_the_app() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let spoof: &[(&str, &str)] = &[
+        ("X-Forwarded-User", "admin"),
+        ("x-forwarded-user", "admin"),
+        ("X_Forwarded_User", "admin"),
+        ("X-Forwarded-Email", "admin@evil"),
+        ("X-Forwarded-Groups", "admins"),
+        ("X_FORWARDED_GROUPS", "admins"),
+        ("X-Forwarded-Preferred-Username", "admin"),
+        ("Remote-User", "admin"),
+        ("remote_groups", "admins"),
+        ("Plotly-User-Data", "{\"username\":\"admin\"}"),
+        (
+            "X-Gatehouse-Assertion",
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+        ),
+    ];
+    let check = |body: &str, who: &str| {
+        assert!(
+            !body.contains("admin"),
+            "{who}: spoofed value reached the app: {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        for name in v["headers"].as_object().unwrap().keys() {
+            assert!(
+                !name.contains('_'),
+                "{who}: underscore header {name} passed"
+            );
+        }
+    };
+    // Anonymous on a public app.
+    let r = raw::get(gw.addr, "/apps/pub/", spoof).await;
+    assert_eq!(r.status, 200);
+    check(&r.body, "anonymous");
+    // Signed in on a protected app: the gateway's values replace the client's.
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    let cookie = format!("gatehouse_session={}", bob.cookies["gatehouse_session"]);
+    let mut headers = spoof.to_vec();
+    headers.push(("Cookie", &cookie));
+    for app in ["/apps/open/", "/apps/dash/", "/apps/pub/"] {
+        let r = raw::get(gw.addr, app, &headers).await;
+        assert_eq!(r.status, 200, "{app}: {}", r.body);
+        check(&r.body, app);
+        assert!(
+            r.body.contains("\"x-forwarded-user\":[\"bob\"]"),
+            "{app}: {}",
+            r.body
+        );
+        assert!(
+            !r.body.contains("gatehouse_session"),
+            "{app}: gateway cookie reached the app"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_tricks_keep_each_apps_policy() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    let cookie = format!("gatehouse_session={}", bob.cookies["gatehouse_session"]);
+    for target in [
+        "/apps/pub/../secret/",
+        "/apps/pub/%2e%2e/secret/",
+        "/apps//secret/",
+        "/apps/open/./../fin/x",
+    ] {
+        let r = raw::get(
+            gw.addr,
+            target,
+            &[("Cookie", &cookie), ("Accept", "application/json")],
+        )
+        .await;
+        assert_eq!(
+            r.status, 403,
+            "{target} must be judged by the app it names: {}",
+            r.body
+        );
+    }
+    for target in [
+        "/apps/pub%2f..%2fsecret/",
+        "/apps/pub/..;/secret/",
+        "/apps/secret;x/",
+        "/apps/SECRET/",
+    ] {
+        let r = raw::get(
+            gw.addr,
+            target,
+            &[("Cookie", &cookie), ("Accept", "application/json")],
+        )
+        .await;
+        assert!(r.status == 400 || r.status == 404, "{target}: {}", r.status);
+    }
+    let r = raw::get(
+        gw.addr,
+        "/apps/pub/../../.gatehouse/admin/",
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert_ne!(r.status, 200, "admin prefix not reachable by a trick");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_redirects_fall_back_to_the_portal() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    for rd in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "%2F%2Fevil.example",
+        "/%2f%2fevil.example",
+        "/%5Cevil.example",
+        "%252F%252Fevil.example",
+        "javascript:alert(1)",
+    ] {
+        let mut b = gw.browser();
+        let p = b.login("bob", PW, Some(rd)).await;
+        assert_eq!(p.status, 303);
+        assert_eq!(p.location(), Some("/"), "rd={rd:?}");
+    }
+    // The login page itself never echoes a foreign target into its form.
+    let mut b = gw.browser();
+    let p = b.get("/.gatehouse/login?rd=//evil.example").await;
+    assert_eq!(p.input_value("rd").as_deref(), Some("/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_form_needs_csrf_and_failures_are_rate_limited() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut b = gw.browser();
+    let _ = b.get("/.gatehouse/login").await;
+    let p = b
+        .post_form(
+            "/.gatehouse/login",
+            &[("username", "bob"), ("password", PW), ("csrf", "x")],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(!b.cookies.contains_key("gatehouse_session"));
+    let p = b
+        .post_form("/.gatehouse/login", &[("garbage", "\u{0}")])
+        .await;
+    assert_eq!(p.status, 400, "malformed form gets a clear error");
+
+    // Unknown user and wrong password: same page, similar time (median of 3 each).
+    let mut t_unknown = vec![];
+    let mut t_wrong = vec![];
+    let (mut unknown, mut wrong) = (None, None);
+    for i in 0..3 {
+        let t = Instant::now();
+        unknown = Some(b.login(&format!("nobody{i}"), "whatever-pass", None).await);
+        t_unknown.push(t.elapsed());
+        let t = Instant::now();
+        wrong = Some(b.login("carol", "whatever-pass", None).await);
+        t_wrong.push(t.elapsed());
+    }
+    let (unknown, wrong) = (unknown.unwrap(), wrong.unwrap());
+    t_unknown.sort();
+    t_wrong.sort();
+    let (t_unknown, t_wrong) = (t_unknown[1], t_wrong[1]);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.status, wrong.status);
+    let alert = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("class=\"alert"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(alert(&unknown.body), alert(&wrong.body));
+    assert!(
+        t_unknown * 3 > t_wrong && t_wrong * 3 > t_unknown,
+        "timing differs: {t_unknown:?} vs {t_wrong:?}"
+    );
+
+    // Per user: after 10 failures even the right password is refused for a while.
+    for _ in 0..10 {
+        assert_eq!(b.login("bob", "bad-password", None).await.status, 401);
+    }
+    let p = b.login("bob", PW, None).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many failed sign-ins"));
+    // Another user from elsewhere is not affected by bob's lockout.
+    let mut other = gw.browser();
+    assert_eq!(other.login("alice", PW, None).await.status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_absolute_timeouts_end_sessions() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    drop(gw);
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .raw("[session]\nidle_timeout = \"2s\"\nabsolute_timeout = \"5s\"")
+        .app("open", &b, "access = \"authenticated\"")
+        .user("bob", PW, false, &[])
+        .start()
+        .await;
+    // Idle: no request for longer than 2 s ends the session.
+    let mut idle = gw.browser();
+    assert_eq!(idle.login("bob", PW, None).await.status, 303);
+    assert_eq!(idle.get("/apps/open/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(
+        idle.get("/apps/open/").await.status,
+        302,
+        "idle session must expire"
+    );
+    // Absolute: active every second, still ends after 5 s.
+    let mut busy = gw.browser();
+    assert_eq!(busy.login("bob", PW, None).await.status, 303);
+    let t = Instant::now();
+    let mut ended = None;
+    while t.elapsed() < Duration::from_secs(9) {
+        if busy.get("/apps/open/").await.status != 200 {
+            ended = Some(t.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let ended = ended.expect("absolute timeout never ended the session");
+    assert!(
+        ended >= Duration::from_secs(4),
+        "ended too early: {ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_change_revokes_sessions() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    assert_eq!(bob.get("/apps/open/").await.status, 200);
+    let out = gw.cli(
+        &["user", "set-password", "bob"],
+        Some("another good password\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another process changed the store: this gateway notices within its cache TTL.
+    let t = Instant::now();
+    loop {
+        if bob.get("/apps/open/").await.status == 302 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(7),
+            "revoked session still honoured"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut again = gw.browser();
+    assert_eq!(
+        again
+            .login("bob", "another good password", None)
+            .await
+            .status,
+        303
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_groups_keep_cookie_and_headers_small() {
+    let backend = Backend::start("app").await;
+    let groups: Vec<String> = (0..2000).map(|i| format!("group-{i:04}")).collect();
+    let refs: Vec<&str> = groups
+        .iter()
+        .map(String::as_str)
+        .chain(["finance"])
+        .collect();
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\", \"group-0007\"]\nheaders = { groups_sent = \"referenced\" }")
+        .app("all", &b, "access = \"authenticated\"")
+        .user("many", PW, false, &refs)
+        .start()
+        .await;
+    let mut m = gw.browser();
+    let p = m.login("many", PW, None).await;
+    assert_eq!(p.status, 303);
+    let set = m
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .unwrap();
+    let pair = set.split(';').next().unwrap();
+    assert!(pair.len() < 100, "session cookie is {} bytes", pair.len());
+    let p = m.get("/apps/fin/").await;
+    assert_eq!(p.status, 200);
+    let groups_header = header(&p, "x-forwarded-groups").unwrap();
+    assert_eq!(groups_header, "finance,group-0007");
+    let total: usize = p.json()["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| k.len() + v.to_string().len())
+        .sum();
+    assert!(
+        total < 4096,
+        "request headers to a referenced-groups app are {total} bytes"
+    );
+    let p = m.get("/apps/all/").await;
+    assert_eq!(
+        header(&p, "x-forwarded-groups").unwrap().split(',').count(),
+        2001
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_keys_stay_published_until_their_tokens_expire() {
+    let backend = Backend::start("app").await;
+    let mut gw = start(&backend, "").await;
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    let old = header(&bob.get("/apps/open/").await, "x-gatehouse-assertion").unwrap();
+    let old_kid = decode_header(&old).unwrap().kid.unwrap();
+    let out = gw.cli(&["keys", "rotate"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.restart().await;
+    let jwks: serde_json::Value = gw
+        .client()
+        .get(gw.url("/.well-known/gatehouse/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    verify(&gw, &old, "open")
+        .await
+        .expect("old token still verifies");
+    let mut fresh = gw.browser();
+    assert_eq!(fresh.login("bob", PW, None).await.status, 303);
+    let new = header(&fresh.get("/apps/open/").await, "x-gatehouse-assertion").unwrap();
+    assert_ne!(
+        decode_header(&new).unwrap().kid.unwrap(),
+        old_kid,
+        "new tokens use the new key"
+    );
+    verify(&gw, &new, "open").await.expect("new token verifies");
+    // Sessions survive a restart (they live in the store).
+    assert_eq!(bob.get("/apps/open/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_cookies_are_host_prefixed_and_secure() {
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .tls(false)
+        .app("open", &[backend.addr], "access = \"authenticated\"")
+        .user("bob", PW, false, &[])
+        .start()
+        .await;
+    let mut b: Browser = gw.browser();
+    let p = b.login("bob", PW, None).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let set = b
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-gatehouse_session="))
+        .expect("__Host- cookie");
+    assert!(
+        set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"),
+        "{set}"
+    );
+    assert_eq!(b.get("/apps/open/").await.status, 200);
+}
