@@ -11,6 +11,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies"
 tests/peers/install.sh
 
+step "PostgreSQL for the store suite"
+tests/peers/postgres.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

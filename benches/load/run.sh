@@ -150,6 +150,16 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Share of all CPUs busy (any process) over a 2 s sample, in percent.
+cpu_busy() {
+    local a b
+    read -r -a a </proc/stat
+    sleep 2
+    read -r -a b </proc/stat
+    awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
+        -v i="$((b[4] + b[5] - a[4] - a[5]))" 'BEGIN { printf "%.0f", 100 * u / (u + i) }'
+}
+
 # ---- configs -------------------------------------------------------------------------------
 
 nginx_common() { # prefix
@@ -313,7 +323,10 @@ report() {
     echo "## Load: Gatehouse vs nginx (same run)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc before $NPROC_BEFORE, after $NPROC_AFTER; $(uname -sr)"
-    echo "- load average before: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
+    echo "- CPU busy with the servers idle (2 s sample of /proc/stat, all cores): before" \
+        "$BUSY_BEFORE %, after $BUSY_AFTER %"
+    echo "- gatehouse: $GATEHOUSE_VERSION"
     echo "- wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS interleaved rounds" \
         "(order rotated), $WARMUP warm-up each; GET $REQUEST_PATH, $BODY_BYTES-byte body"
     echo "- proxies: $THREADS threads (Gatehouse) / $THREADS worker processes (nginx)," \
@@ -365,6 +378,10 @@ main() {
     log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; ports upstream $UPSTREAM_PORT," \
         "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT; temp dir $TMP"
     start_servers
+    GATEHOUSE_VERSION="$("$GATEHOUSE_BIN" --version 2>&1 | head -1), built from $(git -C "$ROOT" \
+        rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null ||
+        echo ' + uncommitted changes')"
+    BUSY_BEFORE=$(cpu_busy)
 
     local targets=(upstream nginx gatehouse) i round name port pid
     log "warming up"
@@ -382,6 +399,7 @@ main() {
         done
     done
     LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    BUSY_AFTER=$(cpu_busy)
     NPROC_AFTER=$(nproc)
 
     report >"$TMP/report.md"

@@ -189,3 +189,80 @@ pub struct AppHeaders {
     pub plotly_user_data: bool,
     pub groups_sent: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The configuration reference (docs/configuration.md) must name every key the file
+    //! accepts: the field names are read from serde's own list for each raw struct.
+
+    use std::cell::RefCell;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    thread_local!(static FIELDS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) });
+
+    struct Grab;
+    impl<'de> Deserializer<'de> for Grab {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            FIELDS.with(|f| f.borrow_mut().extend_from_slice(fields));
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    fn fields<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+        FIELDS.with(|f| f.borrow_mut().clear());
+        let _ = T::deserialize(Grab);
+        FIELDS.with(|f| f.borrow().clone())
+    }
+
+    #[test]
+    fn reference_documents_every_key() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"))
+            .expect("docs/configuration.md");
+        let mut all = vec![];
+        all.extend(fields::<Server>());
+        all.extend(fields::<Tls>());
+        all.extend(fields::<Timeouts>());
+        all.extend(fields::<HealthCheck>());
+        all.extend(fields::<Store>());
+        all.extend(fields::<Session>());
+        all.extend(fields::<Branding>());
+        all.extend(fields::<App>());
+        all.extend(fields::<AppHeaders>());
+        all.extend(fields::<LdapAttributes>());
+        all.extend(fields::<LdapGroups>());
+        assert!(all.len() > 40, "field discovery broke: {all:?}");
+        let missing: Vec<_> = all.iter().filter(|f| !doc.contains(&format!("`{f}`"))).collect();
+        assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");
+    }
+}
