@@ -609,3 +609,36 @@ async fn tls_cookies_are_host_prefixed_and_secure() {
     );
     assert_eq!(b.get("/apps/open/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
+    let backend = Backend::start("app").await;
+    let mut gw = start(&backend, "").await;
+    let store = gatehouse_policy::store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db")).await.unwrap();
+    store
+        .upsert_app(&gatehouse_policy::store::AppRecord {
+            slug: "reports".into(),
+            name: "Reports".into(),
+            description: "Defined in the admin UI".into(),
+            upstreams: vec![backend.addr.to_string()],
+            access: "restricted".into(),
+            allow_groups: vec!["Finance".into()],
+            allow_users: vec![],
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    gw.restart().await;
+    let mut alice = gw.browser();
+    assert_eq!(alice.login("alice", PW, None).await.status, 303);
+    assert!(alice.get("/").await.body.contains("href=\"/apps/reports/\""));
+    let p = alice.get("/apps/reports/x").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(p.json()["path"], "/apps/reports/x");
+    let mut bob = gw.browser();
+    assert_eq!(bob.login("bob", PW, None).await.status, 303);
+    assert_eq!(bob.get("/apps/reports/").await.status, 403);
+    assert!(!bob.get("/").await.body.contains("/apps/reports/"));
+}
