@@ -15,9 +15,7 @@ pub fn new_token() -> String {
 
 /// Whether a cookie value can be a token we issued.
 pub fn well_formed(t: &str) -> bool {
-    t.len() == 22
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    t.len() == 22 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether the form's token matches the cookie's (constant time).

@@ -157,12 +157,7 @@ fn error(gate: &Shared, status: StatusCode, title: &str, message: &str) -> Respo
         message,
         action: Some(("Go to the App Portal", "/")),
     };
-    (
-        status,
-        no_store(),
-        Html(pages::error_page(&gate.site().branding, &e)),
-    )
-        .into_response()
+    (status, no_store(), Html(pages::error_page(&gate.site().branding, &e))).into_response()
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 1] {
@@ -180,13 +175,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-fn set_cookie(
-    site: &Site,
-    name: &str,
-    value: &str,
-    max_age: Option<u64>,
-    same_site: &str,
-) -> HeaderValue {
+fn set_cookie(site: &Site, name: &str, value: &str, max_age: Option<u64>, same_site: &str) -> HeaderValue {
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
     if let Some(a) = max_age {
         c.push_str(&format!("; Max-Age={a}"));
@@ -221,11 +210,7 @@ fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response()
 }
 
-async fn portal(
-    State(gate): State<Shared>,
-    info: Option<Extension<RequestInfo>>,
-    headers: HeaderMap,
-) -> Response {
+async fn portal(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>, headers: HeaderMap) -> Response {
     let info = info.map(|e| e.0).unwrap_or_default();
     let site = gate.site();
     let (csrf, new_cookie) = csrf_token(site, &headers);
@@ -306,10 +291,7 @@ async fn login_submit(
                 notice: None,
             },
         );
-        with_cookies(
-            (status, no_store(), Html(html)).into_response(),
-            new_cookie.clone(),
-        )
+        with_cookies((status, no_store(), Html(html)).into_response(), new_cookie.clone())
     };
     if !csrf::verify(cookie(&headers, &site.csrf_cookie), &f.csrf) {
         return render(
@@ -334,34 +316,22 @@ async fn login_submit(
                 "Lax",
             )];
             // A fresh CSRF token with the fresh session.
-            cookies.push(set_cookie(
-                site,
-                &site.csrf_cookie,
-                &csrf::new_token(),
-                None,
-                "Strict",
-            ));
+            cookies.push(set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"));
             with_cookies(see_other(&rd), cookies)
         }
-        Err(LoginError::Invalid) => {
-            render(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
-        }
+        Err(LoginError::Invalid) => render(StatusCode::UNAUTHORIZED, "Wrong user name or password."),
         Err(LoginError::RateLimited { minutes }) => render(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed sign-ins. Wait {minutes} minutes and try again."),
         ),
         Err(LoginError::Unavailable) => render(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable right now. Try again in a minute.",
+            "The directory is unavailable right now, so sign-in cannot be checked. Try again in a minute.",
         ),
     }
 }
 
-async fn logout_page(
-    State(gate): State<Shared>,
-    info: Option<Extension<RequestInfo>>,
-    headers: HeaderMap,
-) -> Response {
+async fn logout_page(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>, headers: HeaderMap) -> Response {
     let site = gate.site();
     let (csrf, new_cookie) = csrf_token(site, &headers);
     let viewer = info.and_then(|i| i.0.viewer);

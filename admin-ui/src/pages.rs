@@ -23,13 +23,7 @@ pub fn layout(brand: &Branding, title: &str, body: &str, narrow: bool) -> String
 }
 
 /// The layout with `nav` (trusted HTML) on the right of the header bar.
-pub fn layout_with_nav(
-    brand: &Branding,
-    title: &str,
-    body: &str,
-    narrow: bool,
-    nav: &str,
-) -> String {
+pub fn layout_with_nav(brand: &Branding, title: &str, body: &str, narrow: bool, nav: &str) -> String {
     let initial = brand
         .name
         .chars()
@@ -43,12 +37,14 @@ pub fn layout_with_nav(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
 <title>{title} · {name}</title>
+<link rel="icon" href="{icon}">
 <link rel="stylesheet" href="/.gatehouse/assets/gatehouse.css">
 <style>:root {{ --accent: {accent}; }}</style>
 </head>
 <body>
-<header class="bar"><a class="brand" href="/"><span class="mark" aria-hidden="true">{initial}</span>{name}</a>{nav}</header>
+<header class="bar"><a class="brand" href="/"><span class="mark" aria-hidden="true">{initial}</span><span class="brand-name">{name}</span></a>{nav}</header>
 <main{cls}>
 {body}
 </main>
@@ -60,8 +56,32 @@ pub fn layout_with_nav(
         name = esc(&brand.name),
         accent = esc(&brand.accent),
         initial = esc(&initial),
+        icon = attr(&favicon(&initial, &brand.accent)),
         cls = if narrow { r#" class="narrow""# } else { "" },
     )
+}
+
+/// The brand mark as an SVG `data:` URL, so browsers need not ask for `/favicon.ico`.
+fn favicon(initial: &str, accent: &str) -> String {
+    let svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><rect width='32' height='32' rx='8' fill='{}'/><text x='16' y='22.5' font-family='system-ui,sans-serif' font-size='19' font-weight='700' fill='white' text-anchor='middle'>{}</text></svg>",
+        esc(accent),
+        esc(initial),
+    );
+    format!(
+        "data:image/svg+xml,{}",
+        percent_encoding::utf8_percent_encode(&svg, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// The first letter or digit of `s`, upper-cased, or `fallback`.
+fn initial_of(s: &str, fallback: char) -> String {
+    s.chars().find(|c| c.is_alphanumeric()).unwrap_or(fallback).to_uppercase().collect()
+}
+
+/// A stable colour (one of six) for an app's mark, so cards are told apart at a glance.
+fn tone(key: &str) -> u32 {
+    key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 6
 }
 
 /// What the login page shows.
@@ -95,16 +115,8 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
             csrf = attr(f.csrf),
             rd = attr(f.rd),
             user = attr(f.username),
-            focus_user = if f.username.is_empty() {
-                " autofocus"
-            } else {
-                ""
-            },
-            focus_pw = if f.username.is_empty() {
-                ""
-            } else {
-                " autofocus"
-            },
+            focus_user = if f.username.is_empty() { " autofocus" } else { "" },
+            focus_pw = if f.username.is_empty() { "" } else { " autofocus" },
         )
     } else {
         r#"<p class="muted">No sign-in method is configured on this gateway.</p>"#.to_string()
@@ -112,27 +124,32 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
     let body = format!(
         r#"<section class="card">
 <h1>Sign in to {name}</h1>
+{lead}
 {alert}
 {form}
 </section>"#,
         name = esc(&site.branding.name),
+        lead = if site.password_form { r#"<p class="lead">Use your account to open your apps.</p>"# } else { "" },
     );
     layout(&site.branding, "Sign in", &body, true)
+}
+
+/// The name to show for `v`: the display name, else the user name.
+fn display(v: &Viewer) -> &str {
+    v.display_name.as_deref().unwrap_or(v.identity.user.as_str())
 }
 
 fn nav(viewer: Option<&Viewer>, csrf: &str) -> String {
     match viewer {
         Some(v) => format!(
-            r#"<nav class="who"><span class="muted" title="Signed in">{name}</span>
+            r#"<nav class="who"><span class="user" title="Signed in as {user}"><span class="avatar" aria-hidden="true">{initial}</span><span class="user-name">{name}</span></span>
 <form method="post" action="/.gatehouse/logout"><input type="hidden" name="csrf" value="{csrf}"><button class="button secondary" type="submit">Sign out</button></form></nav>"#,
-            name = esc(v
-                .display_name
-                .as_deref()
-                .unwrap_or(v.identity.user.as_str())),
+            user = attr(v.identity.user.as_str()),
+            initial = esc(&initial_of(display(v), '?')),
+            name = esc(display(v)),
             csrf = attr(csrf),
         ),
-        None => r#"<nav class="who"><a class="button" href="/.gatehouse/login">Sign in</a></nav>"#
-            .to_string(),
+        None => r#"<nav class="who"><a class="button" href="/.gatehouse/login">Sign in</a></nav>"#.to_string(),
     }
 }
 
@@ -142,20 +159,17 @@ pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &s
         .iter()
         .map(|a| {
             format!(
-                r#"<li class="app" data-search="{search}"><a class="app-link" href="{href}"><span class="app-mark" aria-hidden="true">{initial}</span><span class="app-text"><span class="app-name">{name}</span><span class="app-desc">{desc}</span></span></a></li>"#,
+                r#"<li class="app" data-search="{search}"><a class="app-link" href="{href}"><span class="app-mark tone-{tone}" aria-hidden="true">{initial}</span><span class="app-text"><span class="app-name">{name}</span><span class="app-desc">{desc}</span></span></a></li>"#,
                 search = attr(&format!("{} {}", a.name, a.description).to_lowercase()),
                 href = attr(&a.href),
-                initial = esc(&a.name.chars().next().unwrap_or('?').to_uppercase().collect::<String>()),
+                tone = tone(&a.href),
+                initial = esc(&initial_of(&a.name, '?')),
                 name = esc(&a.name),
                 desc = esc(&a.description),
             )
         })
         .collect();
-    let heading = if viewer.is_some() {
-        "Your apps"
-    } else {
-        "Apps"
-    };
+    let heading = if viewer.is_some() { "Your apps" } else { "Apps" };
     let empty = if apps.is_empty() {
         if viewer.is_some() {
             r#"<p class="empty">No apps are open to you yet. Ask an administrator for access.</p>"#
@@ -165,15 +179,15 @@ pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &s
     } else {
         ""
     };
-    let hint = if viewer.is_none() && !apps.is_empty() {
-        r#"<p class="muted">Sign in to see every app you can open.</p>"#
-    } else {
-        ""
+    let lead = match (viewer.is_some(), apps.len()) {
+        (_, 0) => String::new(),
+        (false, _) => r#"<p class="lead">Sign in to see every app you can open.</p>"#.to_string(),
+        (true, 1) => r#"<p class="lead">1 app you can open.</p>"#.to_string(),
+        (true, n) => format!(r#"<p class="lead">{n} apps you can open.</p>"#),
     };
     let body = format!(
-        r#"<div class="portal-head"><h1>{heading}</h1>
+        r#"<div class="portal-head"><div class="portal-title"><h1>{heading}</h1>{lead}</div>
 <label class="search"><span class="visually-hidden">Search apps</span><input id="app-search" type="search" placeholder="Search apps" autocomplete="off"{disabled}></label></div>
-{hint}
 <ul class="apps" id="apps">{cards}</ul>
 {empty}
 <p class="empty" id="no-match" hidden>No app matches your search.</p>

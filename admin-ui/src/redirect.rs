@@ -23,9 +23,7 @@ fn is_safe(target: &str) -> bool {
         if !looks_safe(&current) {
             return false;
         }
-        let decoded = percent_decode_str(&current)
-            .decode_utf8_lossy()
-            .into_owned();
+        let decoded = percent_decode_str(&current).decode_utf8_lossy().into_owned();
         if decoded == current {
             return true;
         }
@@ -39,9 +37,7 @@ fn looks_safe(s: &str) -> bool {
     let b = s.as_bytes();
     b.first() == Some(&b'/')
         && !matches!(b.get(1), Some(b'/') | Some(b'\\'))
-        && !s
-            .chars()
-            .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+        && !s.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace())
         && !s.starts_with("/.gatehouse/login")
         && !s.starts_with("/.gatehouse/logout")
 }
@@ -76,12 +72,7 @@ mod tests {
         ] {
             assert_eq!(safe_redirect(bad), "/", "{bad:?}");
         }
-        for good in [
-            "/",
-            "/apps/sales/",
-            "/apps/sales/?q=1&r=%20x",
-            "/apps/a%20b/",
-        ] {
+        for good in ["/", "/apps/sales/", "/apps/sales/?q=1&r=%20x", "/apps/a%20b/"] {
             assert_eq!(safe_redirect(good), good);
         }
     }

@@ -20,8 +20,7 @@ use gatehouse_policy::{evaluate, AppPolicy, Decision};
 const CLEAN: &str = "/apps/app-042/_dash-component-suites/dash/deps/react@16.v2_9_3m1.min.js";
 /// Empty and dot segments, encoded dots and unreserved escapes, a kept reserved escape and
 /// a `;` parameter: every rewriting branch of `canonicalize`, still a valid path.
-const DIRTY: &str =
-    "/apps//app-042/./static/%2e%2e/_dash-component-suites/./dash/%64eps/x/../r%65act%4016.js;v=1%3F";
+const DIRTY: &str = "/apps//app-042/./static/%2e%2e/_dash-component-suites/./dash/%64eps/x/../r%65act%4016.js;v=1%3F";
 
 fn canonicalisation(c: &mut Criterion) {
     let mut g = c.benchmark_group("canonicalize");
@@ -46,16 +45,12 @@ fn routing(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("last_app", apps), &last, |b, p| {
             b.iter(|| router.resolve(black_box("127.0.0.1"), black_box(p)))
         });
-        g.bench_with_input(
-            BenchmarkId::new("first_app", apps),
-            "/apps/app-000/",
-            |b, p| b.iter(|| router.resolve(black_box("127.0.0.1"), black_box(p))),
-        );
-        g.bench_with_input(
-            BenchmarkId::new("no_app", apps),
-            "/apps/unknown/",
-            |b, p| b.iter(|| router.resolve(black_box("127.0.0.1"), black_box(p))),
-        );
+        g.bench_with_input(BenchmarkId::new("first_app", apps), "/apps/app-000/", |b, p| {
+            b.iter(|| router.resolve(black_box("127.0.0.1"), black_box(p)))
+        });
+        g.bench_with_input(BenchmarkId::new("no_app", apps), "/apps/unknown/", |b, p| {
+            b.iter(|| router.resolve(black_box("127.0.0.1"), black_box(p)))
+        });
     }
     g.finish();
 }
@@ -97,9 +92,7 @@ fn forwarding_and_upstream(c: &mut Criterion) {
     upstreams.extend(app.upstreams.iter().cloned());
     upstreams.extend(app.upstreams.iter().cloned());
     let pool = Pool::new(&upstreams, app.health_check.clone());
-    c.bench_function("upstream_select_3_members", |b| {
-        b.iter(|| pool.select(black_box(&[])))
-    });
+    c.bench_function("upstream_select_3_members", |b| b.iter(|| pool.select(black_box(&[]))));
 }
 
 criterion_group! {

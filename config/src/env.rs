@@ -13,11 +13,7 @@ const SECTIONS: &[&str] = &["server", "store", "session", "branding"];
 /// without `__` (such as `GATEHOUSE_ADMIN_PASSWORD`) are not overrides and are ignored.
 /// A value replaces one of the same type: an integer setting takes an integer, a boolean
 /// `true`/`false`, anything else a string.
-pub fn apply_overrides(
-    table: &mut toml::Table,
-    env: &dyn Environment,
-    problems: &mut Vec<Problem>,
-) {
+pub fn apply_overrides(table: &mut toml::Table, env: &dyn Environment, problems: &mut Vec<Problem>) {
     for (name, value) in env.vars_with_prefix(OVERRIDE_PREFIX) {
         let rest = &name[OVERRIDE_PREFIX.len()..];
         if !rest.contains("__") {
@@ -27,10 +23,7 @@ pub fn apply_overrides(
         if !SECTIONS.contains(&path[0].as_str()) || path.iter().any(String::is_empty) {
             problems.push(Problem {
                 path: name.clone(),
-                message: format!(
-                    "is not a setting that can be overridden ({})",
-                    path.join(".")
-                ),
+                message: format!("is not a setting that can be overridden ({})", path.join(".")),
                 hint: Some(format!(
                     "overrides look like GATEHOUSE_SERVER__LISTEN; sections: {}",
                     SECTIONS.join(", ")
@@ -55,21 +48,17 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) -> Result<(),
         let entry = cur
             .entry(key.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| {
-            format!("{key} is not a table in the file, cannot override inside it")
-        })?;
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{key} is not a table in the file, cannot override inside it"))?;
     }
     let new = match cur.get(last) {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(
-            value
-                .parse()
-                .map_err(|_| format!("{value:?} is not an integer"))?,
-        ),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
-            value
-                .parse()
-                .map_err(|_| format!("{value:?} is not true or false"))?,
-        ),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(value.parse().map_err(|_| format!("{value:?} is not an integer"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(value.parse().map_err(|_| format!("{value:?} is not true or false"))?)
+        }
         Some(toml::Value::String(_)) => toml::Value::String(value.to_string()),
         Some(_) => return Err("only scalar settings can be overridden".to_string()),
         None => {
@@ -102,9 +91,7 @@ pub fn resolve_secret(
                 problems.push(Problem {
                     path: at.to_string(),
                     message: format!("environment variable {name} is not set"),
-                    hint: Some(format!(
-                        "export {name}=… before starting, or use file:/path"
-                    )),
+                    hint: Some(format!("export {name}=… before starting, or use file:/path")),
                 });
                 None
             }
@@ -138,16 +125,12 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn overrides_keep_the_type_of_the_value_they_replace() {
-        let mut t: toml::Table =
-            toml::from_str("[server]\nthreads = 2\nlisten = \"1.2.3.4:5\"").unwrap();
+        let mut t: toml::Table = toml::from_str("[server]\nthreads = 2\nlisten = \"1.2.3.4:5\"").unwrap();
         let mut problems = vec![];
         let e = env(&[
             ("GATEHOUSE_SERVER__THREADS", "8"),
@@ -166,16 +149,10 @@ mod tests {
     fn bad_overrides_are_reported_by_variable_name() {
         let mut t: toml::Table = toml::from_str("[server]\nthreads = 2").unwrap();
         let mut problems = vec![];
-        let e = env(&[
-            ("GATEHOUSE_SERVER__THREADS", "many"),
-            ("GATEHOUSE_APPS__0__SLUG", "x"),
-        ]);
+        let e = env(&[("GATEHOUSE_SERVER__THREADS", "many"), ("GATEHOUSE_APPS__0__SLUG", "x")]);
         apply_overrides(&mut t, &e, &mut problems);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["GATEHOUSE_APPS__0__SLUG", "GATEHOUSE_SERVER__THREADS"]
-        );
+        assert_eq!(paths, ["GATEHOUSE_APPS__0__SLUG", "GATEHOUSE_SERVER__THREADS"]);
     }
 
     #[test]
@@ -184,9 +161,8 @@ mod tests {
         std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
         let e = env(&[("PW", "from-env")]);
         let mut problems = vec![];
-        let got = |v: &str, p: &mut Vec<Problem>| {
-            resolve_secret(v, "x", dir.path(), &e, p).map(|s| s.expose().to_string())
-        };
+        let got =
+            |v: &str, p: &mut Vec<Problem>| resolve_secret(v, "x", dir.path(), &e, p).map(|s| s.expose().to_string());
         assert_eq!(got("env:PW", &mut problems).as_deref(), Some("from-env"));
         assert_eq!(got("file:pw", &mut problems).as_deref(), Some("s3cret"));
         assert_eq!(got("plain", &mut problems).as_deref(), Some("plain"));

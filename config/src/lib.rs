@@ -60,11 +60,7 @@ impl fmt::Display for Problem {
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "{n} problem{} in the configuration:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} problem{} in the configuration:", if n == 1 { "" } else { "s" })?;
         for p in &self.0 {
             writeln!(f, "  - {p}")?;
         }
@@ -90,9 +86,7 @@ impl Environment for ProcessEnv {
         std::env::var(name).ok()
     }
     fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        let mut v: Vec<_> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .collect();
+        let mut v: Vec<_> = std::env::vars().filter(|(k, _)| k.starts_with(prefix)).collect();
         v.sort();
         v
     }
@@ -132,11 +126,7 @@ impl Config {
     }
 
     /// Parses and validates configuration text. `base_dir` anchors relative paths.
-    pub fn from_toml(
-        text: &str,
-        base_dir: &Path,
-        env: &dyn Environment,
-    ) -> Result<Config, Problems> {
+    pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Environment) -> Result<Config, Problems> {
         validate::from_toml(text, base_dir, env)
     }
 }

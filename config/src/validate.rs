@@ -72,9 +72,7 @@ impl Ctx<'_> {
     }
 
     fn listen_addr(&mut self, v: &str, at: &str) -> Option<SocketAddr> {
-        let v2 = v
-            .strip_prefix("localhost:")
-            .map(|p| format!("127.0.0.1:{p}"));
+        let v2 = v.strip_prefix("localhost:").map(|p| format!("127.0.0.1:{p}"));
         match v2.as_deref().unwrap_or(v).parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -100,13 +98,7 @@ impl Ctx<'_> {
         p
     }
 
-    fn count(
-        &mut self,
-        v: Option<i64>,
-        at: &str,
-        range: std::ops::RangeInclusive<i64>,
-        default: u32,
-    ) -> u32 {
+    fn count(&mut self, v: Option<i64>, at: &str, range: std::ops::RangeInclusive<i64>, default: u32) -> u32 {
         match v {
             None => default,
             Some(n) if range.contains(&n) => n as u32,
@@ -177,11 +169,7 @@ pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Confi
 
 /// Deserialises each element of an array of tables on its own, so that one bad entry does
 /// not hide the problems of the others. Entries that fail are `None` (kept for indices).
-fn array_of<T: DeserializeOwned>(
-    cx: &mut Ctx,
-    table: &mut toml::Table,
-    key: &str,
-) -> Vec<(String, T)> {
+fn array_of<T: DeserializeOwned>(cx: &mut Ctx, table: &mut toml::Table, key: &str) -> Vec<(String, T)> {
     match table.remove(key) {
         None => vec![],
         Some(toml::Value::Array(items)) => items
@@ -270,27 +258,15 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         }
         d
     });
-    let default_threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let threads = cx.count(
-        r.threads,
-        "server.threads",
-        1..=1024,
-        default_threads as u32,
-    ) as usize;
+    let default_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = cx.count(r.threads, "server.threads", 1..=1024, default_threads as u32) as usize;
     let shutdown_grace_period = cx.duration(
         r.shutdown_grace_period.as_deref(),
         "server.shutdown_grace_period",
         Duration::from_secs(30),
     );
     let timeouts = timeouts(cx, &r.timeouts, "server.timeouts", Timeouts::default());
-    let health_check = health_check(
-        cx,
-        &r.health_check,
-        "server.health_check",
-        &HealthCheck::default(),
-    );
+    let health_check = health_check(cx, &r.health_check, "server.health_check", &HealthCheck::default());
     Server {
         listen,
         public_url,
@@ -381,10 +357,7 @@ fn store(cx: &mut Ctx, r: raw::Store) -> Store {
     let u = url.expose();
     if u.starts_with("postgres://") || u.starts_with("postgresql://") {
         Store::Postgres { url }
-    } else if let Some(p) = u
-        .strip_prefix("sqlite://")
-        .or_else(|| u.strip_prefix("sqlite:"))
-    {
+    } else if let Some(p) = u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:")) {
         let p = p.split('?').next().unwrap_or_default();
         if p.is_empty() {
             cx.problem(
@@ -393,9 +366,7 @@ fn store(cx: &mut Ctx, r: raw::Store) -> Store {
                 Some("e.g. sqlite:///var/lib/gatehouse/gatehouse.db"),
             );
         }
-        Store::Sqlite {
-            path: cx.path_buf(p),
-        }
+        Store::Sqlite { path: cx.path_buf(p) }
     } else {
         // Never echo the value: it may carry a password.
         cx.problem(
@@ -421,20 +392,10 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
         Duration::from_secs(7 * 86400),
     );
     if idle_timeout > absolute_timeout {
-        cx.problem(
-            "session.idle_timeout",
-            "is longer than session.absolute_timeout",
-            None,
-        );
+        cx.problem("session.idle_timeout", "is longer than session.absolute_timeout", None);
     }
-    let base = r
-        .cookie_name
-        .unwrap_or_else(|| "gatehouse_session".to_string());
-    if base.is_empty()
-        || !base
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    let base = r.cookie_name.unwrap_or_else(|| "gatehouse_session".to_string());
+    if base.is_empty() || !base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         cx.problem(
             "session.cookie_name",
             format!("{base:?} is not a valid cookie name"),
@@ -451,9 +412,7 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
 
 fn branding(cx: &mut Ctx, r: raw::Branding) -> Branding {
     let accent = r.accent.unwrap_or_else(|| "#0b6bcb".to_string());
-    let ok = accent.len() == 7
-        && accent.starts_with('#')
-        && accent[1..].chars().all(|c| c.is_ascii_hexdigit());
+    let ok = accent.len() == 7 && accent.starts_with('#') && accent[1..].chars().all(|c| c.is_ascii_hexdigit());
     if !ok {
         cx.problem(
             "branding.accent",
@@ -505,21 +464,13 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 Some("lower-case letters, digits and -"),
             );
         } else if !seen.insert(id.clone()) {
-            cx.problem(
-                format!("{at}.id"),
-                format!("provider {id:?} is defined twice"),
-                None,
-            );
+            cx.problem(format!("{at}.id"), format!("provider {id:?} is defined twice"), None);
         }
         let kind = match r {
             raw::Provider::Local { .. } => {
                 locals += 1;
                 if locals > 1 {
-                    cx.problem(
-                        format!("{at}.kind"),
-                        "only one local provider can exist",
-                        None,
-                    );
+                    cx.problem(format!("{at}.kind"), "only one local provider can exist", None);
                 }
                 ProviderKind::Local
             }
@@ -634,16 +585,11 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                         .unwrap_or_else(|| if ad { "displayName" } else { "cn" }.into()),
                     group_strategy,
                     group_base: groups.base,
-                    group_filter: groups.filter.unwrap_or_else(|| {
-                        "(|(member={dn})(uniqueMember={dn})(memberUid={username}))".into()
-                    }),
+                    group_filter: groups
+                        .filter
+                        .unwrap_or_else(|| "(|(member={dn})(uniqueMember={dn})(memberUid={username}))".into()),
                     nested_groups: groups.nested,
-                    max_depth: cx.count(
-                        groups.max_depth,
-                        &format!("{at}.groups.max_depth"),
-                        1..=64,
-                        10,
-                    ),
+                    max_depth: cx.count(groups.max_depth, &format!("{at}.groups.max_depth"), 1..=64, 10),
                     group_name,
                     connect_timeout: cx.duration(
                         connect_timeout.as_deref(),
@@ -655,9 +601,8 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                         &format!("{at}.operation_timeout"),
                         Duration::from_secs(10),
                     ),
-                    recheck_interval: recheck_interval.map(|v| {
-                        cx.duration(Some(&v), &format!("{at}.recheck_interval"), Duration::ZERO)
-                    }),
+                    recheck_interval: recheck_interval
+                        .map(|v| cx.duration(Some(&v), &format!("{at}.recheck_interval"), Duration::ZERO)),
                 }))
             }
             raw::Provider::Oidc {
@@ -673,19 +618,17 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 ..
             } => {
                 if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-                    cx.problem(format!("{at}.issuer"), format!("{issuer:?} is not an http(s) URL"), Some("the issuer as the provider publishes it, e.g. https://login.example.com"));
+                    cx.problem(
+                        format!("{at}.issuer"),
+                        format!("{issuer:?} is not an http(s) URL"),
+                        Some("the issuer as the provider publishes it, e.g. https://login.example.com"),
+                    );
                 }
                 if client_id.is_empty() {
                     cx.problem(format!("{at}.client_id"), "must not be empty", None);
                 }
                 let client_secret = client_secret.and_then(|s| {
-                    resolve_secret(
-                        &s,
-                        &format!("{at}.client_secret"),
-                        cx.base,
-                        cx.env,
-                        &mut cx.problems,
-                    )
+                    resolve_secret(&s, &format!("{at}.client_secret"), cx.base, cx.env, &mut cx.problems)
                 });
                 let scopes = if scopes.is_empty() {
                     vec!["openid".into(), "profile".into(), "email".into()]
@@ -701,9 +644,8 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                     groups_claim: groups_claim.unwrap_or_else(|| "groups".into()),
                     allowed_email_domains,
                     required_groups,
-                    refresh_interval: refresh_interval.map(|v| {
-                        cx.duration(Some(&v), &format!("{at}.refresh_interval"), Duration::ZERO)
-                    }),
+                    refresh_interval: refresh_interval
+                        .map(|v| cx.duration(Some(&v), &format!("{at}.refresh_interval"), Duration::ZERO)),
                 }))
             }
             raw::Provider::Saml {
@@ -720,32 +662,17 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 allowed_signature_algorithms,
                 ..
             } => {
-                let idp_metadata = if idp_metadata.starts_with("https://")
-                    || idp_metadata.starts_with("http://")
-                {
+                let idp_metadata = if idp_metadata.starts_with("https://") || idp_metadata.starts_with("http://") {
                     MetadataSource::Url(idp_metadata)
                 } else {
-                    MetadataSource::File(
-                        cx.existing_file(&idp_metadata, &format!("{at}.idp_metadata")),
-                    )
+                    MetadataSource::File(cx.existing_file(&idp_metadata, &format!("{at}.idp_metadata")))
                 };
                 if sp_cert.is_some() != sp_key.is_some() {
-                    cx.problem(
-                        format!("{at}.sp_cert"),
-                        "sp_cert and sp_key go together",
-                        None,
-                    );
+                    cx.problem(format!("{at}.sp_cert"), "sp_cert and sp_key go together", None);
                 }
                 let sp_cert = sp_cert.map(|c| cx.existing_file(&c, &format!("{at}.sp_cert")));
-                let sp_key = sp_key.and_then(|k| {
-                    resolve_secret(
-                        &k,
-                        &format!("{at}.sp_key"),
-                        cx.base,
-                        cx.env,
-                        &mut cx.problems,
-                    )
-                });
+                let sp_key =
+                    sp_key.and_then(|k| resolve_secret(&k, &format!("{at}.sp_key"), cx.base, cx.env, &mut cx.problems));
                 let allowed_signature_algorithms = if allowed_signature_algorithms.is_empty() {
                     vec![
                         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256".into(),
@@ -784,10 +711,7 @@ fn prefix_problem(p: &str) -> Option<&'static str> {
     if !p.starts_with('/') || !p.ends_with('/') {
         return Some("must start and end with /");
     }
-    if RESERVED_PREFIXES
-        .iter()
-        .any(|r| p.to_ascii_lowercase().starts_with(r))
-    {
+    if RESERVED_PREFIXES.iter().any(|r| p.to_ascii_lowercase().starts_with(r)) {
         return Some("is reserved for the gateway's own endpoints");
     }
     let inner = p.trim_matches('/');
@@ -796,10 +720,7 @@ fn prefix_problem(p: &str) -> Option<&'static str> {
             if seg.is_empty() || seg == "." || seg == ".." {
                 return Some("must not contain empty, . or .. segments");
             }
-            if !seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            {
+            if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
                 return Some("may only contain letters, digits, -, ., _, ~ and /");
             }
         }
@@ -854,11 +775,7 @@ fn apps(cx: &mut Ctx, raws: Vec<(String, raw::App)>, server: &Server) -> Vec<App
                 Some("lower-case letters, digits and -, at most 63"),
             );
         } else if !slugs.insert(r.slug.clone()) {
-            cx.problem(
-                format!("{at}.slug"),
-                format!("app {:?} is defined twice", r.slug),
-                None,
-            );
+            cx.problem(format!("{at}.slug"), format!("app {:?} is defined twice", r.slug), None);
         }
         if r.upstreams.is_empty() {
             cx.problem(
@@ -930,8 +847,7 @@ fn apps(cx: &mut Ctx, raws: Vec<(String, raw::App)>, server: &Server) -> Vec<App
                 Access::Restricted
             }
         };
-        if access != Access::Restricted && !(r.allow_groups.is_empty() && r.allow_users.is_empty())
-        {
+        if access != Access::Restricted && !(r.allow_groups.is_empty() && r.allow_users.is_empty()) {
             cx.problem(
                 format!("{at}.allow_groups"),
                 "allow lists only apply to access = \"restricted\"",
@@ -988,20 +904,11 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Config, Problems> {
-        from_toml(
-            text,
-            Path::new("/nonexistent"),
-            &HashMap::<String, String>::new(),
-        )
+        from_toml(text, Path::new("/nonexistent"), &HashMap::<String, String>::new())
     }
 
     fn paths(text: &str) -> Vec<String> {
-        load(text)
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|p| p.path)
-            .collect()
+        load(text).unwrap_err().0.into_iter().map(|p| p.path).collect()
     }
 
     #[test]
@@ -1068,7 +975,9 @@ mod tests {
         assert_eq!(c.apps[1].path, "/");
         assert_eq!(c.apps[1].host.as_deref(), Some("g.example.com"));
         assert!(c.apps[1].upstreams[0].tls);
-        let dup = paths("[[apps]]\nslug='a'\npath='/x/'\nupstreams=['h:1']\n[[apps]]\nslug='b'\npath='/x/'\nupstreams=['h:1']");
+        let dup = paths(
+            "[[apps]]\nslug='a'\npath='/x/'\nupstreams=['h:1']\n[[apps]]\nslug='b'\npath='/x/'\nupstreams=['h:1']",
+        );
         assert_eq!(dup, ["apps[1].path"]);
     }
 
@@ -1084,9 +993,7 @@ mod tests {
             "/noslash",
             "/.well-known/gatehouse/",
         ] {
-            let got = paths(&format!(
-                "[[apps]]\nslug='a'\npath='{p}'\nupstreams=['h:1']"
-            ));
+            let got = paths(&format!("[[apps]]\nslug='a'\npath='{p}'\nupstreams=['h:1']"));
             assert_eq!(got, ["apps[0].path"], "{p}");
         }
     }
@@ -1122,15 +1029,11 @@ mod tests {
 
     #[test]
     fn env_overrides_apply_before_validation() {
-        let env: HashMap<String, String> = [(
-            "GATEHOUSE_SERVER__LISTEN".to_string(),
-            "127.0.0.1:9999".to_string(),
-        )]
-        .into();
+        let env: HashMap<String, String> =
+            [("GATEHOUSE_SERVER__LISTEN".to_string(), "127.0.0.1:9999".to_string())].into();
         let c = from_toml("[server]\nlisten='127.0.0.1:1'", Path::new("."), &env).unwrap();
         assert_eq!(c.server.listen.port(), 9999);
-        let env: HashMap<String, String> =
-            [("GATEHOUSE_SERVER__LISTEN".to_string(), "bogus".to_string())].into();
+        let env: HashMap<String, String> = [("GATEHOUSE_SERVER__LISTEN".to_string(), "bogus".to_string())].into();
         let e = from_toml("", Path::new("."), &env).unwrap_err();
         assert_eq!(e.0[0].path, "server.listen");
     }
@@ -1138,9 +1041,7 @@ mod tests {
     #[test]
     fn store_urls() {
         let c = load("[store]\nurl='sqlite:///var/lib/g.db'").unwrap();
-        assert!(
-            matches!(c.store, Store::Sqlite { ref path } if path == Path::new("/var/lib/g.db"))
-        );
+        assert!(matches!(c.store, Store::Sqlite { ref path } if path == Path::new("/var/lib/g.db")));
         let c = load("[store]\nurl='postgres://u:pw@h/db'").unwrap();
         assert!(matches!(c.store, Store::Postgres { .. }));
         let e = load("[store]\nurl='mysql://u:hunter2@h/db'").unwrap_err();
@@ -1179,9 +1080,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.providers.len(), 3);
-        assert!(
-            matches!(&c.providers[1].kind, ProviderKind::Ldap(l) if l.user_filter == "(uid={username})")
-        );
+        assert!(matches!(&c.providers[1].kind, ProviderKind::Ldap(l) if l.user_filter == "(uid={username})"));
         let got = paths("[[providers]]\nid='x'\nkind='kerberos'");
         assert_eq!(got, ["providers[0].kind"]);
     }

@@ -54,15 +54,10 @@ access = "restricted"
 
 /// Prepares the demo folder: starts the sample app on a free loopback port (in a thread of
 /// its own) and writes `gatehouse.toml`. Returns the config file's path.
-pub fn prepare(
-    listen: SocketAddr,
-    metrics: Option<SocketAddr>,
-    dir: &Path,
-) -> Result<PathBuf, GatewayError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| GatewayError::Io(format!("sample app: {e}")))?;
+pub fn prepare(listen: SocketAddr, metrics: Option<SocketAddr>, dir: &Path) -> Result<PathBuf, GatewayError> {
+    std::fs::create_dir_all(dir).map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
+    let std_listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| GatewayError::Io(format!("sample app: {e}")))?;
     std_listener
         .set_nonblocking(true)
         .map_err(|e| GatewayError::Io(e.to_string()))?;
@@ -71,10 +66,7 @@ pub fn prepare(
         .map_err(|e| GatewayError::Io(e.to_string()))?
         .port();
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => return tracing::error!(error = %e, "sample app runtime"),
         };
@@ -89,9 +81,7 @@ pub fn prepare(
             }
         });
     });
-    let metrics = metrics.unwrap_or_else(|| {
-        SocketAddr::new(listen.ip(), listen.port().checked_add(1).unwrap_or(9090))
-    });
+    let metrics = metrics.unwrap_or_else(|| SocketAddr::new(listen.ip(), listen.port().checked_add(1).unwrap_or(9090)));
     let path = dir.join("gatehouse.toml");
     std::fs::write(&path, demo_config(listen, metrics, port))
         .map_err(|e| GatewayError::Io(format!("{}: {e}", path.display())))?;
@@ -110,9 +100,7 @@ pub fn generate_password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
-    (0..16)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
+    (0..16).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
 }
 
 /// Creates the demo's `admin` and `viewer` accounts if missing. Passwords come from
@@ -162,12 +150,7 @@ pub async fn ensure_accounts(
 }
 
 /// What the demo prints once it is ready.
-pub fn banner(
-    public_url: &str,
-    metrics: Option<SocketAddr>,
-    config: &Path,
-    accounts: &[Account],
-) -> String {
+pub fn banner(public_url: &str, metrics: Option<SocketAddr>, config: &Path, accounts: &[Account]) -> String {
     let metrics = metrics
         .map(|m| format!("  Metrics:        http://{m}/metrics\n"))
         .unwrap_or_default();
@@ -175,11 +158,9 @@ pub fn banner(
     for a in accounts {
         let pw = match &a.password {
             Some(p) => format!("password {p}   (shown once)"),
-            None => {
-                "password unchanged (set GATEHOUSE_ADMIN_PASSWORD / GATEHOUSE_VIEWER_PASSWORD, \
+            None => "password unchanged (set GATEHOUSE_ADMIN_PASSWORD / GATEHOUSE_VIEWER_PASSWORD, \
                      or run gatehouse user set-password)"
-                    .to_string()
-            }
+                .to_string(),
         };
         acc.push_str(&format!("  {:<15} {pw}\n", format!("{}:", a.username)));
     }
@@ -208,12 +189,7 @@ mod tests {
             "127.0.0.1:8001".parse().unwrap(),
             4567,
         );
-        let c = gatehouse_config::Config::from_toml(
-            &text,
-            Path::new("."),
-            &gatehouse_config::ProcessEnv,
-        )
-        .unwrap();
+        let c = gatehouse_config::Config::from_toml(&text, Path::new("."), &gatehouse_config::ProcessEnv).unwrap();
         assert_eq!(c.apps[0].upstreams[0].port, 4567);
         assert_eq!(c.apps[0].path, "/apps/whoami/");
         assert_eq!(c.apps.len(), 3);

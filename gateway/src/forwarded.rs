@@ -32,16 +32,9 @@ pub fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
 /// Computes the forwarding headers. From an untrusted peer every client value is replaced:
 /// the chain is the peer alone, the proto is ours, the host is the `Host` header. From a
 /// trusted peer the peer is appended to the chain it sent, and its proto/host are kept.
-pub fn forwarded(
-    peer: Option<IpAddr>,
-    tls: bool,
-    trusted: &[IpNet],
-    inc: Incoming<'_>,
-) -> Forwarded {
+pub fn forwarded(peer: Option<IpAddr>, tls: bool, trusted: &[IpNet], inc: Incoming<'_>) -> Forwarded {
     let own_proto = if tls { "https" } else { "http" };
-    let peer_s = peer
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let peer_s = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
     if !is_trusted(peer, trusted) {
         return Forwarded {
             for_chain: peer_s,
@@ -89,12 +82,7 @@ mod tests {
             x_forwarded_host: Some("evil.example"),
             host: Some("apps.example.com"),
         };
-        let f = forwarded(
-            Some("192.0.2.1".parse().unwrap()),
-            false,
-            &nets(&["10.0.0.0/8"]),
-            inc,
-        );
+        let f = forwarded(Some("192.0.2.1".parse().unwrap()), false, &nets(&["10.0.0.0/8"]), inc);
         assert_eq!(f.for_chain, "192.0.2.1");
         assert_eq!(f.proto, "http");
         assert_eq!(f.host.as_deref(), Some("apps.example.com"));
@@ -109,12 +97,7 @@ mod tests {
             x_forwarded_host: Some("apps.example.com"),
             host: Some("internal:8080"),
         };
-        let f = forwarded(
-            Some("10.0.0.5".parse().unwrap()),
-            false,
-            &nets(&["10.0.0.0/8"]),
-            inc,
-        );
+        let f = forwarded(Some("10.0.0.5".parse().unwrap()), false, &nets(&["10.0.0.0/8"]), inc);
         assert_eq!(f.for_chain, "203.0.113.9, 10.0.0.7, 10.0.0.5");
         assert_eq!(f.proto, "https");
         assert_eq!(f.host.as_deref(), Some("apps.example.com"));
@@ -127,12 +110,7 @@ mod tests {
             x_forwarded_proto: Some("gopher"),
             ..Incoming::default()
         };
-        let f = forwarded(
-            Some("10.0.0.5".parse().unwrap()),
-            true,
-            &nets(&["10.0.0.5/32"]),
-            inc,
-        );
+        let f = forwarded(Some("10.0.0.5".parse().unwrap()), true, &nets(&["10.0.0.5/32"]), inc);
         assert_eq!(f.proto, "https");
         assert_eq!(f.for_chain, "10.0.0.5");
     }

@@ -43,13 +43,7 @@ pub const ASSERTION_TTL: Duration = Duration::from_secs(300);
 pub fn is_identity_header(name: &str) -> bool {
     let normalized: String = name
         .chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
+        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
         .collect();
     IDENTITY_HEADERS.contains(&normalized.as_str())
 }
@@ -154,14 +148,10 @@ pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'stati
         h.push(("remote-user", user.clone()));
         h.push(("remote-groups", groups));
         h.push(("remote-email", email));
-        h.push((
-            "remote-name",
-            s.display_name.clone().unwrap_or_else(|| user.clone()),
-        ));
+        h.push(("remote-name", s.display_name.clone().unwrap_or_else(|| user.clone())));
     }
     if app.headers.plotly_user_data {
-        let data =
-            serde_json::json!({ "username": user, "groups": groups_for(app, &s.identity.groups) });
+        let data = serde_json::json!({ "username": user, "groups": groups_for(app, &s.identity.groups) });
         h.push(("plotly-user-data", data.to_string()));
     }
     h
@@ -200,7 +190,8 @@ pub fn generate_key() -> Result<SigningKeyRecord, GatewayError> {
     let x = b64(x.to_vec_padded(32).map_err(err)?);
     let y = b64(y.to_vec_padded(32).map_err(err)?);
     let kid = b64(rand::random::<[u8; 12]>().to_vec());
-    let jwk = serde_json::json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256" });
+    let jwk =
+        serde_json::json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256" });
     Ok(SigningKeyRecord {
         kid,
         private_pem: String::from_utf8_lossy(&pem).into_owned(),
@@ -274,12 +265,7 @@ impl Keys {
 
     /// The assertion for `session` calling app number `app_index`, signed at most once per
     /// four minutes per session and app.
-    pub fn assertion(
-        &self,
-        app: &App,
-        app_index: usize,
-        s: &Session,
-    ) -> Result<Arc<str>, GatewayError> {
+    pub fn assertion(&self, app: &App, app_index: usize, s: &Session) -> Result<Arc<str>, GatewayError> {
         let key = (s.id_hash.clone(), app_index);
         if let Some(t) = self.cache.get(&key) {
             return Ok(t);
@@ -339,10 +325,7 @@ mod tests {
             "a=1; gatehouse_session=abc; b=2".to_string(),
             "gatehouse_csrf=x".to_string(),
         ];
-        assert_eq!(
-            strip_cookies(&v, &["gatehouse_session", "gatehouse_csrf"]),
-            "a=1; b=2"
-        );
+        assert_eq!(strip_cookies(&v, &["gatehouse_session", "gatehouse_csrf"]), "a=1; b=2");
         assert_eq!(
             strip_cookies(&["gatehouse_session=1".to_string()], &["gatehouse_session"]),
             ""

@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Directory tools.
+    Ldap {
+        #[command(subcommand)]
+        command: LdapCommand,
+    },
     /// Run only the sample app ("whoami"), which echoes what it receives.
     Whoami {
         #[arg(long, default_value = "127.0.0.1:8050")]
@@ -100,6 +105,61 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+enum LdapCommand {
+    /// Show what the gateway would see for a user (DN, attributes, groups, time taken),
+    /// without a password and without creating a session.
+    Test {
+        username: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Which LDAP provider (default: the first).
+        #[arg(long)]
+        provider: Option<String>,
+    },
+}
+
+fn ldap_test(username: &str, config: &std::path::Path, provider: Option<&str>) -> anyhow::Result<()> {
+    use gatehouse_gateway::authn::{password_providers, PasswordProvider};
+    let config = load(config)?;
+    let ldap = password_providers(&config)?
+        .into_iter()
+        .filter_map(|p| match p {
+            PasswordProvider::Ldap(l) => Some(l),
+            PasswordProvider::Local(_) => None,
+        })
+        .find(|l| provider.is_none_or(|id| l.id == id))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no LDAP provider{} in the configuration",
+                provider.map(|p| format!(" {p:?}")).unwrap_or_default()
+            )
+        })?;
+    let started = std::time::Instant::now();
+    let found = gatehouse_gateway::server::block_on(ldap.lookup(username))?;
+    let took = started.elapsed();
+    match found {
+        Ok(Some(u)) => {
+            println!("provider:      {}", ldap.id);
+            println!("dn:            {}", u.dn);
+            println!("user id:       {}", u.user_id);
+            println!("email:         {}", u.email.as_deref().unwrap_or("-"));
+            println!("display name:  {}", u.display_name.as_deref().unwrap_or("-"));
+            println!("groups ({}):", u.groups.len());
+            for g in &u.groups {
+                println!("  {g}");
+            }
+            println!("time taken:    {} ms", took.as_millis());
+            Ok(())
+        }
+        Ok(None) => anyhow::bail!(
+            "no single directory entry matches {username:?} (none or several; {} ms)",
+            took.as_millis()
+        ),
+        Err(e) => anyhow::bail!("directory unavailable: {e:?} ({} ms)", took.as_millis()),
+    }
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Retire the signing key and create a new one. The old key stays in the JWKS until
     /// its tokens have expired; running gateways pick the new key up at restart.
@@ -122,10 +182,7 @@ fn read_password() -> anyhow::Result<String> {
         std::io::stdin().read_line(&mut line)?;
         line.trim_end_matches(['\n', '\r']).to_string()
     };
-    anyhow::ensure!(
-        pw.chars().count() >= 8,
-        "the password must have at least 8 characters"
-    );
+    anyhow::ensure!(pw.chars().count() >= 8, "the password must have at least 8 characters");
     Ok(pw)
 }
 
@@ -156,20 +213,14 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
                     .await?;
                 anyhow::Ok(())
             })??;
-            println!(
-                "created user {name}{}",
-                if admin { " (administrator)" } else { "" }
-            );
+            println!("created user {name}{}", if admin { " (administrator)" } else { "" });
         }
         UserCommand::SetPassword { name, config } => {
             let config = load(&config)?;
             let hash = hash_password(&read_password()?)?;
             block_on(async {
                 let store = open_store(&config).await?;
-                anyhow::ensure!(
-                    store.set_password_hash(&name, &hash).await?,
-                    "no local user {name:?}"
-                );
+                anyhow::ensure!(store.set_password_hash(&name, &hash).await?, "no local user {name:?}");
                 let n = store.delete_user_sessions(&name).await?;
                 println!("password changed; {n} session(s) ended");
                 anyhow::Ok(())
@@ -198,11 +249,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
         Err(e) => return Err(e.into()),
     };
     // Fail closed: a provider this build cannot run yet must not be silently ignored.
-    if let Some(p) = config
-        .providers
-        .iter()
-        .find(|p| !matches!(p.kind, ProviderKind::Local))
-    {
+    if let Some(p) = config.providers.iter().find(|p| !matches!(p.kind, ProviderKind::Local)) {
         anyhow::bail!(
             "provider {:?}: kind {:?} is not supported by this build yet; remove it to start",
             p.id,
@@ -248,12 +295,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { files } => return check_config(&files),
-        Command::Serve { config } => load(&config).and_then(|c| {
-            Ok(gatehouse_gateway::server::run(
-                c,
-                env("GATEHOUSE_ADMIN_PASSWORD"),
-            )?)
-        }),
+        Command::Serve { config } => {
+            load(&config).and_then(|c| Ok(gatehouse_gateway::server::run(c, env("GATEHOUSE_ADMIN_PASSWORD"))?))
+        }
         Command::Demo {
             listen,
             dir,
@@ -286,6 +330,14 @@ fn main() -> ExitCode {
             Ok(server::run(config, None)?)
         })(),
         Command::User { command } => user_command(command),
+        Command::Ldap {
+            command:
+                LdapCommand::Test {
+                    username,
+                    config,
+                    provider,
+                },
+        } => ldap_test(&username, &config, provider.as_deref()),
         Command::Keys {
             command: KeysCommand::Rotate { config },
         } => (|| {

@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The gateway's metrics, in a registry of their own (no global state).
 #[derive(Debug, Clone)]
@@ -24,10 +22,7 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_requests_total",
-                "Requests answered, by app and status",
-            ),
+            Opts::new("gatehouse_requests_total", "Requests answered, by app and status"),
             &["app", "status"],
         )?;
         let upstream_latency = HistogramVec::new(
@@ -41,10 +36,7 @@ impl Metrics {
             &["app"],
         )?;
         let upstream_healthy = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_upstream_healthy",
-                "Whether an upstream passes health checks",
-            ),
+            Opts::new("gatehouse_upstream_healthy", "Whether an upstream passes health checks"),
             &["app", "upstream"],
         )?;
         registry.register(Box::new(requests.clone()))?;

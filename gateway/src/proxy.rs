@@ -43,9 +43,7 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("apps", &self.config.apps.len())
-            .finish()
+        f.debug_struct("State").field("apps", &self.config.apps.len()).finish()
     }
 }
 
@@ -116,13 +114,7 @@ impl Drop for InFlight {
 pub struct Gateway(pub Arc<State>);
 
 impl Gateway {
-    async fn page(
-        &self,
-        session: &mut Session,
-        status: u16,
-        title: &str,
-        message: &str,
-    ) -> Result<bool> {
+    async fn page(&self, session: &mut Session, status: u16, title: &str, message: &str) -> Result<bool> {
         let e = ErrorText {
             status,
             title,
@@ -168,10 +160,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let st = &self.0;
         let req = session.req_header();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let fwd = forwarded(
             peer,
             st.tls,
@@ -221,9 +210,7 @@ impl ProxyHttp for Gateway {
         }
         match route {
             None => {
-                let msg = format!(
-                    "No app is served at {path}. The App Portal lists the apps you can open."
-                );
+                let msg = format!("No app is served at {path}. The App Portal lists the apps you can open.");
                 self.page(session, 404, "There is no app here", &msg).await
             }
             Some(RouteMatch::AddSlash { location, .. }) => {
@@ -240,13 +227,8 @@ impl ProxyHttp for Gateway {
                     }
                     Decision::Deny(Deny::NotSignedIn) => {
                         if respond::wants_html(&session.req_header().headers) {
-                            let rd = percent_encoding::utf8_percent_encode(
-                                &format!("{path}{query}"),
-                                RD,
-                            )
-                            .to_string();
-                            respond::redirect(session, 302, &format!("/.gatehouse/login?rd={rd}"))
-                                .await?;
+                            let rd = percent_encoding::utf8_percent_encode(&format!("{path}{query}"), RD).to_string();
+                            respond::redirect(session, 302, &format!("/.gatehouse/login?rd={rd}")).await?;
                             Ok(true)
                         } else {
                             let name = &st.config.apps[app].name;
@@ -257,9 +239,10 @@ impl ProxyHttp for Gateway {
                     Decision::Deny(reason) => {
                         let name = &st.config.apps[app].name;
                         let user = who.map(|w| w.user.as_str()).unwrap_or("");
-                        let msg = format!("Signed in as {user}: {reason}. Ask an administrator of this gateway if you need access.");
-                        self.page(session, 403, &format!("You cannot open {name}"), &msg)
-                            .await
+                        let msg = format!(
+                            "Signed in as {user}: {reason}. Ask an administrator of this gateway if you need access."
+                        );
+                        self.page(session, 403, &format!("You cannot open {name}"), &msg).await
                     }
                 }
             }
@@ -272,10 +255,7 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no app routed"))?;
         let pool = &self.0.pools[app];
         let Some(i) = pool.select(&ctx.tried) else {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "no healthy upstream",
-            ));
+            return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
         };
         ctx.tried.push(i);
         let m = &pool.members[i];
@@ -379,11 +359,7 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                504
-            }
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => 504,
             ErrorType::ConnectTimedout => 502,
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
@@ -424,19 +400,10 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let st = &self.0;
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        let slug = ctx
-            .app
-            .map(|a| st.config.apps[a].slug.as_str())
-            .unwrap_or("-");
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let slug = ctx.app.map(|a| st.config.apps[a].slug.as_str()).unwrap_or("-");
         let mut buf = itoa::Buffer::new();
-        st.metrics
-            .requests
-            .with_label_values(&[slug, buf.format(status)])
-            .inc();
+        st.metrics.requests.with_label_values(&[slug, buf.format(status)]).inc();
         let req = session.req_header();
         let upstream = ctx
             .app

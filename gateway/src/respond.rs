@@ -14,10 +14,7 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
     if headers.get("x-requested-with").is_some() {
         return false;
     }
-    match headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(a) => a.contains("text/html") || a.contains("*/*") && !a.contains("application/json"),
     }
@@ -99,10 +96,7 @@ mod tests {
     #[test]
     fn html_or_json() {
         assert!(wants_html(&h(None, false)));
-        assert!(wants_html(&h(
-            Some("text/html,application/xhtml+xml,*/*;q=0.8"),
-            false
-        )));
+        assert!(wants_html(&h(Some("text/html,application/xhtml+xml,*/*;q=0.8"), false)));
         assert!(wants_html(&h(Some("*/*"), false)));
         assert!(!wants_html(&h(Some("application/json"), false)));
         assert!(!wants_html(&h(Some("application/json, */*"), false)));

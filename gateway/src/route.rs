@@ -133,13 +133,7 @@ pub fn normalize_host(host: &str) -> String {
         rest.split(']').next().unwrap_or("")
     } else {
         h.rsplit_once(':')
-            .map(|(h, p)| {
-                if p.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    host
-                }
-            })
+            .map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
             .unwrap_or(h)
     };
     h.trim_end_matches('.').to_ascii_lowercase()
@@ -208,18 +202,13 @@ impl Router {
                 }
             }
             if let Some(rest) = path.strip_prefix(e.prefix.as_str()) {
-                let upstream_path = if e.strip {
-                    format!("/{rest}")
-                } else {
-                    path.to_string()
-                };
+                let upstream_path = if e.strip { format!("/{rest}") } else { path.to_string() };
                 return Some(RouteMatch::App {
                     app: e.app,
                     upstream_path,
                 });
             }
-            if e.prefix.len() > 1 && path.len() + 1 == e.prefix.len() && e.prefix.starts_with(path)
-            {
+            if e.prefix.len() > 1 && path.len() + 1 == e.prefix.len() && e.prefix.starts_with(path) {
                 return Some(RouteMatch::AddSlash {
                     app: e.app,
                     location: e.prefix.clone(),
@@ -356,17 +345,10 @@ mod tests {
             app_of(&r, "grafana.example.com", "/apps/a/x"),
             Some((2, "/apps/a/x".into()))
         );
-        assert_eq!(
-            app_of(&r, "ab.apps.example.com", "/q"),
-            Some((1, "/q".into()))
-        );
+        assert_eq!(app_of(&r, "ab.apps.example.com", "/q"), Some((1, "/q".into())));
         assert_eq!(app_of(&r, "x", "/apps/c/"), None);
         assert_eq!(app_of(&r, "x", "/"), None);
-        assert_eq!(
-            app_of(&r, "x", "/apps/A/"),
-            None,
-            "routes are case-sensitive"
-        );
+        assert_eq!(app_of(&r, "x", "/apps/A/"), None, "routes are case-sensitive");
         assert_eq!(app_of(&r, "nope.apps.example.com", "/"), None);
         assert_eq!(
             r.resolve("x", "/apps/a"),

@@ -12,9 +12,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{
-    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
-};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -37,8 +35,7 @@ pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
             }
             Store::open_sqlite(path).await?
         }
@@ -59,11 +56,7 @@ fn merge_store_apps(config: &mut Config, records: Vec<AppRecord>) {
             "authenticated" => Access::Authenticated,
             _ => Access::Restricted,
         };
-        let upstreams: Vec<Upstream> = r
-            .upstreams
-            .iter()
-            .filter_map(|u| parse_upstream(u))
-            .collect();
+        let upstreams: Vec<Upstream> = r.upstreams.iter().filter_map(|u| parse_upstream(u)).collect();
         if upstreams.is_empty() {
             tracing::warn!(app = %r.slug, "app from the store has no usable upstream; skipped");
             continue;
@@ -92,14 +85,10 @@ fn merge_store_apps(config: &mut Config, records: Vec<AppRecord>) {
 
 fn parse_upstream(u: &str) -> Option<Upstream> {
     let text = format!("[[apps]]\nslug = \"x\"\nupstreams = [{}]", toml_string(u));
-    Config::from_toml(
-        &text,
-        std::path::Path::new("."),
-        &gatehouse_config::ProcessEnv,
-    )
-    .ok()
-    .and_then(|c| c.apps.into_iter().next())
-    .and_then(|a| a.upstreams.into_iter().next())
+    Config::from_toml(&text, std::path::Path::new("."), &gatehouse_config::ProcessEnv)
+        .ok()
+        .and_then(|c| c.apps.into_iter().next())
+        .and_then(|a| a.upstreams.into_iter().next())
 }
 
 fn toml_string(s: &str) -> String {
@@ -108,21 +97,23 @@ fn toml_string(s: &str) -> String {
 
 /// Builds the shared state of the proxy from a validated config: opens the store, creates
 /// the first admin if asked, loads signing keys, and prepares routing and pools.
-pub async fn build_state(
-    mut config: Config,
-    admin_password: Option<&str>,
-) -> Result<Arc<State>, GatewayError> {
+pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Result<Arc<State>, GatewayError> {
     let store = Arc::new(open_store(&config).await?);
     crate::authn::bootstrap_admin(&store, admin_password).await?;
     let _ = tokio::task::spawn_blocking(crate::authn::local::warm_up).await;
     merge_store_apps(&mut config, store.apps().await?);
     let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
-    let sessions = Arc::new(Sessions::new(
-        store.clone(),
-        config.session.idle_timeout,
-        config.session.absolute_timeout,
-        SESSION_CACHE_TTL,
-    ));
+    let providers = crate::authn::password_providers(&config)?;
+    let recheck = Arc::new(crate::authn::DirectoryRecheck::new(&config, &providers));
+    let sessions = Arc::new(
+        Sessions::new(
+            store.clone(),
+            config.session.idle_timeout,
+            config.session.absolute_timeout,
+            SESSION_CACHE_TTL,
+        )
+        .with_recheck(recheck),
+    );
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let router = Router::new(&config.apps, config.server.app_domain.as_deref());
     let policies: Vec<_> = config.apps.iter().map(app_policy).collect();
@@ -152,12 +143,12 @@ pub async fn build_state(
             csrf_cookie: csrf_cookie.clone(),
             secure: tls,
             session_max_age: config.session.absolute_timeout.as_secs(),
-            password_form: crate::authn::local_provider(&config).is_some(),
+            password_form: !providers.is_empty(),
         },
         store: store.clone(),
         sessions: sessions.clone(),
         limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
-        local: crate::authn::local_provider(&config),
+        providers,
         keys: keys.clone(),
         apps: config
             .apps
@@ -339,13 +330,11 @@ pub fn run(config: Config, admin_password: Option<String>) -> Result<(), Gateway
         .chain(metrics_listen)
         .chain(redirect_listen)
     {
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
+        std::net::TcpListener::bind(addr).map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
     }
     let state = block_on(build_state(config, admin_password.as_deref()))??;
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
     match &tls {
         Some(t) => {
             let (cert, key) = (t.cert.to_string_lossy(), t.key.to_string_lossy());
@@ -372,10 +361,7 @@ pub fn run(config: Config, admin_password: Option<String>) -> Result<(), Gateway
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    server.add_service(background_service(
-        "health checks",
-        HealthChecks(state.clone()),
-    ));
+    server.add_service(background_service("health checks", HealthChecks(state.clone())));
 
     tracing::info!(%listen, %public_url, apps = state.config.apps.len(), "gatehouse listening");
     exit_when_drained(&server, state.in_flight.clone(), grace);

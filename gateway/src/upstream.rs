@@ -121,10 +121,7 @@ impl Pool {
 pub async fn probe(m: &Member, check: &HealthCheck) -> bool {
     let resolved = {
         let u = m.upstream.clone();
-        tokio::task::spawn_blocking(move || resolve(&u))
-            .await
-            .ok()
-            .flatten()
+        tokio::task::spawn_blocking(move || resolve(&u)).await.ok().flatten()
     };
     if let Some(a) = resolved {
         *m.addr.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
@@ -152,10 +149,7 @@ pub async fn probe(m: &Member, check: &HealthCheck) -> bool {
         }
         Some(status_ok(&buf[..got]))
     };
-    matches!(
-        tokio::time::timeout(check.timeout, attempt).await,
-        Ok(Some(true))
-    )
+    matches!(tokio::time::timeout(check.timeout, attempt).await, Ok(Some(true)))
 }
 
 /// Whether an HTTP status line starts `HTTP/1.x 2..` or `3..`.
@@ -170,9 +164,7 @@ pub async fn check_loop(pool: Arc<Pool>, on_change: impl Fn(usize, Transition) +
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let results =
-            futures_util::future::join_all(pool.members.iter().map(|m| probe(m, &pool.check)))
-                .await;
+        let results = futures_util::future::join_all(pool.members.iter().map(|m| probe(m, &pool.check))).await;
         for (i, ok) in results.into_iter().enumerate() {
             let t = if ok {
                 pool.record_success(i)

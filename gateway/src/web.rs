@@ -54,9 +54,7 @@ pub async fn serve(
         .method(req_header.method.clone())
         .uri(path_and_query)
         .body(Body::from(body))
-        .map_err(|e| {
-            Error::because(ErrorType::InvalidHTTPHeader, "reserved endpoint request", e)
-        })?;
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "reserved endpoint request", e))?;
     *req.headers_mut() = req_header.headers.clone();
     req.extensions_mut().insert(info);
     let res = router

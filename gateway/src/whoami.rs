@@ -37,19 +37,12 @@ async fn whoami(req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
     if json {
-        return Json(serde_json::json!({ "method": method, "path": path, "headers": headers }))
-            .into_response();
+        return Json(serde_json::json!({ "method": method, "path": path, "headers": headers })).into_response();
     }
     let esc = |s: &str| html_escape::encode_text(s).into_owned();
     let rows: String = headers
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-                esc(k),
-                esc(v)
-            )
-        })
+        .map(|(k, v)| format!("<tr><th scope=\"row\">{}</th><td>{}</td></tr>", esc(k), esc(v)))
         .collect();
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8">

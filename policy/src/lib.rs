@@ -13,8 +13,7 @@ use std::fmt;
 pub mod store;
 
 pub use store::{
-    AppRecord, AuditEvent, NewUser, SessionRecord, SigningKeyRecord, Store, StoreError,
-    StoreOptions, UserRecord,
+    AppRecord, AuditEvent, NewUser, SessionRecord, SigningKeyRecord, Store, StoreError, StoreOptions, UserRecord,
 };
 
 /// A user name, compared case-insensitively (directories are).
@@ -124,9 +123,7 @@ impl fmt::Display for Deny {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Deny::NotSignedIn => f.write_str("you are not signed in"),
-            Deny::NotAllowed => {
-                f.write_str("neither you nor any of your groups is on this app's allow-list")
-            }
+            Deny::NotAllowed => f.write_str("neither you nor any of your groups is on this app's allow-list"),
         }
     }
 }

@@ -170,10 +170,7 @@ impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewUser")
             .field("username", &self.username)
-            .field(
-                "password_hash",
-                &self.password_hash.as_ref().map(|_| REDACTED),
-            )
+            .field("password_hash", &self.password_hash.as_ref().map(|_| REDACTED))
             .field("email", &self.email)
             .field("display_name", &self.display_name)
             .field("admin", &self.admin)
@@ -186,10 +183,7 @@ impl fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserRecord")
             .field("username", &self.username)
-            .field(
-                "password_hash",
-                &self.password_hash.as_ref().map(|_| REDACTED),
-            )
+            .field("password_hash", &self.password_hash.as_ref().map(|_| REDACTED))
             .field("email", &self.email)
             .field("display_name", &self.display_name)
             .field("admin", &self.admin)
@@ -286,13 +280,10 @@ impl Store {
                         "{url}: query parameters are not supported; give a plain file path"
                     )));
                 }
-                let path = percent_decode(rest).ok_or_else(|| {
-                    StoreError::BadUrl(format!("{url}: invalid percent-encoding"))
-                })?;
+                let path = percent_decode(rest)
+                    .ok_or_else(|| StoreError::BadUrl(format!("{url}: invalid percent-encoding")))?;
                 if path.is_empty() || path == ":memory:" {
-                    return Err(StoreError::BadUrl(format!(
-                        "{url}: give the path of a database file"
-                    )));
+                    return Err(StoreError::BadUrl(format!("{url}: give the path of a database file")));
                 }
                 Self::open_sqlite_with(Path::new(&path), options).await
             }
@@ -312,13 +303,9 @@ impl Store {
     }
 
     /// [`Store::open_sqlite`] with explicit pool settings.
-    pub async fn open_sqlite_with(
-        path: &Path,
-        options: &StoreOptions,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_sqlite_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        let absolute =
-            std::path::absolute(path).map_err(|e| StoreError::BadUrl(format!("{shown}: {e}")))?;
+        let absolute = std::path::absolute(path).map_err(|e| StoreError::BadUrl(format!("{shown}: {e}")))?;
         let absolute = absolute
             .to_str()
             .ok_or_else(|| StoreError::BadUrl(format!("{shown}: path is not valid UTF-8")))?;
@@ -360,10 +347,7 @@ impl Store {
     }
 
     /// [`Store::open_postgres`] with explicit pool settings.
-    pub async fn open_postgres_with(
-        url: &str,
-        options: &StoreOptions,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_postgres_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let lower = url.to_ascii_lowercase();
         if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
             return Err(StoreError::BadUrl(format!(
@@ -437,32 +421,24 @@ impl Store {
 
     /// The user named `username` (any case), if any.
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE username = $1"
-        ))
-        .bind(fold_user(username))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("reading user"))?
-        .map(|row| user_from_row(&row))
-        .transpose()
+        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"))
+            .bind(fold_user(username))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading user"))?
+            .map(|row| user_from_row(&row))
+            .transpose()
     }
 
     /// Every local user, by name.
     pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY username"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("listing users"))?
-        .iter()
-        .map(user_from_row)
-        .collect()
+        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing users"))?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
     /// How many local users exist (0 on a fresh install: time to bootstrap an admin).
@@ -497,11 +473,7 @@ impl Store {
 
     /// Disables (true) or re-enables a user. Existing sessions are left alone; revoke them
     /// with [`Store::delete_user_sessions`]. False: no such user.
-    pub async fn set_user_disabled(
-        &self,
-        username: &str,
-        disabled: bool,
-    ) -> Result<bool, StoreError> {
+    pub async fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<bool, StoreError> {
         let result = sqlx::query("UPDATE users SET disabled = $2 WHERE username = $1")
             .bind(fold_user(username))
             .bind(flag(disabled))
@@ -512,11 +484,7 @@ impl Store {
     }
 
     /// Replaces the user's groups. False: no such user.
-    pub async fn set_user_groups(
-        &self,
-        username: &str,
-        groups: &[String],
-    ) -> Result<bool, StoreError> {
+    pub async fn set_user_groups(&self, username: &str, groups: &[String]) -> Result<bool, StoreError> {
         let result = sqlx::query("UPDATE users SET groups_json = $2 WHERE username = $1")
             .bind(fold_user(username))
             .bind(groups_json(groups)?)
@@ -603,11 +571,7 @@ impl Store {
     }
 
     /// Replaces a session's groups (e.g. after a directory refresh). False: no such session.
-    pub async fn update_session_groups(
-        &self,
-        id_hash: &str,
-        groups: &[String],
-    ) -> Result<bool, StoreError> {
+    pub async fn update_session_groups(&self, id_hash: &str, groups: &[String]) -> Result<bool, StoreError> {
         let result = sqlx::query("UPDATE sessions SET groups_json = $2 WHERE id_hash = $1")
             .bind(id_hash.to_owned())
             .bind(groups_json(groups)?)
@@ -655,11 +619,7 @@ impl Store {
 
     /// Deletes sessions idle since before `idle_before` or created before `created_before`
     /// (both epoch seconds, exclusive); returns how many.
-    pub async fn delete_expired_sessions(
-        &self,
-        idle_before: i64,
-        created_before: i64,
-    ) -> Result<u64, StoreError> {
+    pub async fn delete_expired_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM sessions WHERE last_seen < $1 OR created_at < $2")
             .bind(idle_before)
             .bind(created_before)
@@ -707,14 +667,12 @@ impl Store {
     /// Marks a key retired at `at` (still published, no longer used to sign). Retiring a
     /// retired key keeps the first time. False: no such key.
     pub async fn retire_signing_key(&self, kid: &str, at: i64) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE signing_keys SET retired_at = COALESCE(retired_at, $2) WHERE kid = $1",
-        )
-        .bind(kid.to_owned())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("retiring signing key"))?;
+        let result = sqlx::query("UPDATE signing_keys SET retired_at = COALESCE(retired_at, $2) WHERE kid = $1")
+            .bind(kid.to_owned())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("retiring signing key"))?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -732,32 +690,24 @@ impl Store {
 
     /// Every app, by slug.
     pub async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            app_columns!(),
-            " FROM apps ORDER BY slug"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("listing apps"))?
-        .iter()
-        .map(app_from_row)
-        .collect()
+        sqlx::query(concat!("SELECT ", app_columns!(), " FROM apps ORDER BY slug"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing apps"))?
+            .iter()
+            .map(app_from_row)
+            .collect()
     }
 
     /// The app with this slug (exact match), if any.
     pub async fn app(&self, slug: &str) -> Result<Option<AppRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            app_columns!(),
-            " FROM apps WHERE slug = $1"
-        ))
-        .bind(slug.to_owned())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("reading app"))?
-        .map(|row| app_from_row(&row))
-        .transpose()
+        sqlx::query(concat!("SELECT ", app_columns!(), " FROM apps WHERE slug = $1"))
+            .bind(slug.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading app"))?
+            .map(|row| app_from_row(&row))
+            .transpose()
     }
 
     /// Creates the app, or replaces every field of an existing one but `created_at`.
@@ -767,10 +717,7 @@ impl Store {
         if app.slug.is_empty() {
             return Err(StoreError::Invalid("app slug is empty".into()));
         }
-        if !matches!(
-            app.access.as_str(),
-            "public" | "authenticated" | "restricted"
-        ) {
+        if !matches!(app.access.as_str(), "public" | "authenticated" | "restricted") {
             return Err(StoreError::Invalid(format!(
                 "access of app {:?} must be public, authenticated or restricted, not {:?}",
                 app.slug, app.access
@@ -814,8 +761,8 @@ impl Store {
 
     /// Appends to the audit log.
     pub async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let detail = serde_json::to_string(&event.detail)
-            .map_err(|e| StoreError::Invalid(format!("audit detail: {e}")))?;
+        let detail =
+            serde_json::to_string(&event.detail).map_err(|e| StoreError::Invalid(format!("audit detail: {e}")))?;
         sqlx::query(concat!(
             "INSERT INTO audit_log (",
             audit_columns!(),
@@ -884,11 +831,7 @@ fn user_name(name: &str) -> Result<String, StoreError> {
 
 /// Case-folds, drops empty names, sorts and de-duplicates.
 fn fold_all(names: &[String], fold: impl Fn(&str) -> String) -> Vec<String> {
-    let mut out: Vec<String> = names
-        .iter()
-        .map(|n| fold(n))
-        .filter(|n| !n.is_empty())
-        .collect();
+    let mut out: Vec<String> = names.iter().map(|n| fold(n)).filter(|n| !n.is_empty()).collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -920,9 +863,8 @@ fn get_flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
 
 fn get_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
     let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| {
-        StoreError::Database(format!("column {column} does not hold a JSON list: {e}"))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Database(format!("column {column} does not hold a JSON list: {e}")))
 }
 
 fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {

@@ -38,10 +38,7 @@ async fn verify(gw: &Gateway, token: &str, aud: &str) -> Result<serde_json::Valu
         .json()
         .await
         .unwrap();
-    let kid = decode_header(token)
-        .map_err(|e| e.to_string())?
-        .kid
-        .ok_or("no kid")?;
+    let kid = decode_header(token).map_err(|e| e.to_string())?.kid.ok_or("no kid")?;
     let jwk = jwks.find(&kid).ok_or("kid not in JWKS")?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut v = Validation::new(jsonwebtoken::Algorithm::ES256);
@@ -70,10 +67,7 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
     // an API client gets a 401 in JSON.
     let p = alice.get("/apps/open/report?q=1").await;
     assert_eq!(p.status, 302);
-    assert_eq!(
-        p.location(),
-        Some("/.gatehouse/login?rd=/apps/open/report%3Fq%3D1")
-    );
+    assert_eq!(p.location(), Some("/.gatehouse/login?rd=/apps/open/report%3Fq%3D1"));
     let p = alice.get_json("/apps/open/report").await;
     assert_eq!(p.status, 401);
     assert_eq!(p.json()["status"], 401);
@@ -92,26 +86,14 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
     assert_eq!(p.status, 401);
     assert!(p.body.contains("Wrong user name or password."));
 
-    let p = alice
-        .login("Alice", PW, Some("/apps/open/report?q=1"))
-        .await;
+    let p = alice.login("Alice", PW, Some("/apps/open/report?q=1")).await;
     assert_eq!(p.status, 303, "{}", p.body);
-    assert_eq!(
-        p.location(),
-        Some("/apps/open/report?q=1"),
-        "back where she started"
-    );
-    let session_cookie = alice
-        .cookies
-        .get("gatehouse_session")
-        .cloned()
-        .expect("session cookie");
+    assert_eq!(p.location(), Some("/apps/open/report?q=1"), "back where she started");
+    let session_cookie = alice.cookies.get("gatehouse_session").cloned().expect("session cookie");
     assert!(alice
         .set_cookies
         .iter()
-        .any(|c| c.starts_with("gatehouse_session=")
-            && c.contains("HttpOnly")
-            && c.contains("SameSite=Lax")));
+        .any(|c| c.starts_with("gatehouse_session=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")));
 
     // The portal lists exactly the apps she may open.
     let p = alice.get("/").await;
@@ -128,22 +110,13 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
     let p = alice
         .get_with(
             "/apps/open/x",
-            &[(
-                "cookie",
-                &format!("gatehouse_session={session_cookie}; theme=dark"),
-            )],
+            &[("cookie", &format!("gatehouse_session={session_cookie}; theme=dark"))],
         )
         .await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert_eq!(header(&p, "x-forwarded-user").as_deref(), Some("alice"));
-    assert_eq!(
-        header(&p, "x-forwarded-preferred-username").as_deref(),
-        Some("alice")
-    );
-    assert_eq!(
-        header(&p, "x-forwarded-groups").as_deref(),
-        Some("finance,staff")
-    );
+    assert_eq!(header(&p, "x-forwarded-preferred-username").as_deref(), Some("alice"));
+    assert_eq!(header(&p, "x-forwarded-groups").as_deref(), Some("finance,staff"));
     let cookie_seen = header(&p, "cookie").unwrap_or_default();
     assert!(
         !cookie_seen.contains("gatehouse_session"),
@@ -172,8 +145,7 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
     // Dash apps: Remote-* and Plotly-User-Data.
     let p = alice.get("/apps/dash/").await;
     assert_eq!(header(&p, "remote-user").as_deref(), Some("alice"));
-    let plotly: serde_json::Value =
-        serde_json::from_str(&header(&p, "plotly-user-data").unwrap()).unwrap();
+    let plotly: serde_json::Value = serde_json::from_str(&header(&p, "plotly-user-data").unwrap()).unwrap();
     assert_eq!(plotly["username"], "alice");
     assert_eq!(plotly["groups"], serde_json::json!(["finance", "staff"]));
 
@@ -182,16 +154,11 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
     assert_eq!(p.status, 403);
     assert!(p.body.contains("You cannot open Secret"), "{}", p.body);
     assert!(p.body.contains("allow-list"), "{}", p.body);
-    assert!(
-        p.body.contains("href=\"/\""),
-        "403 page links to the portal"
-    );
+    assert!(p.body.contains("href=\"/\""), "403 page links to the portal");
     assert_eq!(backend.hits(), 3, "denied requests never reach the app");
 
     // Sign-out needs the CSRF token.
-    let p = alice
-        .post_form("/.gatehouse/logout", &[("csrf", "forged")])
-        .await;
+    let p = alice.post_form("/.gatehouse/logout", &[("csrf", "forged")]).await;
     assert_eq!(p.status, 400);
     assert_eq!(
         alice.get("/apps/open/").await.status,
@@ -204,9 +171,7 @@ async fn sign_in_portal_identity_forbidden_and_sign_out() {
 
     // The old cookie is dead, server-side.
     let mut replay = gw.browser();
-    replay
-        .cookies
-        .insert("gatehouse_session".into(), session_cookie);
+    replay.cookies.insert("gatehouse_session".into(), session_cookie);
     assert_eq!(replay.get("/apps/open/").await.status, 302);
     assert_eq!(replay.get_json("/apps/open/").await.status, 401);
 }
@@ -241,22 +206,13 @@ async fn spoofed_identity_never_reaches_the_app() {
         ("Remote-User", "admin"),
         ("remote_groups", "admins"),
         ("Plotly-User-Data", "{\"username\":\"admin\"}"),
-        (
-            "X-Gatehouse-Assertion",
-            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
-        ),
+        ("X-Gatehouse-Assertion", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."),
     ];
     let check = |body: &str, who: &str| {
-        assert!(
-            !body.contains("admin"),
-            "{who}: spoofed value reached the app: {body}"
-        );
+        assert!(!body.contains("admin"), "{who}: spoofed value reached the app: {body}");
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         for name in v["headers"].as_object().unwrap().keys() {
-            assert!(
-                !name.contains('_'),
-                "{who}: underscore header {name} passed"
-            );
+            assert!(!name.contains('_'), "{who}: underscore header {name} passed");
         }
     };
     // Anonymous on a public app.
@@ -273,11 +229,7 @@ async fn spoofed_identity_never_reaches_the_app() {
         let r = raw::get(gw.addr, app, &headers).await;
         assert_eq!(r.status, 200, "{app}: {}", r.body);
         check(&r.body, app);
-        assert!(
-            r.body.contains("\"x-forwarded-user\":[\"bob\"]"),
-            "{app}: {}",
-            r.body
-        );
+        assert!(r.body.contains("\"x-forwarded-user\":[\"bob\"]"), "{app}: {}", r.body);
         assert!(
             !r.body.contains("gatehouse_session"),
             "{app}: gateway cookie reached the app"
@@ -298,17 +250,8 @@ async fn path_tricks_keep_each_apps_policy() {
         "/apps//secret/",
         "/apps/open/./../fin/x",
     ] {
-        let r = raw::get(
-            gw.addr,
-            target,
-            &[("Cookie", &cookie), ("Accept", "application/json")],
-        )
-        .await;
-        assert_eq!(
-            r.status, 403,
-            "{target} must be judged by the app it names: {}",
-            r.body
-        );
+        let r = raw::get(gw.addr, target, &[("Cookie", &cookie), ("Accept", "application/json")]).await;
+        assert_eq!(r.status, 403, "{target} must be judged by the app it names: {}", r.body);
     }
     for target in [
         "/apps/pub%2f..%2fsecret/",
@@ -316,20 +259,10 @@ async fn path_tricks_keep_each_apps_policy() {
         "/apps/secret;x/",
         "/apps/SECRET/",
     ] {
-        let r = raw::get(
-            gw.addr,
-            target,
-            &[("Cookie", &cookie), ("Accept", "application/json")],
-        )
-        .await;
+        let r = raw::get(gw.addr, target, &[("Cookie", &cookie), ("Accept", "application/json")]).await;
         assert!(r.status == 400 || r.status == 404, "{target}: {}", r.status);
     }
-    let r = raw::get(
-        gw.addr,
-        "/apps/pub/../../.gatehouse/admin/",
-        &[("Cookie", &cookie)],
-    )
-    .await;
+    let r = raw::get(gw.addr, "/apps/pub/../../.gatehouse/admin/", &[("Cookie", &cookie)]).await;
     assert_ne!(r.status, 200, "admin prefix not reachable by a trick");
 }
 
@@ -372,9 +305,7 @@ async fn login_form_needs_csrf_and_failures_are_rate_limited() {
         .await;
     assert_eq!(p.status, 400);
     assert!(!b.cookies.contains_key("gatehouse_session"));
-    let p = b
-        .post_form("/.gatehouse/login", &[("garbage", "\u{0}")])
-        .await;
+    let p = b.post_form("/.gatehouse/login", &[("garbage", "\u{0}")]).await;
     assert_eq!(p.status, 400, "malformed form gets a clear error");
 
     // Unknown user and wrong password: same page, similar time (median of 3 each).
@@ -436,11 +367,7 @@ async fn idle_and_absolute_timeouts_end_sessions() {
     assert_eq!(idle.login("bob", PW, None).await.status, 303);
     assert_eq!(idle.get("/apps/open/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(3200)).await;
-    assert_eq!(
-        idle.get("/apps/open/").await.status,
-        302,
-        "idle session must expire"
-    );
+    assert_eq!(idle.get("/apps/open/").await.status, 302, "idle session must expire");
     // Absolute: active every second, still ends after 5 s.
     let mut busy = gw.browser();
     assert_eq!(busy.login("bob", PW, None).await.status, 303);
@@ -454,10 +381,7 @@ async fn idle_and_absolute_timeouts_end_sessions() {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     let ended = ended.expect("absolute timeout never ended the session");
-    assert!(
-        ended >= Duration::from_secs(4),
-        "ended too early: {ended:?}"
-    );
+    assert!(ended >= Duration::from_secs(4), "ended too early: {ended:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -467,46 +391,26 @@ async fn password_change_revokes_sessions() {
     let mut bob = gw.browser();
     assert_eq!(bob.login("bob", PW, None).await.status, 303);
     assert_eq!(bob.get("/apps/open/").await.status, 200);
-    let out = gw.cli(
-        &["user", "set-password", "bob"],
-        Some("another good password\n"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = gw.cli(&["user", "set-password", "bob"], Some("another good password\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Another process changed the store: this gateway notices within its cache TTL.
     let t = Instant::now();
     loop {
         if bob.get("/apps/open/").await.status == 302 {
             break;
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(7),
-            "revoked session still honoured"
-        );
+        assert!(t.elapsed() < Duration::from_secs(7), "revoked session still honoured");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut again = gw.browser();
-    assert_eq!(
-        again
-            .login("bob", "another good password", None)
-            .await
-            .status,
-        303
-    );
+    assert_eq!(again.login("bob", "another good password", None).await.status, 303);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_thousand_groups_keep_cookie_and_headers_small() {
     let backend = Backend::start("app").await;
     let groups: Vec<String> = (0..2000).map(|i| format!("group-{i:04}")).collect();
-    let refs: Vec<&str> = groups
-        .iter()
-        .map(String::as_str)
-        .chain(["finance"])
-        .collect();
+    let refs: Vec<&str> = groups.iter().map(String::as_str).chain(["finance"]).collect();
     let b = [backend.addr];
     let gw = gatehouse()
         .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\", \"group-0007\"]\nheaders = { groups_sent = \"referenced\" }")
@@ -539,10 +443,7 @@ async fn two_thousand_groups_keep_cookie_and_headers_small() {
         "request headers to a referenced-groups app are {total} bytes"
     );
     let p = m.get("/apps/all/").await;
-    assert_eq!(
-        header(&p, "x-forwarded-groups").unwrap().split(',').count(),
-        2001
-    );
+    assert_eq!(header(&p, "x-forwarded-groups").unwrap().split(',').count(), 2001);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -554,11 +455,7 @@ async fn rotated_keys_stay_published_until_their_tokens_expire() {
     let old = header(&bob.get("/apps/open/").await, "x-gatehouse-assertion").unwrap();
     let old_kid = decode_header(&old).unwrap().kid.unwrap();
     let out = gw.cli(&["keys", "rotate"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     gw.restart().await;
     let jwks: serde_json::Value = gw
         .client()
@@ -570,9 +467,7 @@ async fn rotated_keys_stay_published_until_their_tokens_expire() {
         .await
         .unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
-    verify(&gw, &old, "open")
-        .await
-        .expect("old token still verifies");
+    verify(&gw, &old, "open").await.expect("old token still verifies");
     let mut fresh = gw.browser();
     assert_eq!(fresh.login("bob", PW, None).await.status, 303);
     let new = header(&fresh.get("/apps/open/").await, "x-gatehouse-assertion").unwrap();
@@ -614,7 +509,9 @@ async fn tls_cookies_are_host_prefixed_and_secure() {
 async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
     let backend = Backend::start("app").await;
     let mut gw = start(&backend, "").await;
-    let store = gatehouse_policy::store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db")).await.unwrap();
+    let store = gatehouse_policy::store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db"))
+        .await
+        .unwrap();
     store
         .upsert_app(&gatehouse_policy::store::AppRecord {
             slug: "reports".into(),

@@ -14,12 +14,7 @@ fn example_env() -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                v.trim_matches(|c| c == '"' || c == '\'').to_string(),
-            )
-        })
+        .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string()))
         .collect()
 }
 
@@ -31,18 +26,9 @@ fn every_example_config_passes_check_config() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    for want in [
-        "demo",
-        "single-team",
-        "ldap",
-        "oidc",
-        "saml",
-        "replicas-postgres",
-    ] {
+    for want in ["demo", "single-team", "ldap", "oidc", "saml", "replicas-postgres"] {
         assert!(
-            files
-                .iter()
-                .any(|f| f.file_stem().is_some_and(|s| s == want)),
+            files.iter().any(|f| f.file_stem().is_some_and(|s| s == want)),
             "missing example {want}.toml"
         );
     }
@@ -124,7 +110,5 @@ fn missing_config_file_is_a_clear_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("cannot read /nonexistent/gatehouse.toml")
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read /nonexistent/gatehouse.toml"));
 }

@@ -15,10 +15,7 @@ fn header(body: &str, name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn spoofed_forwarding_headers_from_untrusted_peer_are_replaced() {
     let b = Backend::start("b").await;
-    let gw = gatehouse()
-        .app("a", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let gw = gatehouse().app("a", &[b.addr], "access = \"public\"").start().await;
     let r = raw::get(
         gw.addr,
         "/apps/a/",
@@ -58,10 +55,7 @@ async fn forwarding_headers_from_trusted_proxy_are_appended() {
         ],
     )
     .await;
-    assert_eq!(
-        header(&r.body, "x-forwarded-for"),
-        ["203.0.113.7, 127.0.0.1"]
-    );
+    assert_eq!(header(&r.body, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
     assert_eq!(header(&r.body, "x-forwarded-proto"), ["https"]);
     assert_eq!(header(&r.body, "x-forwarded-host"), ["apps.example.com"]);
     assert_eq!(header(&r.body, "x-real-ip"), ["203.0.113.7"]);

@@ -11,10 +11,7 @@ use crate::{gatehouse, json};
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_requests_by_app_and_status() {
     let b = Backend::start("b").await;
-    let gw = gatehouse()
-        .app("sales", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let gw = gatehouse().app("sales", &[b.addr], "access = \"public\"").start().await;
     for _ in 0..3 {
         assert_eq!(gw.get("/apps/sales/").await.status(), 200);
     }
@@ -84,10 +81,7 @@ async fn tls_termination_and_http_redirect() {
 
 async fn slow_request_survives(signal: &str) {
     let b = Backend::start("b").await;
-    let mut gw = gatehouse()
-        .app("slow", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let mut gw = gatehouse().app("slow", &[b.addr], "access = \"public\"").start().await;
     let client = gw.client();
     let url = gw.url("/apps/slow/slow?ms=1500");
     let req = tokio::spawn(async move { client.get(url).send().await });
@@ -97,18 +91,9 @@ async fn slow_request_survives(signal: &str) {
     let res = req.await.unwrap().expect("in-flight request completes");
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["slept_ms"], 1500);
-    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(8)))
-        .expect("process exits");
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        gw.log()
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "shutdown took {:?}",
-        t.elapsed()
-    );
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(8))).expect("process exits");
+    assert!(status.success(), "exit status {status:?}; log:\n{}", gw.log());
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
     assert!(
         tokio::net::TcpStream::connect(gw.addr).await.is_err(),
         "still accepting after shutdown"
@@ -184,12 +169,7 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
         .unwrap();
     let mut up = false;
     for _ in 0..100 {
-        if client
-            .get(format!("{base}/.gatehouse/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
+        if client.get(format!("{base}/.gatehouse/healthz")).send().await.is_ok() {
             up = true;
             break;
         }
@@ -205,10 +185,7 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
     assert_eq!(anon.get("/apps/whoami/").await.status, 302);
 
     let mut admin = gatehouse_tests::Browser::new(client.clone(), &base);
-    assert_eq!(
-        admin.login("admin", "demo-admin-pw", None).await.status,
-        303
-    );
+    assert_eq!(admin.login("admin", "demo-admin-pw", None).await.status, 303);
     let portal = admin.get("/").await.body;
     for app in ["/apps/whoami/", "/apps/public/", "/apps/admins-only/"] {
         assert!(portal.contains(app), "admin portal lacks {app}");
@@ -221,22 +198,14 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
         .unwrap()
         .contains("\"username\":\"admin\""));
     let html = admin.get("/apps/whoami/").await.body;
-    assert!(
-        html.contains("<table>") && html.contains("x-forwarded-user"),
-        "{html}"
-    );
+    assert!(html.contains("<table>") && html.contains("x-forwarded-user"), "{html}");
 
     let mut viewer = gatehouse_tests::Browser::new(client, &base);
     assert_eq!(viewer.login("viewer", &viewer_pw, None).await.status, 303);
     let portal = viewer.get("/").await.body;
     assert!(portal.contains("/apps/whoami/") && !portal.contains("/apps/admins-only/"));
     assert_eq!(viewer.get("/apps/admins-only/").await.status, 403);
-    assert!(
-        dir.path().join("gatehouse.toml").is_file() && dir.path().join("gatehouse.db").is_file()
-    );
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    assert!(dir.path().join("gatehouse.toml").is_file() && dir.path().join("gatehouse.db").is_file());
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
 }

@@ -18,11 +18,7 @@ async fn path_host_and_longest_prefix_routing() {
             &[ab.addr],
             "access = \"public\"\npath = \"/apps/a/b/\"\nstrip_prefix = true",
         )
-        .app(
-            "graf",
-            &[graf.addr],
-            "access = \"public\"\nhost = \"grafana.test\"",
-        )
+        .app("graf", &[graf.addr], "access = \"public\"\nhost = \"grafana.test\"")
         .start()
         .await;
 
@@ -104,10 +100,7 @@ async fn path_tricks_cannot_cross_apps() {
     for (target, want) in cases {
         let r = raw::get(gw.addr, target, &[("Accept", "application/json")]).await;
         assert_eq!(r.status, want, "{target}: {}", r.body);
-        assert!(
-            !r.body.contains("\"backend\":\"secret\""),
-            "{target} reached secret"
-        );
+        assert!(!r.body.contains("\"backend\":\"secret\""), "{target} reached secret");
     }
     assert_eq!(secret.hits(), 0);
     // The public app sees the canonical path, never the trick.

@@ -14,32 +14,22 @@ use crate::{gatehouse, json};
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_echo_through_the_gateway() {
     let b = Backend::start("ws").await;
-    let gw = gatehouse()
-        .app("live", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let gw = gatehouse().app("live", &[b.addr], "access = \"public\"").start().await;
     let url = format!("ws://{}/apps/live/ws", gw.addr);
     let (mut ws, res) = tokio_tungstenite::connect_async(&url)
         .await
         .expect("upgrade through gateway");
     assert_eq!(res.status(), 101);
     for i in 0..3 {
-        ws.send(Message::Text(format!("hello {i}").into()))
-            .await
-            .unwrap();
+        ws.send(Message::Text(format!("hello {i}").into())).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        assert_eq!(
-            got.into_text().unwrap().as_str(),
-            format!("echo: hello {i}")
-        );
+        assert_eq!(got.into_text().unwrap().as_str(), format!("echo: hello {i}"));
     }
-    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into())).await.unwrap();
     let got = ws.next().await.unwrap().unwrap();
     assert_eq!(got.into_data().as_ref(), &[0u8, 1, 2, 255]);
     ws.close(None).await.unwrap();
@@ -48,10 +38,7 @@ async fn websocket_echo_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sse_events_arrive_as_they_are_sent() {
     let b = Backend::start("sse").await;
-    let gw = gatehouse()
-        .app("live", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let gw = gatehouse().app("live", &[b.addr], "access = \"public\"").start().await;
     let t0 = Instant::now();
     let res = gw.get("/apps/live/sse").await;
     assert_eq!(res.status(), 200);
@@ -82,10 +69,7 @@ async fn one_gib_upload_streams_with_flat_memory() {
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 1024;
     let b = Backend::start("upload").await;
-    let gw = gatehouse()
-        .app("files", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
+    let gw = gatehouse().app("files", &[b.addr], "access = \"public\"").start().await;
     // Warm up, then take the baseline.
     let _ = gw.get("/apps/files/").await;
     let baseline = gw.rss_kib();
@@ -108,9 +92,7 @@ async fn one_gib_upload_streams_with_flat_memory() {
         })
     };
     let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
-    let body = futures_util::stream::iter(
-        (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
+    let body = futures_util::stream::iter((0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let t = Instant::now();
     let res = gw
         .client()

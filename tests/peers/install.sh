@@ -23,6 +23,42 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# OpenLDAP for the LDAP suite (tests/peers/ldap/start.sh runs private instances on loopback
+# ports). Installed without configuring or starting a system slapd: debconf is told
+# slapd/no_configuration, and a temporary policy-rc.d forbids service starts.
+LDAP_PKGS=(slapd ldap-utils openssl)
+ldap_missing=()
+for p in "${LDAP_PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    ldap_missing+=("$p")
+  fi
+done
+if [ "${#ldap_missing[@]}" -gt 0 ]; then
+  echo "installing: ${ldap_missing[*]} (no system slapd is configured or started)"
+  echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
+  policy=/usr/sbin/policy-rc.d
+  policy_backup=""
+  if [ -e "$policy" ]; then
+    # Someone else's (e.g. Docker's): put back exactly as it was afterwards.
+    policy_backup=$($SUDO mktemp /usr/sbin/policy-rc.d.gatehouse.XXXXXX)
+    $SUDO cp -p "$policy" "$policy_backup"
+  fi
+  restore_policy() {
+    if [ -n "$policy_backup" ]; then
+      $SUDO mv -f "$policy_backup" "$policy"
+    else
+      $SUDO rm -f "$policy"
+    fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# temporary, from gatehouse tests/peers/install.sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${ldap_missing[@]}"
+  restore_policy
+  trap - EXIT
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1

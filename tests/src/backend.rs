@@ -46,9 +46,7 @@ impl Backend {
 
     /// Starts on `addr` (to bring a stopped backend back on its port).
     pub async fn start_on(addr: SocketAddr, name: &str) -> Backend {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind backend");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
@@ -63,12 +61,10 @@ impl Backend {
                     continue;
                 };
                 let shared = shared.clone();
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(shared, req.map(Body::new)).await) }
-                    },
-                );
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(handle(shared, req.map(Body::new)).await) }
+                });
                 conns.spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -124,9 +120,7 @@ async fn handle(shared: Shared, req: Request) -> Response {
                 .on_upgrade(|mut socket| async move {
                     while let Some(Ok(msg)) = socket.recv().await {
                         let reply = match msg {
-                            Message::Text(t) => {
-                                Message::Text(format!("echo: {}", t.as_str()).into())
-                            }
+                            Message::Text(t) => Message::Text(format!("echo: {}", t.as_str()).into()),
                             Message::Binary(b) => Message::Binary(b),
                             Message::Close(_) => break,
                             _ => continue,
@@ -158,8 +152,7 @@ async fn handle(shared: Shared, req: Request) -> Response {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            axum::Json(serde_json::json!({ "backend": shared.name, "slept_ms": ms }))
-                .into_response()
+            axum::Json(serde_json::json!({ "backend": shared.name, "slept_ms": ms })).into_response()
         }
         _ => {
             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -27,8 +27,7 @@ impl Page {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
     }
 
     /// The `value` of `<input … name="{name}" value="…">` in an HTML page.
@@ -83,20 +82,13 @@ impl Browser {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.text().await.unwrap_or_default();
-        Page {
-            status,
-            headers,
-            body,
-        }
+        Page { status, headers, body }
     }
 
     /// GET `path` as a browser would (Accept: text/html) plus `headers`.
     pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Page {
         let mut req = self.client.get(format!("{}{path}", self.base));
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
-        {
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
             req = req.header("accept", "text/html,*/*;q=0.8");
         }
         if !self.cookies.is_empty() {
@@ -142,9 +134,7 @@ impl Browser {
     pub async fn login(&mut self, username: &str, password: &str, rd: Option<&str>) -> Page {
         let page = self.get("/.gatehouse/login").await;
         assert_eq!(page.status, 200, "login page: {}", page.body);
-        let csrf = page
-            .input_value("csrf")
-            .expect("csrf field on the login page");
+        let csrf = page.input_value("csrf").expect("csrf field on the login page");
         let rd = rd
             .map(str::to_string)
             .unwrap_or_else(|| page.input_value("rd").unwrap_or_else(|| "/".into()));
@@ -163,11 +153,8 @@ impl Browser {
     /// Signs out through the portal's sign-out form.
     pub async fn logout(&mut self) -> Page {
         let portal = self.get("/").await;
-        let csrf = portal
-            .input_value("csrf")
-            .expect("csrf field on the portal");
-        self.post_form("/.gatehouse/logout", &[("csrf", &csrf)])
-            .await
+        let csrf = portal.input_value("csrf").expect("csrf field on the portal");
+        self.post_form("/.gatehouse/logout", &[("csrf", &csrf)]).await
     }
 }
 
@@ -176,9 +163,7 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }

@@ -134,12 +134,10 @@ impl GatewayBuilder {
         let mut redirect_addr = None;
         let mut ca_pem = None;
         if self.tls {
-            let cert =
-                rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                    .expect("self-signed certificate");
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("self-signed certificate");
             std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).expect("write cert");
-            std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem())
-                .expect("write key");
+            std::fs::write(dir.path().join("tls.key"), cert.key_pair.serialize_pem()).expect("write key");
             ca_pem = Some(cert.cert.pem());
             server.push("tls = { cert = \"tls.crt\", key = \"tls.key\" }".into());
             server.push(format!("public_url = \"https://localhost:{port}\""));
@@ -150,20 +148,11 @@ impl GatewayBuilder {
             }
         }
         server.extend(self.server);
-        let config = format!(
-            "[server]\n{}\n\n{}",
-            server.join("\n"),
-            self.sections.join("\n")
-        );
+        let config = format!("[server]\n{}\n\n{}", server.join("\n"), self.sections.join("\n"));
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, &config).expect("write config");
         for u in &self.users {
-            let mut args = vec![
-                "user".to_string(),
-                "add".into(),
-                u.name.clone(),
-                "--config".into(),
-            ];
+            let mut args = vec!["user".to_string(), "add".into(), u.name.clone(), "--config".into()];
             args.push(config_path.to_string_lossy().into_owned());
             if u.admin {
                 args.push("--admin".into());
@@ -297,18 +286,13 @@ impl Gateway {
             .resolve("localhost", self.addr)
             .timeout(Duration::from_secs(60));
         if let Some(pem) = &self.ca_pem {
-            b = b
-                .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"));
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"));
         }
         b.build().expect("client")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client()
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client().get(self.url(path)).send().await.expect("request")
     }
 
     /// The `/metrics` text.
@@ -327,8 +311,7 @@ impl Gateway {
 
     /// Resident memory of the gateway process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))

@@ -68,16 +68,8 @@ fn parse(buf: &[u8]) -> RawResponse {
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    RawResponse {
-        status,
-        headers,
-        body,
-    }
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    RawResponse { status, headers, body }
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -24,16 +24,13 @@ pub fn hash_password(password: &str) -> Result<String, GatewayError> {
 
 /// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
 /// A hash of a random password, verified for unknown users so that they cost the same.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY
-        .get_or_init(|| hash_password(&format!("{:x}", rand::random::<u128>())).unwrap_or_default())
+    DUMMY.get_or_init(|| hash_password(&format!("{:x}", rand::random::<u128>())).unwrap_or_default())
 }
 
 /// Computes the dummy hash now, so the first unknown-user sign-in is not slower than the
@@ -74,21 +71,13 @@ impl RateLimit {
     }
 
     fn keys(user: &str, client: Option<IpAddr>) -> (String, Option<String>) {
-        (
-            format!("u:{}", user.to_lowercase()),
-            client.map(|c| format!("c:{c}")),
-        )
+        (format!("u:{}", user.to_lowercase()), client.map(|c| format!("c:{c}")))
     }
 
     /// Whether another attempt is allowed now.
     pub fn allowed(&self, user: &str, client: Option<IpAddr>) -> bool {
         let (u, c) = Self::keys(user, client);
-        let count = |k: &str| {
-            self.failures
-                .get(k)
-                .map(|n| n.load(Ordering::Relaxed))
-                .unwrap_or(0)
-        };
+        let count = |k: &str| self.failures.get(k).map(|n| n.load(Ordering::Relaxed)).unwrap_or(0);
         count(&u) < self.per_user && c.is_none_or(|c| count(&c) < self.per_client)
     }
 
@@ -106,21 +95,15 @@ impl RateLimit {
     }
 }
 
-/// Checks a user name and password against the local accounts.
-pub async fn login(
+/// Checks a user name and password against the local accounts. Rate limits are the
+/// caller's (they span every password provider).
+pub async fn authenticate(
     store: &Store,
-    limits: &RateLimit,
     provider_id: &str,
     username: &str,
     password: &str,
-    client: Option<IpAddr>,
 ) -> Result<NewIdentity, LoginFailure> {
     let username = username.trim();
-    if !limits.allowed(username, client) {
-        return Err(LoginFailure::RateLimited {
-            retry_after: limits.window(),
-        });
-    }
     let user = if username.is_empty() || username.len() > 256 {
         None
     } else {
@@ -134,10 +117,9 @@ pub async fn login(
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_string());
     let pw = password.to_string();
-    let matched =
-        tokio::task::spawn_blocking(move || !pw.is_empty() && verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
+    let matched = tokio::task::spawn_blocking(move || !pw.is_empty() && verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false);
     match user {
         Some(u) if matched && !u.disabled && u.password_hash.is_some() => Ok(NewIdentity {
             username: u.username,
@@ -147,11 +129,7 @@ pub async fn login(
             admin: u.admin,
             provider: provider_id.to_string(),
         }),
-        _ => {
-            limits.record_failure(username, client);
-            tracing::info!(user = %username, client = ?client, "failed sign-in");
-            Err(LoginFailure::Invalid)
-        }
+        _ => Err(LoginFailure::Invalid),
     }
 }
 

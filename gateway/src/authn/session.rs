@@ -36,6 +36,7 @@ pub struct Session {
     pub created_at: i64,
     last_seen: AtomicI64,
     persisted_last_seen: AtomicI64,
+    checked_at: AtomicI64,
 }
 
 impl Session {
@@ -53,6 +54,7 @@ impl Session {
             created_at: r.created_at,
             last_seen: AtomicI64::new(r.last_seen),
             persisted_last_seen: AtomicI64::new(r.last_seen),
+            checked_at: AtomicI64::new(r.last_seen),
         }
     }
 
@@ -72,9 +74,28 @@ pub struct NewIdentity {
     pub provider: String,
 }
 
+/// What a provider says when a session is re-checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rechecked {
+    /// Still there; these are the current groups.
+    Groups(Vec<String>),
+    /// Removed or disabled: end the session.
+    Gone,
+    /// Could not ask (the directory is down): keep the session as it is.
+    Unknown,
+}
+
+/// Providers that can refresh a session's groups.
+pub trait Recheck: Send + Sync + std::fmt::Debug {
+    /// How often sessions of `provider` are re-checked; `None`: never.
+    fn interval(&self, provider: &str) -> Option<Duration>;
+    fn recheck(&self, username: String, provider: String) -> futures_util::future::BoxFuture<'static, Rechecked>;
+}
+
 /// The session service.
 #[derive(Debug)]
 pub struct Sessions {
+    recheck: Option<Arc<dyn Recheck>>,
     store: Arc<Store>,
     cache: moka::future::Cache<String, Arc<Session>>,
     idle: i64,
@@ -94,21 +115,14 @@ pub fn hash_id(id: &str) -> String {
 /// Whether a cookie value has the shape of our ids (43 base64url characters), so that
 /// garbage never reaches the store.
 pub fn well_formed(id: &str) -> bool {
-    id.len() == 43
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    id.len() == 43 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Sessions {
     /// `cache_ttl` bounds how long another replica's revocation may go unseen here.
-    pub fn new(
-        store: Arc<Store>,
-        idle: Duration,
-        absolute: Duration,
-        cache_ttl: Duration,
-    ) -> Sessions {
+    pub fn new(store: Arc<Store>, idle: Duration, absolute: Duration, cache_ttl: Duration) -> Sessions {
         Sessions {
+            recheck: None,
             store,
             cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -117,6 +131,12 @@ impl Sessions {
             idle: idle.as_secs().max(1) as i64,
             absolute: absolute.as_secs().max(1) as i64,
         }
+    }
+
+    /// Re-checks sessions with `r` at the intervals it gives.
+    pub fn with_recheck(mut self, r: Arc<dyn Recheck>) -> Sessions {
+        self.recheck = Some(r);
+        self
     }
 
     /// Creates a session for `who` and returns the cookie value (a fresh random id).
@@ -146,10 +166,7 @@ impl Sessions {
         };
         self.store.insert_session(&record).await?;
         self.cache
-            .insert(
-                record.id_hash.clone(),
-                Arc::new(Session::from_record(record)),
-            )
+            .insert(record.id_hash.clone(), Arc::new(Session::from_record(record)))
             .await;
         Ok(id)
     }
@@ -182,6 +199,7 @@ impl Sessions {
             return None;
         }
         session.last_seen.store(t, Ordering::Relaxed);
+        self.maybe_recheck(&session, &id_hash, t);
         // Persist the idle timer now and then, not on every request.
         let threshold = (self.idle / 4).clamp(1, 60);
         let persisted = session.persisted_last_seen.load(Ordering::Relaxed);
@@ -200,6 +218,45 @@ impl Sessions {
             });
         }
         Some(session)
+    }
+
+    fn maybe_recheck(&self, session: &Arc<Session>, id_hash: &str, t: i64) {
+        let Some(r) = &self.recheck else { return };
+        let Some(interval) = r.interval(&session.provider) else {
+            return;
+        };
+        let checked = session.checked_at.load(Ordering::Relaxed);
+        if t - checked < interval.as_secs().max(1) as i64
+            || session
+                .checked_at
+                .compare_exchange(checked, t, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let fut = r.recheck(session.identity.user.as_str().to_string(), session.provider.clone());
+        let (store, cache, h) = (self.store.clone(), self.cache.clone(), id_hash.to_string());
+        tokio::spawn(async move {
+            match fut.await {
+                Rechecked::Gone => {
+                    tracing::info!("account gone from its directory; ending its session");
+                    cache.invalidate(&h).await;
+                    let _ = store.delete_session(&h).await;
+                }
+                Rechecked::Groups(groups) => {
+                    let groups: Vec<String> = groups
+                        .iter()
+                        .map(|g| g.trim().to_lowercase())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if store.update_session_groups(&h, &groups).await.is_ok() {
+                        cache.invalidate(&h).await;
+                    }
+                }
+                Rechecked::Unknown => {}
+            }
+        });
     }
 
     /// Ends a session by its cookie value.

@@ -102,32 +102,17 @@ async fn users(store: &Store) {
     assert!(!got.disabled);
     assert_eq!(got.groups, strings(&["finance", "staff"]));
     assert!(got.created_at >= before && got.created_at <= now() + 1);
-    assert!(
-        !format!("{got:?}").contains("argon2"),
-        "Debug hides the hash"
-    );
+    assert!(!format!("{got:?}").contains("argon2"), "Debug hides the hash");
 
     let bob = store.user("BOB").await.unwrap().unwrap();
     assert_eq!(bob.groups, Vec::<String>::new());
     assert!(!bob.admin);
-    let names: Vec<_> = store
-        .users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.username)
-        .collect();
+    let names: Vec<_> = store.users().await.unwrap().into_iter().map(|u| u.username).collect();
     assert_eq!(names, ["alice", "bob"]);
 
     // Setters: case-insensitive, false for a missing user.
-    assert!(store
-        .set_password_hash("BOB", "$argon2id$new")
-        .await
-        .unwrap());
-    assert!(!store
-        .set_password_hash("nobody", "$argon2id$new")
-        .await
-        .unwrap());
+    assert!(store.set_password_hash("BOB", "$argon2id$new").await.unwrap());
+    assert!(!store.set_password_hash("nobody", "$argon2id$new").await.unwrap());
     assert!(store.set_user_admin("Bob", true).await.unwrap());
     assert!(!store.set_user_admin("nobody", true).await.unwrap());
     assert!(store.set_user_disabled("bob", true).await.unwrap());
@@ -192,10 +177,7 @@ async fn sessions(store: &Store) {
     store.insert_session(&big).await.unwrap();
     let mut expected = big.clone();
     expected.username = "dana".into();
-    assert_eq!(
-        store.session("h-big").await.unwrap(),
-        Some(expected.clone())
-    );
+    assert_eq!(store.session("h-big").await.unwrap(), Some(expected.clone()));
 
     // Group names are folded, sorted and de-duplicated.
     let mut mixed = session("h-mixed", "dana", 1_100, 1_100);
@@ -209,35 +191,23 @@ async fn sessions(store: &Store) {
         store.insert_session(&session("h-big", "eve", 5, 5)).await,
         Err(StoreError::Database(_))
     ));
-    assert_eq!(
-        store.session("h-big").await.unwrap(),
-        Some(expected.clone())
-    );
+    assert_eq!(store.session("h-big").await.unwrap(), Some(expected.clone()));
 
     // touch_session only moves forward; a missing id is fine.
     store.touch_session("h-big", 1_500).await.unwrap();
     store.touch_session("h-big", 1_200).await.unwrap();
     store.touch_session("missing", 1_200).await.unwrap();
-    assert_eq!(
-        store.session("h-big").await.unwrap().unwrap().last_seen,
-        1_500
-    );
+    assert_eq!(store.session("h-big").await.unwrap().unwrap().last_seen, 1_500);
 
     let fewer = strings(&["Finance", "finance", "Staff"]);
     assert!(store.update_session_groups("h-big", &fewer).await.unwrap());
-    assert!(!store
-        .update_session_groups("missing", &fewer)
-        .await
-        .unwrap());
+    assert!(!store.update_session_groups("missing", &fewer).await.unwrap());
     assert_eq!(
         store.session("h-big").await.unwrap().unwrap().groups,
         strings(&["finance", "staff"])
     );
     assert!(store.update_session_groups("h-big", &groups).await.unwrap());
-    assert_eq!(
-        store.session("h-big").await.unwrap().unwrap().groups,
-        groups
-    );
+    assert_eq!(store.session("h-big").await.unwrap().unwrap().groups, groups);
 
     let ids: Vec<_> = store
         .sessions_of("DANA")
@@ -255,26 +225,14 @@ async fn sessions(store: &Store) {
     assert_eq!(store.delete_user_sessions("dana").await.unwrap(), 0);
 
     // Expiry: idle (last_seen < idle_before) OR too old (created_at < created_before).
-    store
-        .insert_session(&session("fresh", "u", 900, 990))
-        .await
-        .unwrap();
-    store
-        .insert_session(&session("idle", "u", 900, 949))
-        .await
-        .unwrap();
+    store.insert_session(&session("fresh", "u", 900, 990)).await.unwrap();
+    store.insert_session(&session("idle", "u", 900, 949)).await.unwrap();
     store
         .insert_session(&session("idle-edge", "u", 900, 950))
         .await
         .unwrap();
-    store
-        .insert_session(&session("old", "u", 799, 999))
-        .await
-        .unwrap();
-    store
-        .insert_session(&session("old-edge", "u", 800, 999))
-        .await
-        .unwrap();
+    store.insert_session(&session("old", "u", 799, 999)).await.unwrap();
+    store.insert_session(&session("old-edge", "u", 800, 999)).await.unwrap();
     assert_eq!(store.delete_expired_sessions(950, 800).await.unwrap(), 2);
     let left: Vec<_> = store
         .sessions_of("u")
@@ -301,34 +259,18 @@ async fn signing_keys(store: &Store) {
         store.signing_keys().await.unwrap(),
         vec![k1.clone(), k2.clone(), k3.clone()]
     );
-    assert!(
-        !format!("{k1:?}").contains("PRIVATE KEY"),
-        "Debug hides the key"
-    );
+    assert!(!format!("{k1:?}").contains("PRIVATE KEY"), "Debug hides the key");
 
     assert!(store.retire_signing_key("k1", 250).await.unwrap());
-    assert!(
-        store.retire_signing_key("k1", 400).await.unwrap(),
-        "already retired"
-    );
+    assert!(store.retire_signing_key("k1", 400).await.unwrap(), "already retired");
     assert!(!store.retire_signing_key("nope", 250).await.unwrap());
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(
-        keys[0].retired_at,
-        Some(250),
-        "the first retirement time stays"
-    );
+    assert_eq!(keys[0].retired_at, Some(250), "the first retirement time stays");
     assert_eq!(keys[1].retired_at, None);
 
     assert!(store.delete_signing_key("k1").await.unwrap());
     assert!(!store.delete_signing_key("k1").await.unwrap());
-    let kids: Vec<_> = store
-        .signing_keys()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
+    let kids: Vec<_> = store.signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k2", "k0"]);
 }
 
@@ -367,22 +309,13 @@ async fn apps(store: &Store) {
 
     let mut bad = app("bad", 1);
     bad.access = "everyone".into();
-    assert!(matches!(
-        store.upsert_app(&bad).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(store.upsert_app(&bad).await, Err(StoreError::Invalid(_))));
     assert!(matches!(
         store.upsert_app(&app("", 1)).await,
         Err(StoreError::Invalid(_))
     ));
 
-    let slugs: Vec<_> = store
-        .apps()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.slug)
-        .collect();
+    let slugs: Vec<_> = store.apps().await.unwrap().into_iter().map(|a| a.slug).collect();
     assert_eq!(slugs, ["hr", "sales"]);
     assert!(store.delete_app("hr").await.unwrap());
     assert!(!store.delete_app("hr").await.unwrap());
@@ -428,9 +361,7 @@ async fn concurrent_writes(store: &Store) {
             let id = format!("c-{i}");
             store.insert_session(&session(&id, "crowd", i, i)).await?;
             store.touch_session(&id, i + 100).await?;
-            store
-                .update_session_groups(&id, &strings(&["a", "b"]))
-                .await?;
+            store.update_session_groups(&id, &strings(&["a", "b"])).await?;
             let seen = store.session(&id).await?.map(|s| s.last_seen);
             assert_eq!(seen, Some(i + 100));
             Ok::<_, StoreError>(())
@@ -445,13 +376,7 @@ async fn concurrent_writes(store: &Store) {
 
 /// What the suite leaves behind, checked after reopening the database.
 async fn check_left_over(store: &Store) {
-    let names: Vec<_> = store
-        .users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.username)
-        .collect();
+    let names: Vec<_> = store.users().await.unwrap().into_iter().map(|u| u.username).collect();
     assert_eq!(names, ["alice"]);
     assert_eq!(store.signing_keys().await.unwrap().len(), 2);
     assert_eq!(store.apps().await.unwrap()[0].name, "Sales");
@@ -518,14 +443,9 @@ async fn bad_urls_are_refused_without_leaking_passwords() {
         "sqlite::memory:",
         "sqlite://x.db?mode=ro",
     ] {
-        assert!(
-            matches!(Store::connect(url).await, Err(StoreError::BadUrl(_))),
-            "{url}"
-        );
+        assert!(matches!(Store::connect(url).await, Err(StoreError::BadUrl(_))), "{url}");
     }
-    let err = Store::connect("mysql://gate:s3cr%2Ft@db/x")
-        .await
-        .unwrap_err();
+    let err = Store::connect("mysql://gate:s3cr%2Ft@db/x").await.unwrap_err();
     assert!(!err.to_string().contains("s3cr"), "{err}");
 
     // Nothing listens on port 1: a connection error, with the password scrubbed.
@@ -562,10 +482,7 @@ fn url_helpers() {
     );
     assert_eq!(percent_decode("a%20b%23"), Some("a b#".into()));
     assert_eq!(percent_decode("a%2"), None);
-    assert_eq!(
-        percent_encode_path("/tmp/a b#?%.db"),
-        "/tmp/a%20b%23%3F%25.db"
-    );
+    assert_eq!(percent_encode_path("/tmp/a b#?%.db"), "/tmp/a%20b%23%3F%25.db");
 }
 
 /// `admin_url` pointing at database `name` instead, keeping user, host and parameters.
@@ -589,20 +506,14 @@ fn with_database(admin_url: &str, name: &str) -> String {
 fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
 }
 
 #[tokio::test]
 async fn postgres_store() {
-    let admin_url =
-        std::env::var("GATEHOUSE_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+    let admin_url = std::env::var("GATEHOUSE_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
     let shown = redact_url(&admin_url);
     let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
         Ok(conn) => conn,
@@ -616,9 +527,7 @@ async fn postgres_store() {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
-        .unwrap_or_else(|e| {
-            panic!("cannot create a test database at {shown}: {e}; run tests/peers/postgres.sh")
-        });
+        .unwrap_or_else(|e| panic!("cannot create a test database at {shown}: {e}; run tests/peers/postgres.sh"));
 
     let url = with_database(&admin_url, &name);
     // Run in a task so that a failed assertion still drops the database below.

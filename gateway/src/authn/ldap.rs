@@ -1,0 +1,507 @@
+//! LDAP / Active Directory sign-in with `ldap3`: service bind → search the user with an
+//! RFC 4515-escaped filter (exactly one entry) → bind as that entry with the typed
+//! password (never an empty one) → groups from `memberOf` or a group search, optionally
+//! nested (per-level searches with a cycle guard and a depth limit, or AD's
+//! `LDAP_MATCHING_RULE_IN_CHAIN`). Service connections are pooled; every operation has a
+//! timeout; a directory that is down gives `Unavailable`, never a hang.
+
+use std::collections::{BTreeSet, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gatehouse_config::{Directory, GroupName, GroupStrategy, Ldap as LdapConfig};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use super::session::NewIdentity;
+use crate::GatewayError;
+
+/// How a sign-in attempt against the directory ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapFailure {
+    /// Unknown user, wrong or empty password, several matching entries, locked account.
+    Invalid,
+    /// The directory could not be reached or did not answer in time.
+    Unavailable(String),
+}
+
+/// What the directory says about a user.
+#[derive(Debug, Clone)]
+pub struct DirectoryUser {
+    pub dn: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// Largest number of group DNs per `(|(member=…)…)` filter when walking nested groups.
+const FILTER_CHUNK: usize = 100;
+/// Page size for group searches.
+const PAGE: i32 = 500;
+/// Idle service connections kept.
+const POOL_MAX: usize = 8;
+
+/// One configured LDAP provider.
+pub struct LdapProvider {
+    pub id: String,
+    cfg: LdapConfig,
+    connector: Option<native_tls::TlsConnector>,
+    idle: Mutex<Vec<Ldap>>,
+}
+
+impl std::fmt::Debug for LdapProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapProvider")
+            .field("id", &self.id)
+            .field("url", &self.cfg.url)
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LdapFailure {
+    LdapFailure::Unavailable(e.to_string())
+}
+
+/// The first RDN's value of a DN, unescaped: `cn=R&D\, Europe,ou=groups` → `R&D, Europe`.
+pub fn first_rdn_value(dn: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_value = false;
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\\' if i + 1 < bytes.len() => {
+                let hexpair = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hexpair {
+                    if in_value {
+                        out.push(v);
+                    }
+                    i += 3;
+                } else {
+                    if in_value {
+                        out.push(bytes[i + 1]);
+                    }
+                    i += 2;
+                }
+                continue;
+            }
+            b'=' if !in_value => in_value = true,
+            b',' | b'+' => break,
+            _ if in_value => out.push(b),
+            _ => {}
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// The parent of a DN (everything after the first unescaped comma).
+pub fn parent_dn(dn: &str) -> String {
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b',' => return dn[i + 1..].trim().to_string(),
+            _ => i += 1,
+        }
+    }
+    String::new()
+}
+
+impl LdapProvider {
+    /// Builds the provider; reads the CA file. Warns (at every start) when certificate
+    /// checks are switched off.
+    pub fn new(id: &str, cfg: &LdapConfig) -> Result<LdapProvider, GatewayError> {
+        let tls = cfg.url.starts_with("ldaps://") || cfg.starttls;
+        let connector = if tls {
+            let mut b = native_tls::TlsConnector::builder();
+            if let Some(ca) = &cfg.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| GatewayError::Io(format!("provider {id}: CA file {}: {e}", ca.display())))?;
+                let cert = native_tls::Certificate::from_pem(&pem)
+                    .map_err(|e| GatewayError::Io(format!("provider {id}: CA file {}: {e}", ca.display())))?;
+                b.add_root_certificate(cert);
+            }
+            if cfg.insecure_skip_verify {
+                tracing::warn!(
+                    provider = id,
+                    "insecure_skip_verify is on: the directory's certificate is NOT checked"
+                );
+                b.danger_accept_invalid_certs(true)
+                    .danger_accept_invalid_hostnames(true);
+            }
+            Some(
+                b.build()
+                    .map_err(|e| GatewayError::Io(format!("provider {id}: TLS: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(LdapProvider {
+            id: id.to_string(),
+            cfg: cfg.clone(),
+            connector,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens a connection (TLS as configured); not yet bound.
+    async fn connect(&self) -> Result<Ldap, LdapFailure> {
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.cfg.connect_timeout)
+            .set_starttls(self.cfg.starttls);
+        if let Some(c) = &self.connector {
+            settings = settings.set_connector(c.clone());
+        }
+        let fut = LdapConnAsync::with_settings(settings, &self.cfg.url);
+        let (conn, ldap) = tokio::time::timeout(self.cfg.connect_timeout + Duration::from_secs(1), fut)
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(error = %e, "LDAP connection ended");
+            }
+        });
+        Ok(ldap)
+    }
+
+    fn op(&self, ldap: &mut Ldap) {
+        ldap.with_timeout(self.cfg.operation_timeout);
+    }
+
+    /// A connection bound as the service account, from the pool or new.
+    async fn service(&self) -> Result<Ldap, LdapFailure> {
+        loop {
+            let pooled = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
+            match pooled {
+                Some(mut l) => {
+                    if !l.is_closed() {
+                        return Ok(l);
+                    }
+                }
+                None => break,
+            }
+        }
+        let mut l = self.connect().await?;
+        self.op(&mut l);
+        let res = l
+            .simple_bind(&self.cfg.bind_dn, self.cfg.bind_password.expose())
+            .await
+            .map_err(unavailable)?;
+        if res.rc != 0 {
+            // A wrong service password is a configuration problem, not the user's.
+            return Err(unavailable(format!(
+                "service bind refused (code {}): check bind_dn and bind_password",
+                res.rc
+            )));
+        }
+        Ok(l)
+    }
+
+    fn give_back(&self, l: Ldap) {
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < POOL_MAX {
+                v.push(l);
+            }
+        }
+    }
+
+    /// Runs `f` on a service connection; retries once on a fresh connection when a pooled
+    /// one turns out to be dead (the directory restarted).
+    async fn with_service<T, F>(&self, f: F) -> Result<T, LdapFailure>
+    where
+        F: for<'a> Fn(&'a Self, &'a mut Ldap) -> futures_util::future::BoxFuture<'a, Result<T, LdapFailure>>,
+    {
+        for attempt in 0..2 {
+            let mut l = self.service().await?;
+            match f(self, &mut l).await {
+                Ok(t) => {
+                    self.give_back(l);
+                    return Ok(t);
+                }
+                Err(LdapFailure::Unavailable(e)) if attempt == 0 => {
+                    tracing::debug!(error = %e, "LDAP operation failed; retrying on a new connection");
+                    self.idle.lock().map(|mut v| v.clear()).ok();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(unavailable("directory unavailable"))
+    }
+
+    async fn search(
+        &self,
+        l: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: Vec<String>,
+    ) -> Result<Vec<SearchEntry>, LdapFailure> {
+        self.op(l);
+        let adapters: Vec<Box<dyn Adapter<_, _>>> =
+            vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(PAGE))];
+        let mut stream = l
+            .streaming_search_with(adapters, base, scope, filter, attrs)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let deadline = Instant::now() + self.cfg.operation_timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline.into(), stream.next())
+                .await
+                .map_err(|_| unavailable("search timed out"))?;
+            match next.map_err(unavailable)? {
+                Some(raw) => {
+                    // ldap3 panics on malformed BER; a directory must not crash the gateway.
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(raw))) {
+                        Ok(e) => out.push(e),
+                        Err(_) => return Err(unavailable("malformed entry from the directory")),
+                    }
+                }
+                None => break,
+            }
+        }
+        let res = stream.finish().await;
+        // 32 (no such object) is an empty answer, not an outage.
+        if res.rc != 0 && res.rc != 32 {
+            return Err(unavailable(format!("search failed (code {}: {})", res.rc, res.text)));
+        }
+        Ok(out)
+    }
+
+    fn attr(e: &SearchEntry, name: &str) -> Option<String> {
+        e.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.first().cloned())
+    }
+
+    fn attr_all(e: &SearchEntry, name: &str) -> Vec<String> {
+        e.attrs
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn group_base(&self) -> String {
+        self.cfg
+            .group_base
+            .clone()
+            .unwrap_or_else(|| parent_dn(&self.cfg.user_base))
+    }
+
+    /// Finds the user's single entry. `None` when zero or several entries match.
+    async fn find_user(&self, l: &mut Ldap, username: &str) -> Result<Option<SearchEntry>, LdapFailure> {
+        let filter = self.cfg.user_filter.replace("{username}", &ldap_escape(username));
+        let attrs = vec![
+            self.cfg.attr_user_id.clone(),
+            self.cfg.attr_email.clone(),
+            self.cfg.attr_display_name.clone(),
+            "memberOf".to_string(),
+        ];
+        let mut found = self
+            .search(l, &self.cfg.user_base, Scope::Subtree, &filter, attrs)
+            .await?;
+        match found.len() {
+            1 => Ok(found.pop()),
+            0 => {
+                tracing::info!(provider = %self.id, user = %username, "no directory entry matches");
+                Ok(None)
+            }
+            n => {
+                tracing::warn!(provider = %self.id, user = %username, matches = n, "several directory entries match; refusing");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The groups of the user entry, as DNs, with nesting resolved if configured.
+    async fn group_dns(
+        &self,
+        l: &mut Ldap,
+        user: &SearchEntry,
+        username: &str,
+    ) -> Result<BTreeSet<String>, LdapFailure> {
+        let base = self.group_base();
+        let ad_chain = self.cfg.nested_groups && self.cfg.directory == Directory::ActiveDirectory;
+        let mut direct: BTreeSet<String> = match (self.cfg.group_strategy, ad_chain) {
+            (_, true) => {
+                let filter = format!("(member:1.2.840.113556.1.4.1941:={})", ldap_escape(&user.dn));
+                let found = self
+                    .search(l, &base, Scope::Subtree, &filter, vec!["1.1".into()])
+                    .await?;
+                return Ok(found.into_iter().map(|e| e.dn).collect());
+            }
+            (GroupStrategy::MemberOf, false) => Self::attr_all(user, "memberOf").into_iter().collect(),
+            (GroupStrategy::Search, false) => {
+                let filter = self
+                    .cfg
+                    .group_filter
+                    .replace("{dn}", &ldap_escape(&user.dn))
+                    .replace("{username}", &ldap_escape(username));
+                let found = self
+                    .search(l, &base, Scope::Subtree, &filter, vec!["1.1".into()])
+                    .await?;
+                found.into_iter().map(|e| e.dn).collect()
+            }
+        };
+        if !self.cfg.nested_groups {
+            return Ok(direct);
+        }
+        // Walk up one level at a time: groups whose `member` is one of the frontier groups.
+        let mut seen: HashSet<String> = direct.iter().map(|d| d.to_lowercase()).collect();
+        let mut frontier: Vec<String> = direct.iter().cloned().collect();
+        for _depth in 0..self.cfg.max_depth {
+            if frontier.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for chunk in frontier.chunks(FILTER_CHUNK) {
+                let ors: String = chunk
+                    .iter()
+                    .map(|dn| format!("(member={})(uniqueMember={})", ldap_escape(dn), ldap_escape(dn)))
+                    .collect();
+                let filter = format!("(|{ors})");
+                for e in self
+                    .search(l, &base, Scope::Subtree, &filter, vec!["1.1".into()])
+                    .await?
+                {
+                    if seen.insert(e.dn.to_lowercase()) {
+                        next.push(e.dn.clone());
+                        direct.insert(e.dn);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        Ok(direct)
+    }
+
+    fn group_names(&self, dns: BTreeSet<String>) -> Vec<String> {
+        dns.into_iter()
+            .map(|dn| match self.cfg.group_name {
+                GroupName::Cn => first_rdn_value(&dn),
+                GroupName::Dn => dn,
+            })
+            .filter(|g| !g.is_empty())
+            .collect()
+    }
+
+    async fn describe(&self, l: &mut Ldap, entry: &SearchEntry, username: &str) -> Result<DirectoryUser, LdapFailure> {
+        let groups = self.group_names(self.group_dns(l, entry, username).await?);
+        Ok(DirectoryUser {
+            dn: entry.dn.clone(),
+            user_id: Self::attr(entry, &self.cfg.attr_user_id).unwrap_or_else(|| username.to_string()),
+            email: Self::attr(entry, &self.cfg.attr_email),
+            display_name: Self::attr(entry, &self.cfg.attr_display_name),
+            groups,
+        })
+    }
+
+    /// What the gateway would see for `username` (no password, no session): for
+    /// `gatehouse ldap test` and for periodic re-checks. `Ok(None)`: no single entry.
+    pub async fn lookup(&self, username: &str) -> Result<Option<DirectoryUser>, LdapFailure> {
+        let username = username.trim().to_string();
+        self.with_service(move |me, l| {
+            let username = username.clone();
+            Box::pin(async move {
+                match me.find_user(l, &username).await? {
+                    Some(e) => Ok(Some(me.describe(l, &e, &username).await?)),
+                    None => Ok(None),
+                }
+            })
+        })
+        .await
+    }
+
+    /// Checks `username` and `password` against the directory.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<NewIdentity, LdapFailure> {
+        let username = username.trim();
+        // An empty password would make a simple bind "unauthenticated" and succeed.
+        if password.is_empty() || username.is_empty() || username.len() > 256 {
+            return Err(LdapFailure::Invalid);
+        }
+        let entry = {
+            let u = username.to_string();
+            self.with_service(move |me, l| {
+                let u = u.clone();
+                Box::pin(async move { me.find_user(l, &u).await })
+            })
+            .await?
+        };
+        let Some(entry) = entry else {
+            return Err(LdapFailure::Invalid);
+        };
+        // Bind as the user on a connection of its own, so pooled connections stay bound as
+        // the service account.
+        let mut user_conn = self.connect().await?;
+        self.op(&mut user_conn);
+        let res = user_conn.simple_bind(&entry.dn, password).await.map_err(unavailable)?;
+        let _ = user_conn.unbind().await;
+        match res.rc {
+            0 => {}
+            49 | 53 => {
+                tracing::info!(provider = %self.id, dn = %entry.dn, code = res.rc, "directory refused the password");
+                return Err(LdapFailure::Invalid);
+            }
+            rc => return Err(unavailable(format!("user bind failed (code {rc}: {})", res.text))),
+        }
+        let u = username.to_string();
+        let user = self
+            .with_service(move |me, l| {
+                let (u, entry) = (u.clone(), entry.clone());
+                Box::pin(async move { me.describe(l, &entry, &u).await })
+            })
+            .await?;
+        Ok(NewIdentity {
+            username: user.user_id,
+            email: user.email,
+            display_name: user.display_name,
+            groups: user.groups,
+            admin: false,
+            provider: self.id.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_values_are_unescaped() {
+        assert_eq!(first_rdn_value("cn=finance,ou=groups,dc=example,dc=org"), "finance");
+        assert_eq!(
+            first_rdn_value("cn=R&D\\, Europe,ou=groups,dc=example,dc=org"),
+            "R&D, Europe"
+        );
+        assert_eq!(first_rdn_value("CN=Domain Users,CN=Users,DC=corp"), "Domain Users");
+        assert_eq!(first_rdn_value("cn=a\\2Cb,dc=x"), "a,b");
+        assert_eq!(first_rdn_value("cn=multi+uid=x,dc=y"), "multi");
+        assert_eq!(first_rdn_value(""), "");
+        assert_eq!(first_rdn_value("garbage"), "");
+        assert_eq!(first_rdn_value("cn=trailing\\"), "trailing");
+    }
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_dn("ou=people,dc=example,dc=org"), "dc=example,dc=org");
+        assert_eq!(parent_dn("cn=a\\,b,ou=x"), "ou=x");
+        assert_eq!(parent_dn("dc=org"), "");
+    }
+
+    #[test]
+    fn filter_values_are_escaped() {
+        assert_eq!(ldap_escape("admin)(uid=*"), "admin\\29\\28uid=\\2a");
+        assert_eq!(ldap_escape("o'b(r)i*e\\n"), "o'b\\28r\\29i\\2ae\\5cn");
+    }
+}

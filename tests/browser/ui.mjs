@@ -1,0 +1,447 @@
+// Drives Debian's headless Chromium through Gatehouse's sign-in, App Portal and error pages,
+// checks layout basics (no horizontal scroll at 375 px and 1280 px, a centred login card,
+// visible keyboard focus), and saves full-page screenshots.
+//
+//   node ui.mjs --base http://127.0.0.1:8080 [--admin-password PW] [--viewer-password PW]
+//               [--screenshots DIR]
+//
+// Passwords may also come from GATEHOUSE_ADMIN_PASSWORD / GATEHOUSE_VIEWER_PASSWORD and the
+// base URL from GATEHOUSE_URL. Screenshots go to tests/artifacts/screenshots by default.
+// Exits 0 when every check passed, 1 with "FAIL: <check>" otherwise, 2 on bad usage.
+//
+// Run by tests/e2e/browser.rs against `gatehouse demo`; set up with tests/peers/browser.sh.
+
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+const { values: opts } = parseArgs({
+  options: {
+    base: { type: 'string' },
+    'admin-password': { type: 'string' },
+    'viewer-password': { type: 'string' },
+    screenshots: { type: 'string' },
+  },
+});
+const base = (opts.base ?? process.env.GATEHOUSE_URL ?? '').replace(/\/+$/, '');
+const adminPassword = opts['admin-password'] ?? process.env.GATEHOUSE_ADMIN_PASSWORD;
+const viewerPassword = opts['viewer-password'] ?? process.env.GATEHOUSE_VIEWER_PASSWORD;
+const shots = resolve(opts.screenshots ?? join(here, '..', 'artifacts', 'screenshots'));
+if (!base || !adminPassword || !viewerPassword) {
+  console.error(
+    'usage: node ui.mjs --base URL --admin-password PW --viewer-password PW [--screenshots DIR]\n' +
+      '       (or GATEHOUSE_URL, GATEHOUSE_ADMIN_PASSWORD, GATEHOUSE_VIEWER_PASSWORD)',
+  );
+  process.exit(2);
+}
+
+const CHROMIUM = process.env.GATEHOUSE_CHROMIUM ?? '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const DESKTOP = { width: 1280, height: 800 };
+const MOBILE = { width: 375, height: 740 };
+
+class CheckFailed extends Error {}
+
+let step = 'starting';
+let checks = 0;
+/** Fails the run with `what` (and `detail`) unless `ok`. */
+function check(ok, what, detail) {
+  checks += 1;
+  if (!ok) {
+    throw new CheckFailed(detail === undefined ? what : `${what}\n      got: ${fmt(detail)}`);
+  }
+}
+function fmt(v) {
+  return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v, null, 0);
+}
+function log(msg) {
+  console.log(`  ok  ${msg}`);
+}
+
+const url = (path) => `${base}${path}`;
+const pathOf = (page) => {
+  const u = new URL(page.url());
+  return u.pathname + u.search;
+};
+
+/** Goes to `path` and returns the HTTP status. */
+async function open(page, path) {
+  const res = await page.goto(url(path), { waitUntil: 'load' });
+  return res ? res.status() : 0;
+}
+
+/** Hrefs of the visible app cards on the portal. */
+async function visibleApps(page) {
+  return page.$$eval('#apps .app', (items) =>
+    items
+      .filter((li) => !li.hidden && li.offsetParent !== null)
+      .map((li) => li.querySelector('a').getAttribute('href')),
+  );
+}
+
+/** Checks that nothing scrolls sideways at the current width. */
+async function noHorizontalScroll(page, where) {
+  const m = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    client: document.documentElement.clientWidth,
+    body: document.body.scrollWidth,
+  }));
+  check(
+    m.scroll <= m.client && m.body <= m.client,
+    `${where}: no horizontal scroll at ${m.client}px`,
+    m,
+  );
+}
+
+/** Checks layout at both widths and saves a full-page screenshot at each requested one. */
+async function shoot(page, name, { desktop = true, mobile = false } = {}) {
+  for (const [kind, size, save] of [
+    ['mobile', MOBILE, mobile],
+    ['desktop', DESKTOP, desktop],
+  ]) {
+    await page.setViewportSize(size);
+    await noHorizontalScroll(page, `${name} (${kind})`);
+    if (save) {
+      const file = desktop && mobile ? `${name}-${kind}.png` : `${name}.png`;
+      await page.screenshot({ path: join(shots, file), fullPage: true });
+    }
+  }
+  await page.setViewportSize(DESKTOP);
+}
+
+/** Describes the focus indicator of the focused element; null when nothing shows. */
+async function focusRing(page) {
+  return page.evaluate(() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return { none: 'nothing is focused' };
+    const s = getComputedStyle(el);
+    const width = parseFloat(s.outlineWidth) || 0;
+    const outline = s.outlineStyle !== 'none' && width >= 2 && s.outlineColor !== 'rgba(0, 0, 0, 0)';
+    const shadow = s.boxShadow !== 'none' && /\d+px/.test(s.boxShadow);
+    return {
+      el: el.id ? `#${el.id}` : `${el.tagName.toLowerCase()}${el.className ? '.' + String(el.className).split(' ').join('.') : ''}`,
+      text: (el.innerText || el.value || '').trim().slice(0, 40),
+      visible: outline || shadow,
+      focusVisible: el.matches(':focus-visible'),
+      outline: `${s.outlineStyle} ${s.outlineWidth} ${s.outlineColor}`,
+      boxShadow: s.boxShadow,
+    };
+  });
+}
+
+/** Every visible, enabled control on the page, in document order (what Tab should reach). */
+async function controls(page) {
+  return page.$$eval('a[href], button, input:not([type=hidden]), select, textarea', (els) =>
+    els
+      .filter((el) => !el.disabled && el.offsetParent !== null && el.tabIndex >= 0)
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+}
+
+/** Tabs through the page from the top: every control gets focus with a visible ring. */
+async function keyboardPath(page, where) {
+  const want = await controls(page);
+  // Start before the first control, as after a fresh load: focus a temporary, untabbable
+  // marker at the top of the body (blur alone keeps the old sequential-focus point).
+  await page.evaluate(() => {
+    const start = document.createElement('span');
+    start.id = '__tab_start';
+    start.tabIndex = -1;
+    document.body.prepend(start);
+    start.focus();
+  });
+  const seen = [];
+  for (let i = 0; i < want.length + 3; i += 1) {
+    await page.keyboard.press('Tab');
+    const info = await page.evaluate(() => {
+      const el = document.activeElement;
+      return el && el !== document.body ? el.outerHTML.slice(0, 80) : null;
+    });
+    if (!info || seen.includes(info)) break;
+    const ring = await focusRing(page);
+    check(ring.visible && ring.focusVisible, `${where}: visible focus ring on ${ring.el} "${ring.text}"`, ring);
+    seen.push(info);
+  }
+  await page.evaluate(() => document.getElementById('__tab_start')?.remove());
+  const missed = want.filter((c) => !seen.includes(c));
+  check(missed.length === 0, `${where}: every control is reachable with Tab`, { missed, seen });
+  log(`${where}: Tab reaches all ${want.length} controls, each with a visible focus ring`);
+}
+
+/** The login card is horizontally centred and narrower than the page on desktop. */
+async function loginCardCentred(page, where) {
+  for (const size of [DESKTOP, MOBILE]) {
+    await page.setViewportSize(size);
+    const box = await page.locator('.card').first().boundingBox();
+    const width = await page.evaluate(() => document.documentElement.clientWidth);
+    check(box !== null, `${where}: login card is visible`);
+    const left = box.x;
+    const right = width - (box.x + box.width);
+    check(
+      Math.abs(left - right) <= 2,
+      `${where}: login card is centred at ${size.width}px (left ${left.toFixed(1)}, right ${right.toFixed(1)})`,
+      box,
+    );
+    if (size === DESKTOP) {
+      check(box.width <= 560, `${where}: login card is a compact column on desktop`, box);
+    } else {
+      check(left >= 8 && right >= 8, `${where}: login card keeps a margin on mobile`, box);
+    }
+  }
+  await page.setViewportSize(DESKTOP);
+  log(`${where}: card centred at 1280px and 375px`);
+}
+
+async function expectLoginPage(page, where) {
+  await page.waitForSelector('#username', { timeout: 10_000 });
+  check(pathOf(page).startsWith('/.gatehouse/login'), `${where}: on the login page`, pathOf(page));
+  for (const sel of ['#username', '#password', 'input[type=hidden][name=csrf]', 'input[type=hidden][name=rd]']) {
+    check((await page.locator(sel).count()) === 1, `${where}: login form has ${sel}`);
+  }
+}
+
+async function signInByForm(page, user, password) {
+  await expectLoginPage(page, `sign in as ${user}`);
+  await page.fill('#username', user);
+  await page.fill('#password', password);
+  await Promise.all([page.waitForURL((u) => u.pathname === '/', { timeout: 10_000 }), page.click('form button[type=submit]')]);
+}
+
+async function main() {
+  mkdirSync(shots, { recursive: true });
+  rmSync(join(shots, 'failure.png'), { force: true });
+  const profile = mkdtempSync(join(tmpdir(), 'gatehouse-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: FLAGS,
+      viewport: DESKTOP,
+      timeout: 30_000,
+    });
+    context.setDefaultTimeout(10_000);
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    // 4xx answers for the page itself are what some steps expect; a failing subresource
+    // (stylesheet, favicon, script) is a problem.
+    page.on('response', (r) => {
+      if (r.status() >= 400 && r.request().resourceType() !== 'document') {
+        problems.push(`${r.status()} for ${r.request().resourceType()} ${r.url()} on ${pathOf(page)}`);
+      }
+    });
+    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+        problems.push(`console error on ${pathOf(page)}: ${m.text()}`);
+      }
+    });
+    try {
+      await run(page);
+      step = 'no script errors on any page';
+      check(problems.length === 0, 'no JavaScript errors or console errors', problems);
+    } catch (e) {
+      try {
+        await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true });
+        console.error(`  (screenshot of the failing page: ${join(shots, 'failure.png')}, at ${page.url()})`);
+      } catch {
+        // the page may be gone
+      }
+      throw e;
+    }
+  } finally {
+    if (context) await context.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+async function run(page) {
+  // 1. Anonymous portal: only the public app.
+  step = 'anonymous portal';
+  check((await open(page, '/')) === 200, 'anonymous portal answers 200');
+  let apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/public/']), 'anonymous portal lists only the public app', apps);
+  await shoot(page, 'portal-anonymous');
+  log('anonymous portal lists only /apps/public/');
+
+  // 2. Sign in link → login page.
+  step = 'sign-in link';
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.gatehouse/login'),
+    page.getByRole('link', { name: 'Sign in', exact: true }).first().click(),
+  ]);
+  await expectLoginPage(page, 'after clicking Sign in');
+  check(
+    (await page.locator('button[type=submit]', { hasText: 'Sign in' }).count()) === 1,
+    'login page has a "Sign in" submit button',
+  );
+  await loginCardCentred(page, 'login');
+  await shoot(page, 'login', { desktop: true, mobile: true });
+  log('Sign in opens the login form');
+
+  // 3. Wrong password: the error shows and the user name stays.
+  step = 'wrong password';
+  await page.fill('#username', 'viewer');
+  await page.fill('#password', 'definitely-not-the-password');
+  const [posted] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/.gatehouse/login'),
+    page.click('form button[type=submit]'),
+  ]);
+  check(posted.status() === 401, 'a wrong password answers 401', posted.status());
+  await page.waitForLoadState('load');
+  await expectLoginPage(page, 'after a wrong password');
+  const alert = (await page.locator('.alert').first().textContent())?.trim();
+  check(alert === 'Wrong user name or password.', 'a wrong password shows "Wrong user name or password."', alert);
+  check((await page.inputValue('#username')) === 'viewer', 'the user name is kept after a wrong password', await page.inputValue('#username'));
+  check((await page.inputValue('#password')) === '', 'the password field is emptied after a wrong password');
+  const focusedAfterError = await page.evaluate(() => document.activeElement?.id);
+  check(focusedAfterError === 'password', 'focus is on the password after a wrong password', focusedAfterError);
+  await loginCardCentred(page, 'login error');
+  await shoot(page, 'login-error');
+  log('wrong password: error shown, user name kept, focus on the password');
+
+  // 4. Sign in as viewer with the keyboard only.
+  step = 'keyboard sign-in';
+  check((await open(page, '/.gatehouse/login')) === 200, 'login page answers 200');
+  await expectLoginPage(page, 'fresh login page');
+  let focused = await page.evaluate(() => document.activeElement?.id);
+  check(focused === 'username', 'focus is on the user name when the login page loads', focused);
+  await page.keyboard.type('viewer');
+  await page.keyboard.press('Tab');
+  const pwRing = await focusRing(page);
+  check(pwRing.el === '#password', 'Tab moves from the user name to the password', pwRing);
+  check(pwRing.visible && pwRing.focusVisible, 'the password field shows a focus ring after Tab', pwRing);
+  await page.keyboard.type(viewerPassword);
+  await Promise.all([page.waitForURL((u) => u.pathname === '/', { timeout: 10_000 }), page.keyboard.press('Enter')]);
+  log('viewer signed in with the keyboard only (autofocus, Tab, Enter)');
+
+  // 5. The viewer's portal.
+  step = 'viewer portal';
+  apps = await visibleApps(page);
+  check(
+    apps.includes('/apps/whoami/') && apps.includes('/apps/public/') && !apps.includes('/apps/admins-only/'),
+    "viewer's portal lists whoami and public but not admins-only",
+    apps,
+  );
+  check((await page.locator('h1', { hasText: 'Your apps' }).count()) === 1, 'viewer portal is headed "Your apps"');
+  check((await page.getByRole('button', { name: 'Sign out', exact: true }).count()) === 1, 'viewer portal has a "Sign out" button');
+  await shoot(page, 'portal-viewer', { desktop: true, mobile: true });
+  await keyboardPath(page, 'viewer portal');
+  log('viewer portal lists whoami and public, not admins-only');
+
+  // 6. Search filters the cards; nonsense shows the no-match message.
+  step = 'portal search';
+  await page.click('#app-search');
+  await page.keyboard.type('who');
+  apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/whoami/']), 'searching "who" leaves only the whoami card', apps);
+  check(await page.locator('#no-match').isHidden(), 'no no-match message while something matches');
+  await page.fill('#app-search', 'zzqx-nothing-like-this');
+  apps = await visibleApps(page);
+  check(apps.length === 0, 'searching nonsense hides every card', apps);
+  check(await page.locator('#no-match').isVisible(), 'searching nonsense shows the no-match message');
+  await shoot(page, 'portal-no-match');
+  await page.fill('#app-search', '');
+  apps = await visibleApps(page);
+  check(apps.length === 2, 'clearing the search shows every card again', apps);
+  log('search filters the cards and says when nothing matches');
+
+  // 7. whoami sees the viewer.
+  step = 'whoami';
+  await Promise.all([page.waitForURL((u) => u.pathname === '/apps/whoami/'), page.click('a[href="/apps/whoami/"]')]);
+  const forwardedUser = await page
+    .locator('table tr', { has: page.locator('th', { hasText: /^x-forwarded-user$/ }) })
+    .locator('td')
+    .first()
+    .textContent({ timeout: 5_000 })
+    .catch(() => null);
+  check(forwardedUser?.trim() === 'viewer', 'whoami shows x-forwarded-user = viewer', forwardedUser);
+  await shoot(page, 'whoami');
+  log('whoami received x-forwarded-user: viewer');
+
+  // 8. 403 for the viewer on the admins' app.
+  step = '403 page';
+  let status = await open(page, '/apps/admins-only/');
+  check(status === 403, '/apps/admins-only/ answers 403 to the viewer', status);
+  const h403 = (await page.locator('h1').first().textContent())?.trim();
+  check(h403?.startsWith('You cannot open') && h403.includes('Admins only'), 'the 403 page names the app', h403);
+  await loginCardCentred(page, '403 page');
+  await shoot(page, '403', { desktop: true, mobile: true });
+  await keyboardPath(page, '403 page');
+  log('403 page: "' + h403 + '"');
+
+  // 9. 404 for an unknown app.
+  step = '404 page';
+  status = await open(page, '/apps/nope/');
+  check(status === 404, '/apps/nope/ answers 404', status);
+  const body404 = await page.locator('main').innerText();
+  check(body404.includes('There is no app here'), 'the 404 page says "There is no app here"', body404);
+  await shoot(page, '404', { desktop: true, mobile: true });
+  log('404 page for /apps/nope/');
+
+  // 10. The sign-out confirmation page, then sign out with the portal's button.
+  step = 'logout page';
+  check((await open(page, '/.gatehouse/logout')) === 200, '/.gatehouse/logout answers 200');
+  check((await page.getByRole('button', { name: 'Sign out', exact: true }).count()) >= 1, 'the logout page offers "Sign out"');
+  await shoot(page, 'logout', { desktop: true, mobile: true });
+  await keyboardPath(page, 'logout page');
+
+  step = 'sign out';
+  await open(page, '/');
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.gatehouse/login'),
+    page.getByRole('button', { name: 'Sign out', exact: true }).click(),
+  ]);
+  await expectLoginPage(page, 'after signing out');
+  const notice = (await page.locator('.alert').first().textContent())?.trim();
+  check(/signed out/i.test(notice ?? ''), 'the login page says you are signed out', notice);
+  await shoot(page, 'signed-out');
+  await keyboardPath(page, 'login page');
+  check((await open(page, '/apps/whoami/')) === 200 && pathOf(page).startsWith('/.gatehouse/login'), 'after sign-out whoami asks to sign in again', pathOf(page));
+  log('signed out through the portal button; back on the login page with the notice');
+
+  // 11. The admin sees the admins' app.
+  step = 'admin portal';
+  await open(page, '/.gatehouse/login');
+  await signInByForm(page, 'admin', adminPassword);
+  apps = await visibleApps(page);
+  check(
+    ['/apps/whoami/', '/apps/public/', '/apps/admins-only/'].every((a) => apps.includes(a)),
+    "admin's portal lists admins-only too",
+    apps,
+  );
+  await shoot(page, 'portal-admin', { desktop: true, mobile: true });
+  status = await open(page, '/apps/admins-only/');
+  check(status === 200, 'admin opens /apps/admins-only/', status);
+  log('admin portal lists admins-only and the admin may open it');
+}
+
+main().then(
+  () => {
+    console.log(`PASS: ${checks} checks; screenshots in ${shots}`);
+  },
+  (e) => {
+    if (e instanceof CheckFailed) {
+      console.error(`FAIL: [${step}] ${e.message}`);
+    } else {
+      console.error(`FAIL: [${step}] ${e && e.stack ? e.stack : e}`);
+    }
+    process.exit(1);
+  },
+);
