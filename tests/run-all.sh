@@ -14,6 +14,9 @@ tests/peers/install.sh
 step "PostgreSQL for the store suite"
 tests/peers/postgres.sh
 
+step "headless Chromium and Playwright for the browser suite"
+tests/peers/browser.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -76,12 +76,18 @@ fn favicon(initial: &str, accent: &str) -> String {
 
 /// The first letter or digit of `s`, upper-cased, or `fallback`.
 fn initial_of(s: &str, fallback: char) -> String {
-    s.chars().find(|c| c.is_alphanumeric()).unwrap_or(fallback).to_uppercase().collect()
+    s.chars()
+        .find(|c| c.is_alphanumeric())
+        .unwrap_or(fallback)
+        .to_uppercase()
+        .collect()
 }
 
 /// A stable colour (one of six) for an app's mark, so cards are told apart at a glance.
 fn tone(key: &str) -> u32 {
-    key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 6
+    key.bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 6
 }
 
 /// What the login page shows.
@@ -129,7 +135,11 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
 {form}
 </section>"#,
         name = esc(&site.branding.name),
-        lead = if site.password_form { r#"<p class="lead">Use your account to open your apps.</p>"# } else { "" },
+        lead = if site.password_form {
+            r#"<p class="lead">Use your account to open your apps.</p>"#
+        } else {
+            ""
+        },
     );
     layout(&site.branding, "Sign in", &body, true)
 }

@@ -18,6 +18,11 @@ fn is_safe(target: &str) -> bool {
     if target.len() > 2048 {
         return false;
     }
+    // The raw target may hold no whitespace at all (browsers drop tabs and newlines inside
+    // URLs, turning `/\t/evil` into `//evil`); decoded forms are checked for the rest.
+    if target.chars().any(char::is_whitespace) {
+        return false;
+    }
     let mut current = target.to_string();
     for _ in 0..3 {
         if !looks_safe(&current) {
@@ -37,7 +42,7 @@ fn looks_safe(s: &str) -> bool {
     let b = s.as_bytes();
     b.first() == Some(&b'/')
         && !matches!(b.get(1), Some(b'/') | Some(b'\\'))
-        && !s.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+        && !s.chars().any(|c| c.is_control() || c == '\\')
         && !s.starts_with("/.gatehouse/login")
         && !s.starts_with("/.gatehouse/logout")
 }

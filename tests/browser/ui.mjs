@@ -215,11 +215,25 @@ async function expectLoginPage(page, where) {
   }
 }
 
+/** Runs `submit` (which posts the login form) and checks that `user` landed on the portal. */
+async function expectSignedIn(page, user, submit) {
+  const [posted] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/.gatehouse/login'),
+    submit(),
+  ]);
+  await page.waitForLoadState('load');
+  if (posted.status() !== 303) {
+    const alert = await page.locator('.alert').first().textContent({ timeout: 2_000 }).catch(() => null);
+    check(false, `${user} signs in (the login POST answered ${posted.status()}; is the password right?)`, alert?.trim());
+  }
+  await page.waitForURL((u) => u.pathname === '/');
+}
+
 async function signInByForm(page, user, password) {
   await expectLoginPage(page, `sign in as ${user}`);
   await page.fill('#username', user);
   await page.fill('#password', password);
-  await Promise.all([page.waitForURL((u) => u.pathname === '/', { timeout: 10_000 }), page.click('form button[type=submit]')]);
+  await expectSignedIn(page, user, () => page.click('form button[type=submit]'));
 }
 
 async function main() {
@@ -328,7 +342,7 @@ async function run(page) {
   check(pwRing.el === '#password', 'Tab moves from the user name to the password', pwRing);
   check(pwRing.visible && pwRing.focusVisible, 'the password field shows a focus ring after Tab', pwRing);
   await page.keyboard.type(viewerPassword);
-  await Promise.all([page.waitForURL((u) => u.pathname === '/', { timeout: 10_000 }), page.keyboard.press('Enter')]);
+  await expectSignedIn(page, 'viewer', () => page.keyboard.press('Enter'));
   log('viewer signed in with the keyboard only (autofocus, Tab, Enter)');
 
   // 5. The viewer's portal.
@@ -360,6 +374,11 @@ async function run(page) {
   await page.fill('#app-search', '');
   apps = await visibleApps(page);
   check(apps.length === 2, 'clearing the search shows every card again', apps);
+  await page.focus('#app-search');
+  await page.keyboard.press('Tab');
+  const cardRing = await focusRing(page);
+  check(cardRing.el === 'a.app-link' && cardRing.visible, 'Tab from the search box focuses the first card with a ring', cardRing);
+  await page.screenshot({ path: join(shots, 'portal-keyboard-focus.png'), fullPage: true });
   log('search filters the cards and says when nothing matches');
 
   // 7. whoami sees the viewer.
@@ -430,6 +449,15 @@ async function run(page) {
   status = await open(page, '/apps/admins-only/');
   check(status === 200, 'admin opens /apps/admins-only/', status);
   log('admin portal lists admins-only and the admin may open it');
+
+  // 12. The same pages in a dark colour scheme (prefers-color-scheme: dark).
+  step = 'dark scheme';
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await open(page, '/');
+  await shoot(page, 'portal-admin-dark');
+  await open(page, '/.gatehouse/logout');
+  await shoot(page, 'logout-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
 }
 
 main().then(

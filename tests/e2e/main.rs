@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod browser;
 mod cli;
 mod forwarding;
+mod ldap;
 mod lifecycle;
 mod routing;
 mod streaming;

@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod browser;
+pub mod ldap;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -21,12 +22,21 @@ use std::time::{Duration, Instant};
 pub use backend::Backend;
 pub use browser::{Browser, Page};
 
-/// A free port on 127.0.0.1 (bound, then released; the race is acceptable on loopback).
+/// A free port on 127.0.0.1 (bound, then released), never the same twice in one test
+/// process, so parallel tests cannot be handed each other's ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free loopback port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Describes a gateway to start.
@@ -178,7 +188,7 @@ impl GatewayBuilder {
             log: log_path.clone(),
         };
         let child = spec.spawn();
-        let gw = Gateway {
+        let mut gw = Gateway {
             child,
             spec,
             addr,
@@ -254,11 +264,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = self.client();
         let url = self.url("/.gatehouse/healthz");
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited ({status}) before it was ready; log:\n{}", self.log());
+            }
             if let Ok(r) = client.get(&url).send().await {
                 if r.status() == 200 {
                     return;

@@ -101,6 +101,23 @@ pub fn first_rdn_value(dn: &str) -> String {
     String::from_utf8_lossy(&out).trim().to_string()
 }
 
+/// The default group base: the trailing `dc=` components of the user base
+/// (`ou=people,dc=example,dc=org` → `dc=example,dc=org`), or the user base itself.
+pub fn domain_root(user_base: &str) -> String {
+    let mut dn = user_base.trim().to_string();
+    loop {
+        if dn.is_empty() || dn.to_ascii_lowercase().starts_with("dc=") {
+            break;
+        }
+        dn = parent_dn(&dn);
+    }
+    if dn.is_empty() {
+        user_base.to_string()
+    } else {
+        dn
+    }
+}
+
 /// The parent of a DN (everything after the first unescaped comma).
 pub fn parent_dn(dn: &str) -> String {
     let bytes = dn.as_bytes();
@@ -296,7 +313,7 @@ impl LdapProvider {
         self.cfg
             .group_base
             .clone()
-            .unwrap_or_else(|| parent_dn(&self.cfg.user_base))
+            .unwrap_or_else(|| domain_root(&self.cfg.user_base))
     }
 
     /// Finds the user's single entry. `None` when zero or several entries match.
@@ -490,6 +507,14 @@ mod tests {
         assert_eq!(first_rdn_value(""), "");
         assert_eq!(first_rdn_value("garbage"), "");
         assert_eq!(first_rdn_value("cn=trailing\\"), "trailing");
+    }
+
+    #[test]
+    fn group_base_defaults_to_the_domain() {
+        assert_eq!(domain_root("ou=people,dc=example,dc=org"), "dc=example,dc=org");
+        assert_eq!(domain_root("dc=example,dc=org"), "dc=example,dc=org");
+        assert_eq!(domain_root("CN=Users,DC=corp,DC=example"), "DC=corp,DC=example");
+        assert_eq!(domain_root("o=acme"), "o=acme");
     }
 
     #[test]

@@ -90,10 +90,16 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = IP:127.0.0.1, DNS:localhost@HOSTNAME_SAN@
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
+  # libldap (ldapsearch & co.) checks ldaps://localhost against this machine's host name, not
+  # "localhost", so that name is in the certificate too.
+  host=$(hostname 2>/dev/null || true)
+  san=""
+  if [[ "$host" =~ ^[A-Za-z0-9.-]+$ ]] && [ "$host" != localhost ]; then san=", DNS:$host"; fi
+  sed -i "s/@HOSTNAME_SAN@/$san/" "$cnf"
   ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
   "$OPENSSL" req -config "$cnf" -x509 "${ec[@]}" -keyout "$DIR/ca.key" -out "$DIR/ca.pem" \
     -days 3650 -subj "/O=Gatehouse tests/CN=Gatehouse test LDAP CA" -extensions ca_ext 2>/dev/null
