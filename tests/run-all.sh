@@ -24,7 +24,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build"
-cargo build --workspace --all-targets
+cargo build --workspace --bins --tests
 
 step "cargo test"
 cargo test --workspace -- --test-threads "${GATEHOUSE_TEST_THREADS:-4}"

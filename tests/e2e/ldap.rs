@@ -300,3 +300,43 @@ async fn local_and_directory_accounts_are_tried_in_order() {
         "alice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_refreshes_groups_and_ends_sessions_of_removed_accounts() {
+    let slapd = Slapd::start().await;
+    let backend = Backend::start("app").await;
+    let gw = gateway(
+        &slapd,
+        &backend,
+        &slapd.url,
+        &format!("{NESTED}\nrecheck_interval = \"1s\""),
+    )
+    .await;
+    let mut alice = gw.browser();
+    assert_eq!(alice.login("alice", "alice-pw", None).await.status, 303);
+    assert_eq!(alice.get("/apps/staff/").await.status, 200);
+    slapd.modify(
+        "dn: cn=staff,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n",
+    );
+    let t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if alice.get("/apps/staff/").await.status == 403 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "removed group still honoured");
+    }
+    assert_eq!(alice.get("/apps/any/").await.status, 200, "the session itself lives on");
+    slapd.modify("dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: delete\n");
+    let t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if alice.get("/apps/any/").await.status == 302 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a removed account keeps its session"
+        );
+    }
+}
