@@ -17,6 +17,9 @@ tests/peers/postgres.sh
 step "headless Chromium and Playwright for the browser suite"
 tests/peers/browser.sh
 
+step "the OpenID Provider (npm oidc-provider) for the OIDC suite"
+tests/peers/oidc.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

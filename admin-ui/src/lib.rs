@@ -26,6 +26,14 @@ use serde::Deserialize;
 
 pub use redirect::safe_redirect;
 
+/// Why a single sign-on did not complete, as its page explains it.
+#[derive(Debug, Clone)]
+pub struct SsoError {
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+}
+
 /// Static stylesheet served at `/.gatehouse/assets/gatehouse.css`.
 pub const STYLESHEET: &str = include_str!("assets/gatehouse.css");
 
@@ -48,6 +56,10 @@ pub struct Site {
     pub session_max_age: u64,
     /// A username/password form is offered (a local or directory provider exists).
     pub password_form: bool,
+    /// Single sign-on buttons, in configuration order.
+    pub sso: Vec<pages::SsoButton>,
+    /// Name of the cookie that ties a started single sign-on to this browser.
+    pub login_cookie: String,
 }
 
 /// The person behind a request, as the gateway found them.
@@ -96,12 +108,23 @@ pub trait Gate: Send + Sync + 'static {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<String, LoginError>;
-    /// Ends the session with this cookie value.
-    async fn logout(&self, session_cookie: &str);
+    /// Ends the session with this cookie value; returns where to send the browser next when
+    /// the provider wants to end its own session too (RP-initiated logout).
+    async fn logout(&self, session_cookie: &str) -> Option<String>;
     /// The apps `who` may open, as decided by `gatehouse_policy::evaluate`.
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp>;
     /// The JWKS document that verifies assertions.
     fn jwks(&self) -> String;
+    /// Starts a single sign-on with `provider`; returns the URL to send the browser to.
+    async fn sso_start(&self, provider: &str, rd: &str, binding: &str) -> Result<String, SsoError>;
+    /// Completes a single sign-on from the callback's raw query; returns the new session
+    /// cookie value and where to go next.
+    async fn sso_callback(
+        &self,
+        provider: &str,
+        query: &str,
+        binding: Option<&str>,
+    ) -> Result<(String, String), SsoError>;
 }
 
 type Shared = Arc<dyn Gate>;
@@ -113,6 +136,8 @@ pub fn router(gate: Shared) -> Router {
         .route("/.gatehouse/healthz", get(|| async { "ok\n" }))
         .route("/.gatehouse/login", get(login_page).post(login_submit))
         .route("/.gatehouse/logout", get(logout_page).post(logout_submit))
+        .route("/.gatehouse/oidc/{provider}/start", get(sso_start))
+        .route("/.gatehouse/oidc/{provider}/callback", get(sso_callback))
         .route("/.well-known/gatehouse/jwks.json", get(jwks))
         .route("/.gatehouse/assets/gatehouse.css", get(stylesheet))
         .fallback(not_found)
@@ -361,9 +386,74 @@ async fn logout_submit(
             "Reload the page and press Sign out again.",
         );
     }
+    let mut next = None;
     if let Some(c) = info.and_then(|i| i.0.session_cookie) {
-        gate.logout(&c).await;
+        next = gate.logout(&c).await;
     }
     let clear = set_cookie(site, &site.session_cookie, "", Some(0), "Lax");
-    with_cookies(see_other("/.gatehouse/login?signed_out=1"), [clear])
+    let next = next.unwrap_or_else(|| "/.gatehouse/login?signed_out=1".to_string());
+    with_cookies(see_other(&next), [clear])
+}
+
+fn sso_error(gate: &Shared, e: &SsoError, provider: &str) -> Response {
+    let retry = format!(
+        "/.gatehouse/oidc/{}/start",
+        percent_encoding::utf8_percent_encode(provider, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let page = pages::ErrorText {
+        status: e.status,
+        title: &e.title,
+        message: &e.message,
+        action: Some(("Try again", &retry)),
+    };
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        no_store(),
+        Html(pages::error_page(&gate.site().branding, &page)),
+    )
+        .into_response()
+}
+
+async fn sso_start(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    Query(q): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let site = gate.site();
+    let rd = safe_redirect(q.rd.as_deref().unwrap_or("/"));
+    // One binding cookie per browser, reused by every attempt (no pile-up of cookies).
+    let (binding, new_cookie) = match cookie(&headers, &site.login_cookie).filter(|t| csrf::well_formed(t)) {
+        Some(b) => (b.to_string(), None),
+        None => {
+            let b = csrf::new_token();
+            let c = set_cookie(site, &site.login_cookie, &b, Some(600), "Lax");
+            (b, Some(c))
+        }
+    };
+    match gate.sso_start(&provider, &rd, &binding).await {
+        Ok(url) => with_cookies(see_other(&url), new_cookie),
+        Err(e) => sso_error(&gate, &e, &provider),
+    }
+}
+
+async fn sso_callback(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let site = gate.site();
+    let binding = cookie(&headers, &site.login_cookie);
+    match gate.sso_callback(&provider, uri.query().unwrap_or(""), binding).await {
+        Ok((session, rd)) => {
+            let cookies = [
+                set_cookie(site, &site.session_cookie, &session, Some(site.session_max_age), "Lax"),
+                set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
+            ];
+            with_cookies(see_other(&safe_redirect(&rd)), cookies)
+        }
+        Err(e) => sso_error(&gate, &e, &provider),
+    }
 }

@@ -6,6 +6,14 @@ use html_escape::encode_text as esc;
 
 use crate::{PortalApp, Site, Viewer};
 
+/// A single-sign-on button on the login page.
+#[derive(Debug, Clone)]
+pub struct SsoButton {
+    pub label: String,
+    /// Where the flow starts, e.g. `/.gatehouse/oidc/okta/start`.
+    pub href: String,
+}
+
 /// What an error page says: the status line, a title, what happened in plain words, and
 /// what to do next (a link).
 #[derive(Debug, Clone)]
@@ -124,8 +132,33 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
             focus_user = if f.username.is_empty() { " autofocus" } else { "" },
             focus_pw = if f.username.is_empty() { "" } else { " autofocus" },
         )
-    } else {
+    } else if site.sso.is_empty() {
         r#"<p class="muted">No sign-in method is configured on this gateway.</p>"#.to_string()
+    } else {
+        String::new()
+    };
+    let sso: String = site
+        .sso
+        .iter()
+        .map(|b| {
+            let href = format!(
+                "{}?rd={}",
+                b.href,
+                percent_encoding::utf8_percent_encode(f.rd, percent_encoding::NON_ALPHANUMERIC)
+            );
+            format!(
+                r#"<a class="button secondary wide sso" href="{}">Sign in with {}</a>"#,
+                attr(&href),
+                esc(&b.label)
+            )
+        })
+        .collect();
+    let sso = match (sso.is_empty(), site.password_form) {
+        (true, _) => String::new(),
+        (false, true) => format!(
+            r#"<div class="divider" role="separator"><span>or</span></div><div class="stack sso-list">{sso}</div>"#
+        ),
+        (false, false) => format!(r#"<div class="stack sso-list">{sso}</div>"#),
     };
     let body = format!(
         r#"<section class="card">
@@ -133,6 +166,7 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
 {lead}
 {alert}
 {form}
+{sso}
 </section>"#,
         name = esc(&site.branding.name),
         lead = if site.password_form {

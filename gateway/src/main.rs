@@ -249,11 +249,12 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
         Err(e) => return Err(e.into()),
     };
     // Fail closed: a provider this build cannot run yet must not be silently ignored.
-    if let Some(p) = config
-        .providers
-        .iter()
-        .find(|p| !matches!(p.kind, ProviderKind::Local | ProviderKind::Ldap(_)))
-    {
+    if let Some(p) = config.providers.iter().find(|p| {
+        !matches!(
+            p.kind,
+            ProviderKind::Local | ProviderKind::Ldap(_) | ProviderKind::Oidc(_)
+        )
+    }) {
         anyhow::bail!(
             "provider {:?}: kind {:?} is not supported by this build yet; remove it to start",
             p.id,

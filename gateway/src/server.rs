@@ -104,7 +104,14 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
     merge_store_apps(&mut config, store.apps().await?);
     let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
     let providers = crate::authn::password_providers(&config)?;
-    let recheck = Arc::new(crate::authn::DirectoryRecheck::new(&config, &providers));
+    let oidc = crate::authn::oidc_providers(&config);
+    for p in &oidc {
+        // Discovery is tried now and retried on demand: a provider that is down does not
+        // stop the gateway.
+        let p = p.clone();
+        tokio::spawn(async move { p.warm_up().await });
+    }
+    let recheck = Arc::new(crate::authn::Rechecker::new(&config, &providers, &oidc, store.clone()));
     let sessions = Arc::new(
         Sessions::new(
             store.clone(),
@@ -144,11 +151,21 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
             secure: tls,
             session_max_age: config.session.absolute_timeout.as_secs(),
             password_form: !providers.is_empty(),
+            sso: oidc
+                .iter()
+                .map(|p| gatehouse_admin_ui::pages::SsoButton {
+                    label: p.label.clone(),
+                    href: format!("/.gatehouse/oidc/{}/start", p.id),
+                })
+                .collect(),
+            login_cookie: format!("{session_cookie}_login"),
         },
         store: store.clone(),
         sessions: sessions.clone(),
         limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
         providers,
+        oidc,
+        public_url: config.server.public_url.clone(),
         keys: keys.clone(),
         apps: config
             .apps

@@ -581,6 +581,32 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
+    /// Stores what a provider needs later for a session (e.g. an OIDC refresh token and ID
+    /// token), as JSON text. False: no such session.
+    pub async fn set_session_provider_data(&self, id_hash: &str, data: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE sessions SET provider_data = $2 WHERE id_hash = $1")
+            .bind(id_hash.to_owned())
+            .bind(data.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db("saving session provider data"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// What [`Store::set_session_provider_data`] stored for a session, if anything.
+    pub async fn session_provider_data(&self, id_hash: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT provider_data FROM sessions WHERE id_hash = $1")
+            .bind(id_hash.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading session provider data"))?;
+        match row {
+            Some(r) => sqlx::Row::try_get::<Option<String>, _>(&r, "provider_data")
+                .map_err(db("reading session provider data")),
+            None => Ok(None),
+        }
+    }
+
     /// Deletes one session (logout, revocation). False: no such session.
     pub async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")

@@ -91,6 +91,11 @@ pub fn first_rdn_value(dn: &str) -> String {
                 }
                 continue;
             }
+            // A dangling escape at the end of a malformed DN is dropped.
+            b'\\' => {
+                i += 1;
+                continue;
+            }
             b'=' if !in_value => in_value = true,
             b',' | b'+' => break,
             _ if in_value => out.push(b),

@@ -3,13 +3,14 @@
 
 pub mod ldap;
 pub mod local;
+pub mod oidc;
 pub mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site};
+use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
 use gatehouse_policy::store::{NewUser, Store};
 use gatehouse_policy::{evaluate, AppPolicy, Identity};
@@ -18,6 +19,7 @@ use crate::identity::Keys;
 use crate::GatewayError;
 use ldap::{LdapFailure, LdapProvider};
 use local::{LoginFailure, RateLimit};
+use oidc::{OidcError, OidcProvider, ProviderData};
 use session::Sessions;
 
 /// A provider that checks a user name and password, tried in configuration order.
@@ -44,15 +46,40 @@ pub fn password_providers(config: &Config) -> Result<Vec<PasswordProvider>, Gate
     Ok(out)
 }
 
-/// Re-reads the groups of directory sessions at each provider's `recheck_interval`.
-#[derive(Debug, Default)]
-pub struct DirectoryRecheck {
-    providers: std::collections::HashMap<String, (Arc<LdapProvider>, std::time::Duration)>,
+/// The OIDC providers of a config.
+pub fn oidc_providers(config: &Config) -> Vec<Arc<OidcProvider>> {
+    config
+        .providers
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ProviderKind::Oidc(o) => Some(Arc::new(OidcProvider::new(
+                &p.id,
+                &p.label,
+                o,
+                &config.server.public_url,
+            ))),
+            _ => None,
+        })
+        .collect()
 }
 
-impl DirectoryRecheck {
-    pub fn new(config: &Config, providers: &[PasswordProvider]) -> DirectoryRecheck {
-        let mut map = std::collections::HashMap::new();
+/// Re-checks sessions: LDAP sessions re-read the directory at `recheck_interval`; OIDC
+/// sessions use their refresh token at `refresh_interval`.
+#[derive(Debug)]
+pub struct Rechecker {
+    ldap: std::collections::HashMap<String, (Arc<LdapProvider>, std::time::Duration)>,
+    oidc: std::collections::HashMap<String, (Arc<OidcProvider>, std::time::Duration)>,
+    store: Arc<Store>,
+}
+
+impl Rechecker {
+    pub fn new(
+        config: &Config,
+        providers: &[PasswordProvider],
+        oidc: &[Arc<OidcProvider>],
+        store: Arc<Store>,
+    ) -> Rechecker {
+        let mut ldap = std::collections::HashMap::new();
         for p in providers {
             if let PasswordProvider::Ldap(l) = p {
                 let interval = config
@@ -64,36 +91,116 @@ impl DirectoryRecheck {
                         _ => None,
                     });
                 if let Some(i) = interval {
-                    map.insert(l.id.clone(), (l.clone(), i));
+                    ldap.insert(l.id.clone(), (l.clone(), i));
                 }
             }
         }
-        DirectoryRecheck { providers: map }
+        let oidc = oidc
+            .iter()
+            .filter_map(|o| o.refresh_interval().map(|i| (o.id.clone(), (o.clone(), i))))
+            .collect();
+        Rechecker { ldap, oidc, store }
     }
 }
 
-impl session::Recheck for DirectoryRecheck {
+impl session::Recheck for Rechecker {
     fn interval(&self, provider: &str) -> Option<std::time::Duration> {
-        self.providers.get(provider).map(|(_, i)| *i)
+        self.ldap
+            .get(provider)
+            .map(|(_, i)| *i)
+            .or_else(|| self.oidc.get(provider).map(|(_, i)| *i))
     }
 
     fn recheck(
         &self,
+        id_hash: String,
         username: String,
         provider: String,
     ) -> futures_util::future::BoxFuture<'static, session::Rechecked> {
-        let p = self.providers.get(&provider).map(|(p, _)| p.clone());
+        let ldap = self.ldap.get(&provider).map(|(p, _)| p.clone());
+        let oidc = self.oidc.get(&provider).map(|(p, _)| p.clone());
+        let store = self.store.clone();
         Box::pin(async move {
-            let Some(p) = p else { return session::Rechecked::Unknown };
-            match p.lookup(&username).await {
-                Ok(Some(u)) => session::Rechecked::Groups(u.groups),
-                Ok(None) => session::Rechecked::Gone,
+            if let Some(p) = ldap {
+                return match p.lookup(&username).await {
+                    Ok(Some(u)) => session::Rechecked::Groups(u.groups),
+                    Ok(None) => session::Rechecked::Gone,
+                    Err(e) => {
+                        tracing::warn!(provider = %provider, error = ?e, "could not re-check a session; keeping it");
+                        session::Rechecked::Unknown
+                    }
+                };
+            }
+            let Some(p) = oidc else {
+                return session::Rechecked::Unknown;
+            };
+            let data: Option<ProviderData> = store
+                .session_provider_data(&id_hash)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| serde_json::from_str(&d).ok());
+            let Some(data) = data else {
+                return session::Rechecked::Gone;
+            };
+            // A refresh failure ends the session: the provider no longer vouches for it.
+            match p.refresh(&data).await {
+                Ok((groups, new_data)) => {
+                    if let Ok(text) = serde_json::to_string(&new_data) {
+                        let _ = store.set_session_provider_data(&id_hash, &text).await;
+                    }
+                    session::Rechecked::Groups(groups)
+                }
                 Err(e) => {
-                    tracing::warn!(provider = %provider, error = ?e, "could not re-check a session; keeping it");
-                    session::Rechecked::Unknown
+                    tracing::info!(provider = %provider, user = %username, error = %e, "refresh failed; ending the session");
+                    session::Rechecked::Gone
                 }
             }
         })
+    }
+}
+
+fn unknown_provider(provider: &str) -> SsoError {
+    SsoError {
+        status: 404,
+        title: "Unknown sign-in provider".into(),
+        message: format!("This gateway has no single sign-on provider called {provider:?}."),
+    }
+}
+
+/// The page for a failed OIDC sign-in: what happened, in words an admin can act on.
+fn sso_error(p: &OidcProvider, e: &OidcError) -> SsoError {
+    let (status, title, message) = match e {
+        OidcError::Unreachable(_) => (
+            502,
+            "The sign-in provider cannot be reached",
+            format!("{} is not answering right now. Try again in a minute.", p.label),
+        ),
+        OidcError::Expired => (
+            400,
+            "This sign-in attempt expired",
+            "It took too long, was already used, or was started in another browser. Start again.".to_string(),
+        ),
+        OidcError::Denied(why) => (
+            403,
+            "The sign-in provider refused",
+            format!("{} answered: {why}.", p.label),
+        ),
+        OidcError::Rejected(why) => (
+            401,
+            "The sign-in could not be verified",
+            format!("The identity token from {} was rejected: {why}.", p.label),
+        ),
+        OidcError::NotAllowed(why) => (
+            403,
+            "You cannot sign in here",
+            format!("{} confirmed who you are, but {why}.", p.label),
+        ),
+    };
+    SsoError {
+        status,
+        title: title.into(),
+        message,
     }
 }
 
@@ -141,6 +248,8 @@ pub struct Authn {
     pub sessions: Arc<Sessions>,
     pub limits: RateLimit,
     pub providers: Vec<PasswordProvider>,
+    pub oidc: Vec<Arc<OidcProvider>>,
+    pub public_url: String,
     pub keys: Arc<Keys>,
     /// (app index, policy, name, description, href) for the portal.
     pub apps: Vec<(AppPolicy, PortalApp)>,
@@ -209,8 +318,70 @@ impl Gate for Authn {
         Ok(id)
     }
 
-    async fn logout(&self, session_cookie: &str) {
+    async fn logout(&self, session_cookie: &str) -> Option<String> {
+        let session = self.sessions.lookup(session_cookie).await;
+        let mut next = None;
+        if let Some(s) = &session {
+            if let Some(p) = self.oidc.iter().find(|p| p.id == s.provider) {
+                let data: Option<ProviderData> = self
+                    .store
+                    .session_provider_data(&s.id_hash)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|d| serde_json::from_str(&d).ok());
+                if let Some(d) = data {
+                    let back = format!("{}/.gatehouse/login?signed_out=1", self.public_url);
+                    next = p.end_session_url(&d, &back).await;
+                }
+            }
+        }
         self.sessions.revoke(session_cookie).await;
+        next
+    }
+
+    async fn sso_start(&self, provider: &str, rd: &str, binding: &str) -> Result<String, SsoError> {
+        let p = self
+            .oidc
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        p.start(rd, binding).await.map_err(|e| sso_error(p, &e))
+    }
+
+    async fn sso_callback(
+        &self,
+        provider: &str,
+        query: &str,
+        binding: Option<&str>,
+    ) -> Result<(String, String), SsoError> {
+        let p = self
+            .oidc
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        let q: oidc::Callback = serde_urlencoded::from_str(query).unwrap_or_default();
+        let (who, data, rd) = p.callback(&q, binding).await.map_err(|e| {
+            tracing::info!(provider = %provider, error = %e, "OIDC sign-in refused");
+            sso_error(p, &e)
+        })?;
+        let user = who.username.clone();
+        let id = self.sessions.create(who).await.map_err(|e| {
+            tracing::error!(error = %e, "could not create session");
+            SsoError {
+                status: 503,
+                title: "Sign-in failed".into(),
+                message: "Gatehouse could not save your session. Try again in a minute.".into(),
+            }
+        })?;
+        if let Ok(text) = serde_json::to_string(&data) {
+            let _ = self
+                .store
+                .set_session_provider_data(&session::hash_id(&id), &text)
+                .await;
+        }
+        tracing::info!(user = %user, provider = %provider, "signed in");
+        Ok((id, rd))
     }
 
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp> {

@@ -89,7 +89,12 @@ pub enum Rechecked {
 pub trait Recheck: Send + Sync + std::fmt::Debug {
     /// How often sessions of `provider` are re-checked; `None`: never.
     fn interval(&self, provider: &str) -> Option<Duration>;
-    fn recheck(&self, username: String, provider: String) -> futures_util::future::BoxFuture<'static, Rechecked>;
+    fn recheck(
+        &self,
+        id_hash: String,
+        username: String,
+        provider: String,
+    ) -> futures_util::future::BoxFuture<'static, Rechecked>;
 }
 
 /// The session service.
@@ -234,7 +239,11 @@ impl Sessions {
         {
             return;
         }
-        let fut = r.recheck(session.identity.user.as_str().to_string(), session.provider.clone());
+        let fut = r.recheck(
+            id_hash.to_string(),
+            session.identity.user.as_str().to_string(),
+            session.provider.clone(),
+        );
         let (store, cache, h) = (self.store.clone(), self.cache.clone(), id_hash.to_string());
         tokio::spawn(async move {
             match fut.await {

@@ -1,0 +1,557 @@
+//! OpenID Connect sign-in with the `openidconnect` crate: discovery (retried while the
+//! provider is down), authorization code flow with PKCE (S256), `state` and `nonce` bound
+//! to a short-lived, single-use login record kept here (the browser holds one small
+//! binding cookie, whatever the number of attempts), ID token validation (signature with
+//! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat` with leeway,
+//! `nonce`), JWKS re-fetch on an unknown key (at most every [`REFETCH_FLOOR`]), claims →
+//! identity (user claim, email, name, groups by a dotted path, userinfo fallback),
+//! refresh, and RP-initiated logout.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use gatehouse_config::Oidc as OidcConfig;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    Scope, SignatureVerificationError, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::session::NewIdentity;
+
+/// The JWKS (with the discovery document) is fetched again on an unknown key at most this
+/// often.
+pub const REFETCH_FLOOR: Duration = Duration::from_secs(5);
+/// How long a started sign-in may take.
+pub const ATTEMPT_TTL: Duration = Duration::from_secs(600);
+/// Clock skew allowed on `exp` and `iat`.
+pub const LEEWAY: Duration = Duration::from_secs(60);
+
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Why an OIDC sign-in did not complete; each is shown as a page with a "try again" link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcError {
+    /// Discovery, token or userinfo requests failed.
+    Unreachable(String),
+    /// The `state` is unknown, used, expired, or belongs to another browser.
+    Expired,
+    /// The provider answered with an error (`error=access_denied`, …).
+    Denied(String),
+    /// The ID token failed a check (which one, in words).
+    Rejected(String),
+    /// Signed in, but the provider's `allowed_email_domains` / `required_groups` refuse it.
+    NotAllowed(String),
+}
+
+impl std::fmt::Display for OidcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OidcError::Unreachable(e) => write!(f, "provider unreachable: {e}"),
+            OidcError::Expired => f.write_str("unknown, used or expired sign-in attempt"),
+            OidcError::Denied(e) => write!(f, "provider refused: {e}"),
+            OidcError::Rejected(e) => write!(f, "ID token rejected: {e}"),
+            OidcError::NotAllowed(e) => write!(f, "not allowed: {e}"),
+        }
+    }
+}
+
+/// What a session remembers from the provider (stored as JSON with the session).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderData {
+    pub id_token: String,
+    pub refresh_token: Option<String>,
+}
+
+struct Discovered {
+    client: Client,
+    end_session: Option<String>,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+struct Attempt {
+    nonce: Nonce,
+    pkce: String,
+    rd: String,
+    binding: String,
+}
+
+/// The query of a callback.
+#[derive(Debug, Default, Deserialize)]
+pub struct Callback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// One configured OIDC provider.
+pub struct OidcProvider {
+    pub id: String,
+    pub label: String,
+    cfg: OidcConfig,
+    redirect_uri: String,
+    http: reqwest::Client,
+    discovered: tokio::sync::RwLock<Option<Arc<Discovered>>>,
+    last_fetch: Mutex<Option<Instant>>,
+    attempts: moka::sync::Cache<String, Arc<Attempt>>,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.id)
+            .field("issuer", &self.cfg.issuer)
+            .finish()
+    }
+}
+
+fn unreachable(e: impl std::fmt::Display) -> OidcError {
+    OidcError::Unreachable(e.to_string())
+}
+
+/// The value at a dotted path (`realm_access.roles`) of a JSON object.
+pub fn claim_at<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    path.split('.').try_fold(claims, |v, key| v.get(key))
+}
+
+/// Groups from a claim value: an array of strings, or one string.
+pub fn groups_of(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    match v? {
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect()),
+        serde_json::Value::String(s) => Some(vec![s.clone()]),
+        _ => None,
+    }
+}
+
+/// The payload of a JWT whose signature has already been verified.
+fn payload(jwt: &str) -> Option<serde_json::Value> {
+    let part = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn describe(e: &ClaimsVerificationError) -> String {
+    match e {
+        ClaimsVerificationError::Expired(_) => "the token has expired".into(),
+        ClaimsVerificationError::InvalidAudience(_) => "the token is for another client (aud/azp)".into(),
+        ClaimsVerificationError::InvalidIssuer(_) => "the token comes from another issuer".into(),
+        ClaimsVerificationError::InvalidNonce(_) => "the nonce does not match this sign-in".into(),
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
+            "the token is signed by a key the provider does not publish".into()
+        }
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::DisallowedAlg(a)) => {
+            format!("signature algorithm {a} is not allowed")
+        }
+        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoSignature) => {
+            "the token is not signed".into()
+        }
+        ClaimsVerificationError::SignatureVerification(_) => "the token's signature is invalid".into(),
+        other => format!("{other}"),
+    }
+}
+
+impl OidcProvider {
+    pub fn new(id: &str, label: &str, cfg: &OidcConfig, public_url: &str) -> OidcProvider {
+        let http = reqwest::Client::builder()
+            // Following redirects would open the token and userinfo calls to SSRF.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        OidcProvider {
+            id: id.to_string(),
+            label: label.to_string(),
+            cfg: cfg.clone(),
+            redirect_uri: format!("{public_url}/.gatehouse/oidc/{id}/callback"),
+            http,
+            discovered: tokio::sync::RwLock::new(None),
+            last_fetch: Mutex::new(None),
+            attempts: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ATTEMPT_TTL)
+                .build(),
+        }
+    }
+
+    /// Discovers the provider (issuer metadata and JWKS). With `force`, fetches again unless
+    /// the last fetch is younger than [`REFETCH_FLOOR`].
+    async fn discovered(&self, force: bool) -> Result<Arc<Discovered>, OidcError> {
+        if let Some(d) = self.discovered.read().await.as_ref() {
+            if !force {
+                return Ok(d.clone());
+            }
+        }
+        let mut slot = self.discovered.write().await;
+        let recent = self
+            .last_fetch
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .is_some_and(|t| t.elapsed() < REFETCH_FLOOR);
+        if let (Some(d), true) = (slot.as_ref(), recent) {
+            return Ok(d.clone());
+        }
+        if let Ok(mut l) = self.last_fetch.lock() {
+            *l = Some(Instant::now());
+        }
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(unreachable)?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(provider = %self.id, error = %e, "OIDC discovery failed");
+                unreachable(e)
+            })?;
+        // end_session_endpoint is not in the core metadata; read it from the document.
+        let doc_url = format!(
+            "{}/.well-known/openid-configuration",
+            self.cfg.issuer.trim_end_matches('/')
+        );
+        let end_session = match self.http.get(doc_url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|d| {
+                d.get("end_session_endpoint")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            }),
+            Err(_) => None,
+        };
+        let algs: Vec<CoreJwsSigningAlgorithm> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    CoreJwsSigningAlgorithm::HmacSha256
+                        | CoreJwsSigningAlgorithm::HmacSha384
+                        | CoreJwsSigningAlgorithm::HmacSha512
+                        | CoreJwsSigningAlgorithm::None
+                )
+            })
+            .cloned()
+            .collect();
+        let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(unreachable)?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.cfg.client_id.clone()),
+            self.cfg
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_string())),
+        )
+        .set_redirect_uri(redirect);
+        let d = Arc::new(Discovered {
+            client,
+            end_session,
+            algs,
+        });
+        *slot = Some(d.clone());
+        tracing::info!(provider = %self.id, "OIDC provider discovered");
+        Ok(d)
+    }
+
+    /// Tries discovery once (at start; failures are retried on demand).
+    pub async fn warm_up(&self) {
+        let _ = self.discovered(false).await;
+    }
+
+    /// Starts a sign-in: records the attempt and returns the provider's authorization URL.
+    pub async fn start(&self, rd: &str, binding: &str) -> Result<String, OidcError> {
+        let d = self.discovered(false).await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = d
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for s in self.cfg.scopes.iter().filter(|s| s.as_str() != "openid") {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (url, state, nonce) = req.url();
+        self.attempts.insert(
+            state.secret().clone(),
+            Arc::new(Attempt {
+                nonce,
+                pkce: verifier.secret().clone(),
+                rd: rd.to_string(),
+                binding: binding.to_string(),
+            }),
+        );
+        Ok(url.to_string())
+    }
+
+    /// Completes a sign-in from the callback's query. Returns the identity, the data to
+    /// keep with the session, and where to send the person.
+    pub async fn callback(
+        &self,
+        q: &Callback,
+        binding: Option<&str>,
+    ) -> Result<(NewIdentity, ProviderData, String), OidcError> {
+        let state = q.state.as_deref().unwrap_or_default();
+        // Single use: the attempt is removed whatever happens next.
+        let attempt = self.attempts.remove(state).ok_or(OidcError::Expired)?;
+        if binding != Some(attempt.binding.as_str()) {
+            return Err(OidcError::Expired);
+        }
+        if let Some(e) = &q.error {
+            let desc = q
+                .error_description
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            return Err(OidcError::Denied(format!("{e}{desc}")));
+        }
+        let code = q
+            .code
+            .clone()
+            .ok_or_else(|| OidcError::Denied("no authorization code".into()))?;
+        let d = self.discovered(false).await?;
+        let token = d
+            .client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(unreachable)?
+            .set_pkce_verifier(PkceCodeVerifier::new(attempt.pkce.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(r) => OidcError::Denied(r.error().to_string()),
+                other => unreachable(other),
+            })?;
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| OidcError::Rejected("the provider sent no ID token".into()))?;
+        let raw_jwt = id_token.to_string();
+        let nonce = attempt.nonce.clone();
+        // Verify; on an unknown key, fetch the JWKS again once (key rotation).
+        let verify = |d: &Discovered| {
+            let now = chrono::Utc::now();
+            let verifier = d
+                .client
+                .id_token_verifier()
+                .set_allowed_algs(d.algs.clone())
+                .set_time_fn(move || now - chrono::Duration::from_std(LEEWAY).unwrap_or_default())
+                .set_issue_time_verifier_fn(move |iat| {
+                    if iat > now + chrono::Duration::from_std(LEEWAY).unwrap_or_default() {
+                        Err("issued in the future".to_string())
+                    } else {
+                        Ok(())
+                    }
+                });
+            id_token.claims(&verifier, &nonce).map(|c| c.subject().to_string())
+        };
+        let sub = match verify(&d) {
+            Ok(sub) => sub,
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                let fresh = self.discovered(true).await?;
+                verify(&fresh).map_err(|e| OidcError::Rejected(describe(&e)))?
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.id, error = %e, "ID token rejected");
+                return Err(OidcError::Rejected(describe(&e)));
+            }
+        };
+        let claims = payload(&raw_jwt).ok_or_else(|| OidcError::Rejected("unreadable claims".into()))?;
+        let who = self.identity(&claims, &sub, token.access_token().secret()).await?;
+        let data = ProviderData {
+            id_token: raw_jwt,
+            refresh_token: token.refresh_token().map(|r| r.secret().clone()),
+        };
+        Ok((who, data, attempt.rd.clone()))
+    }
+
+    /// Userinfo claims (checked to be about `sub`).
+    async fn userinfo(&self, access_token: &str, sub: &str) -> Result<serde_json::Value, OidcError> {
+        let d = self.discovered(false).await?;
+        let url = d
+            .client
+            .user_info_url()
+            .ok_or_else(|| unreachable("the provider has no userinfo endpoint"))?;
+        let info: serde_json::Value = self
+            .http
+            .get(url.as_str())
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .error_for_status()
+            .map_err(unreachable)?
+            .json()
+            .await
+            .map_err(unreachable)?;
+        if info.get("sub").and_then(|s| s.as_str()) != Some(sub) {
+            return Err(OidcError::Rejected("userinfo is about another subject".into()));
+        }
+        Ok(info)
+    }
+
+    async fn identity(
+        &self,
+        claims: &serde_json::Value,
+        sub: &str,
+        access_token: &str,
+    ) -> Result<NewIdentity, OidcError> {
+        let mut groups = groups_of(claim_at(claims, &self.cfg.groups_claim));
+        let mut user = claim_at(claims, &self.cfg.user_claim)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let mut email = claims.get("email").and_then(|v| v.as_str()).map(str::to_string);
+        let mut name = claims.get("name").and_then(|v| v.as_str()).map(str::to_string);
+        if groups.is_none() || user.is_none() {
+            let info = self.userinfo(access_token, sub).await?;
+            groups = groups.or_else(|| groups_of(claim_at(&info, &self.cfg.groups_claim)));
+            user = user.or_else(|| {
+                claim_at(&info, &self.cfg.user_claim)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+            email = email.or_else(|| info.get("email").and_then(|v| v.as_str()).map(str::to_string));
+            name = name.or_else(|| info.get("name").and_then(|v| v.as_str()).map(str::to_string));
+        }
+        let user =
+            user.ok_or_else(|| OidcError::Rejected(format!("the provider sent no {} claim", self.cfg.user_claim)))?;
+        let groups = groups.unwrap_or_default();
+        self.admit(email.as_deref(), &groups)?;
+        Ok(NewIdentity {
+            username: user,
+            email,
+            display_name: name,
+            groups,
+            admin: false,
+            provider: self.id.clone(),
+        })
+    }
+
+    /// The provider-level filters: `allowed_email_domains` and `required_groups` (any of).
+    fn admit(&self, email: Option<&str>, groups: &[String]) -> Result<(), OidcError> {
+        if !self.cfg.allowed_email_domains.is_empty() {
+            let domain = email
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase());
+            let ok = domain.as_deref().is_some_and(|d| {
+                self.cfg
+                    .allowed_email_domains
+                    .iter()
+                    .any(|a| a.trim_start_matches('@').eq_ignore_ascii_case(d))
+            });
+            if !ok {
+                return Err(OidcError::NotAllowed(
+                    "your email domain is not allowed to sign in here".into(),
+                ));
+            }
+        }
+        if !self.cfg.required_groups.is_empty()
+            && !groups
+                .iter()
+                .any(|g| self.cfg.required_groups.iter().any(|r| r.eq_ignore_ascii_case(g)))
+        {
+            return Err(OidcError::NotAllowed(
+                "you are in none of the groups allowed to sign in here".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Uses the refresh token: returns the current groups and the new data to keep.
+    pub async fn refresh(&self, data: &ProviderData) -> Result<(Vec<String>, ProviderData), OidcError> {
+        let rt = data
+            .refresh_token
+            .clone()
+            .ok_or_else(|| OidcError::Denied("no refresh token".into()))?;
+        let d = self.discovered(false).await?;
+        let token = d
+            .client
+            .exchange_refresh_token(&RefreshToken::new(rt.clone()))
+            .map_err(unreachable)?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Denied(format!("refresh refused: {e}")))?;
+        let old = payload(&data.id_token).unwrap_or_default();
+        let sub = old.get("sub").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+        let (claims, id_token) = match token.id_token() {
+            Some(t) => {
+                let verifier = d.client.id_token_verifier().set_allowed_algs(d.algs.clone());
+                let c = t
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map_err(|e| OidcError::Rejected(describe(&e)))?;
+                if c.subject().as_str() != sub {
+                    return Err(OidcError::Rejected("refreshed token is about another subject".into()));
+                }
+                (payload(&t.to_string()).unwrap_or_default(), t.to_string())
+            }
+            None => (serde_json::Value::Null, data.id_token.clone()),
+        };
+        let groups = match groups_of(claim_at(&claims, &self.cfg.groups_claim)) {
+            Some(g) => g,
+            None => groups_of(claim_at(
+                &self.userinfo(token.access_token().secret(), &sub).await?,
+                &self.cfg.groups_claim,
+            ))
+            .unwrap_or_default(),
+        };
+        let refresh_token = token.refresh_token().map(|r| r.secret().clone()).or(Some(rt));
+        Ok((
+            groups,
+            ProviderData {
+                id_token,
+                refresh_token,
+            },
+        ))
+    }
+
+    /// The provider's end-session URL for RP-initiated logout, if it offers one.
+    pub async fn end_session_url(&self, data: &ProviderData, post_logout_redirect: &str) -> Option<String> {
+        let d = self.discovered(false).await.ok()?;
+        let mut url = reqwest::Url::parse(d.end_session.as_deref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", &data.id_token)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect)
+            .append_pair("client_id", &self.cfg.client_id);
+        Some(url.to_string())
+    }
+
+    pub fn refresh_interval(&self) -> Option<Duration> {
+        self.cfg.refresh_interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn claims_by_path() {
+        let c = json!({"groups": ["a", "b"], "realm_access": {"roles": ["x"]}, "dotted.name": "d", "one": "g"});
+        assert_eq!(
+            groups_of(claim_at(&c, "groups")),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(
+            groups_of(claim_at(&c, "realm_access.roles")),
+            Some(vec!["x".to_string()])
+        );
+        assert_eq!(claim_at(&c, "dotted.name"), Some(&json!("d")));
+        assert_eq!(groups_of(claim_at(&c, "one")), Some(vec!["g".to_string()]));
+        assert_eq!(groups_of(claim_at(&c, "missing.path")), None);
+        assert_eq!(groups_of(Some(&json!(42))), None);
+    }
+
+    #[test]
+    fn payload_of_garbage_is_none() {
+        assert!(payload("not a jwt").is_none());
+        assert!(payload("a.!!!.c").is_none());
+        assert_eq!(payload("x.eyJzdWIiOiJhIn0.y"), Some(json!({"sub": "a"})));
+    }
+}
