@@ -202,6 +202,17 @@ async fn sessions(store: &Store) {
     let fewer = strings(&["Finance", "finance", "Staff"]);
     assert!(store.update_session_groups("h-big", &fewer).await.unwrap());
     assert!(!store.update_session_groups("missing", &fewer).await.unwrap());
+    // Provider data (OIDC tokens) rides along with a session and goes with it.
+    assert_eq!(store.session_provider_data("h-big").await.unwrap(), None);
+    assert!(store
+        .set_session_provider_data("h-big", "{\"id_token\":\"x\"}")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.session_provider_data("h-big").await.unwrap().as_deref(),
+        Some("{\"id_token\":\"x\"}")
+    );
+    assert!(!store.set_session_provider_data("missing", "{}").await.unwrap());
     assert_eq!(
         store.session("h-big").await.unwrap().unwrap().groups,
         strings(&["finance", "staff"])
