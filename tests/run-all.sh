@@ -14,6 +14,9 @@ tests/peers/install.sh
 step "PostgreSQL for the store suite"
 tests/peers/postgres.sh
 
+step "SimpleSAMLphp (Debian package, unpacked, not installed) as SAML IdP for the SAML suite"
+tests/peers/saml.sh
+
 step "headless Chromium and Playwright for the browser suite"
 tests/peers/browser.sh
 

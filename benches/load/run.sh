@@ -22,6 +22,8 @@
 #   CARGO_TARGET_DIR   default $HOME/.cache/gatehouse/target-bench (never the debug dir)
 #   OUT=               also write the markdown report to this file
 #   KEEP_TMP=1         keep the temp dir (configs, logs, raw wrk output)
+#   WAIT_QUIET=        e.g. 25: before each round wait until other processes use < 25 % of
+#                      the CPUs (at most QUIET_MAX_WAIT=300 s); off by default
 #
 # Only the processes this script starts are stopped (by PID, on exit).
 set -euo pipefail
@@ -37,6 +39,8 @@ BODY_BYTES=${BODY_BYTES:-1024}
 ACCESS_LOG=${ACCESS_LOG:-off}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
+WAIT_QUIET=${WAIT_QUIET:-}
+QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target-bench}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -150,14 +154,32 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Machine-wide CPU ticks since boot: "busy total" (user..steal; idle and iowait not busy).
+stat_ticks() {
+    local c
+    read -r -a c </proc/stat
+    echo "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8])) $((c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7] + c[8]))"
+}
+
 # Share of all CPUs busy (any process) over a 2 s sample, in percent.
 cpu_busy() {
     local a b
-    read -r -a a </proc/stat
+    read -r -a a <<<"$(stat_ticks)"
     sleep 2
-    read -r -a b </proc/stat
-    awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
-        -v i="$((b[4] + b[5] - a[4] - a[5]))" 'BEGIN { printf "%.0f", 100 * u / (u + i) }'
+    read -r -a b <<<"$(stat_ticks)"
+    awk -v u="$((b[0] - a[0]))" -v t="$((b[1] - a[1]))" 'BEGIN { printf "%.0f", t ? 100 * u / t : 0 }'
+}
+
+# With WAIT_QUIET=N: wait (at most QUIET_MAX_WAIT seconds) until the machine, with our
+# servers idle, is less than N % busy, so a round does not start during someone's build.
+wait_quiet() {
+    [[ -n $WAIT_QUIET ]] || return 0
+    local busy waited=0
+    while busy=$(cpu_busy) && ((busy >= WAIT_QUIET && waited < QUIET_MAX_WAIT)); do
+        log "machine $busy % busy (other processes); waiting for < $WAIT_QUIET %"
+        sleep 8
+        waited=$((waited + 10))
+    done
 }
 
 # ---- configs -------------------------------------------------------------------------------
@@ -291,14 +313,29 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-# run_wrk NAME PORT PID ROUND -> appends "name round rps p50 p99 requests errors cpu_us" to RESULTS
+# CPU ticks of every server this script started (upstream, nginx, Gatehouse).
+all_server_ticks() {
+    echo $(($(cpu_ticks "$UPSTREAM_PID") + $(cpu_ticks "$NGINX_PID") + $(cpu_ticks "$GATEHOUSE_PID")))
+}
+
+# run_wrk NAME PORT PID ROUND: appends
+# "name round rps p50 p99 requests errors cpu_us other_pct" to RESULTS, where other_pct is
+# the share of all CPUs used by processes other than wrk and our servers during the run.
 run_wrk() {
-    local name=$1 port=$2 pid=$3 round=$4 url out before after rps p50 p99 reqs errs non2xx cpu
+    local name=$1 port=$2 pid=$3 round=$4
+    local url out before after rps p50 p99 reqs errs non2xx cpu s0 s1 all0 all1 wrk_cpu other
     url="http://127.0.0.1:$port$REQUEST_PATH"
     out="$TMP/wrk-$name-$round.txt"
+    read -r -a s0 <<<"$(stat_ticks)"
+    all0=$(all_server_ticks)
     before=$(cpu_ticks "$pid")
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1
+    local TIMEFORMAT='%U %S'
+    { time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1; } \
+        2>"$out.cpu"
     after=$(cpu_ticks "$pid")
+    all1=$(all_server_ticks)
+    read -r -a s1 <<<"$(stat_ticks)"
+    wrk_cpu=$(awk '{ print $1 + $2 }' "$out.cpu")
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -309,17 +346,29 @@ run_wrk() {
     [[ -n $rps && -n $reqs && $reqs -gt 0 ]] || die "could not read wrk output $out"
     cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-    printf '%s %s %s %s %s %s %s %s\n' "$name" "$round" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu" \
-        >>"$RESULTS"
-    log "round $round $name: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, ${cpu} us CPU/req, $errs errors"
+    other=$(awk -v busy=$((s1[0] - s0[0])) -v total=$((s1[1] - s0[1])) -v ours=$((all1 - all0)) \
+        -v w="$wrk_cpu" -v hz="$CLK_TCK" 'BEGIN {
+            o = busy - ours - w * hz; if (o < 0) o = 0
+            printf "%.0f", total ? 100 * o / total : 0 }')
+    printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$round" "$rps" "$p50" "$p99" "$reqs" "$errs" \
+        "$cpu" "$other" >>"$RESULTS"
+    log "round $round $name: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, ${cpu} us CPU/req," \
+        "$errs errors; other processes used ${other} % of the CPUs"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
+# per_round_ratio COLUMN: "r1, r2, ..." of Gatehouse/nginx within each round.
+per_round_ratio() {
+    awk -v c="$1" '$1 == "nginx" { n[$2] = $c } $1 == "gatehouse" { g[$2] = $c }
+        END { for (r = 1; r in n; r++) printf "%s%.2f", (r > 1 ? ", " : ""), (n[r] > 0 ? g[r] / n[r] : 0) }' \
+        "$RESULTS"
+}
+
 report() {
-    local name label rps p50 p99 cpu errs
+    local name label rps p50 p99 cpu errs other
     echo "## Load: Gatehouse vs nginx (same run)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc before $NPROC_BEFORE, after $NPROC_AFTER; $(uname -sr)"
@@ -333,10 +382,11 @@ report() {
         "upstream keepalive on; upstream: nginx, $UPSTREAM_WORKERS worker(s); access logs $ACCESS_LOG"
     echo "- $($NGINX -v 2>&1); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
     echo
-    echo "Medians over the rounds (CPU = user+system time of the server under test / requests):"
+    echo "Medians over the rounds. CPU = user+system time of the server under test / requests;"
+    echo "other = share of all CPUs used by processes other than wrk and the three servers."
     echo
-    echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors | other CPU % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for name in upstream nginx gatehouse; do
         case $name in
         upstream) label="upstream direct (reference)" ;;
@@ -347,18 +397,24 @@ report() {
         p50=$(col "$name" 4)
         p99=$(col "$name" 5)
         cpu=$(col "$name" 8)
+        other=$(col "$name" 9)
         errs=$(awk -v n="$name" '$1 == n { s += $7 } END { print s + 0 }' "$RESULTS")
-        printf '| %s | %.0f | %.2f | %.2f | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "$cpu" "$errs"
+        printf '| %s | %.0f | %.2f | %.2f | %s | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "$cpu" \
+            "$errs" "$other"
     done
     echo "| **Gatehouse / nginx** | **$(ratio "$(col gatehouse 3)" "$(col nginx 3)")×**" \
         "| $(ratio "$(col gatehouse 4)" "$(col nginx 4)")× | $(ratio "$(col gatehouse 5)" "$(col nginx 5)")×" \
-        "| $(ratio "$(col gatehouse 8)" "$(col nginx 8)")× | |"
+        "| $(ratio "$(col gatehouse 8)" "$(col nginx 8)")× | | |"
+    echo
+    echo "Gatehouse/nginx within each round: requests/s $(per_round_ratio 3);" \
+        "CPU/request $(per_round_ratio 8)."
     echo
     echo "Every round:"
     echo
-    echo "| round | target | requests/s | p50 ms | p99 ms | CPU µs/request |"
-    echo "|---:|---|---:|---:|---:|---:|"
-    sort -k2,2n -s "$RESULTS" | awk '{ printf "| %s | %s | %.0f | %.2f | %.2f | %s |\n", $2, $1, $3, $4, $5, $8 }'
+    echo "| round | target | requests/s | p50 ms | p99 ms | CPU µs/request | other CPU % |"
+    echo "|---:|---|---:|---:|---:|---:|---:|"
+    sort -k2,2n -s "$RESULTS" |
+        awk '{ printf "| %s | %s | %.0f | %.2f | %.2f | %s | %s |\n", $2, $1, $3, $4, $5, $8, $9 }'
 }
 
 main() {
@@ -391,6 +447,7 @@ main() {
             "http://127.0.0.1:${!port}$REQUEST_PATH" >/dev/null 2>&1
     done
     for round in $(seq "$ROUNDS"); do
+        wait_quiet
         for i in 0 1 2; do
             name=${targets[$(((i + round - 1) % 3))]}
             port=${name^^}_PORT

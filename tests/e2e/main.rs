@@ -8,6 +8,7 @@ mod cli;
 mod forwarding;
 mod ldap;
 mod lifecycle;
+mod oidc;
 mod routing;
 mod streaming;
 mod upstreams;

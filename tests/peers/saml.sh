@@ -60,7 +60,8 @@ else
     [ -n "$updated" ] || as_root apt-get update -qq
     say "downloading the simplesamlphp package (not installing it) into $CACHE"
     # apt's sandbox user cannot write into a folder under /root: download as the caller.
-    (cd "$CACHE" && apt-get download -q simplesamlphp 2>&1 | grep -v 'Download is performed unsandboxed' || true)
+    out=$(cd "$CACHE" && apt-get download -q simplesamlphp 2>&1) || die "apt-get download simplesamlphp failed: $out"
+    grep -v 'Download is performed unsandboxed' <<<"$out" || true
     deb=$(find "$CACHE" -maxdepth 1 -name 'simplesamlphp_*_all.deb' -printf '%f\n' | sort -V | tail -n1)
     [ -n "$deb" ] || die "apt-get download simplesamlphp left no .deb in $CACHE"
   fi

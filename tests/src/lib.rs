@@ -12,7 +12,9 @@
 pub mod backend;
 pub mod browser;
 pub mod ldap;
+pub mod oidc;
 pub mod raw;
+pub mod saml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,12 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A port for a process started later (e.g. the gateway's, when a peer must know its URLs
+/// first: pass it to [`GatewayBuilder::listen_port`]). Same as [`free_port`].
+pub fn reserve_port() -> u16 {
+    free_port()
+}
+
 /// Describes a gateway to start.
 #[derive(Debug)]
 pub struct GatewayBuilder {
@@ -50,6 +58,7 @@ pub struct GatewayBuilder {
     args: Vec<String>,
     users: Vec<User>,
     env: Vec<(String, String)>,
+    listen_port: Option<u16>,
 }
 
 /// A local account to create before the gateway starts (through `gatehouse user add`).
@@ -72,7 +81,14 @@ impl GatewayBuilder {
             args: vec![],
             users: vec![],
             env: vec![],
+            listen_port: None,
         }
+    }
+
+    /// Listens on this loopback port (from [`reserve_port`]) instead of a fresh free one.
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen_port = Some(port);
+        self
     }
 
     /// Adds `key = value` lines to `[server]`.
@@ -131,7 +147,7 @@ impl GatewayBuilder {
     /// Writes the config, starts the gateway and waits until `/.gatehouse/healthz` answers.
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = self.listen_port.unwrap_or_else(free_port);
         let metrics_port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");

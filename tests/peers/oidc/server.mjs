@@ -34,7 +34,7 @@
 // Browser-less login (a client with a cookie jar that does NOT follow redirects):
 //   1. GET  <authorization_endpoint>?response_type=code&client_id=…&redirect_uri=…&scope=openid…
 //           &state=…&nonce=…&code_challenge=…&code_challenge_method=S256
-//        → 303 Location: /interaction/<uid>        (sets cookies _interaction, _interaction_resume)
+//        → 303 Location: /interaction/<uid>   (relative; sets cookies _interaction, _interaction_resume)
 //   2. (optional) GET /interaction/<uid> → 200 the login form (fields `login`, `password`)
 //   3. POST /interaction/<uid>/login, application/x-www-form-urlencoded `login=alice&password=alice-pw`,
 //        with the cookies of step 1

@@ -1,0 +1,450 @@
+//! OpenID Connect sign-in against a real OpenID Provider (npm `oidc-provider`, see
+//! tests/peers/oidc/): the full code flow, every refusal with its clear page, key rotation,
+//! 2,000 groups, two providers at once, refresh, userinfo fallback, provider filters and
+//! RP-initiated logout.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::oidc::{Client, OpenIdProvider};
+use gatehouse_tests::{reserve_port, Backend, Browser, Gateway, Page};
+
+use crate::gatehouse;
+
+struct Setup {
+    gw: Gateway,
+    op: OpenIdProvider,
+    base: String,
+    _backend: Backend,
+}
+
+fn provider_block(id: &str, op: &OpenIdProvider, client: &str, extra: &str) -> String {
+    format!(
+        "[[providers]]\nid = \"{id}\"\nkind = \"oidc\"\nlabel = \"{id} login\"\nissuer = \"{}\"\nclient_id = \"{client}\"\nclient_secret = \"{client}-secret\"\nscopes = [\"openid\", \"profile\", \"email\", \"groups\"]\n{extra}\n",
+        op.issuer
+    )
+}
+
+/// One OP, one gateway with provider `op` and apps `any` (authenticated) and `fin`
+/// (finance only).
+async fn setup(groups_in_userinfo_only: bool, extra: &str, server_extra: &str) -> Setup {
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let op = OpenIdProvider::start(
+        &[Client::new(
+            "gatehouse",
+            "gatehouse-secret",
+            &format!("{base}/.gatehouse/oidc/op/callback"),
+            &format!("{base}/.gatehouse/login?signed_out=1"),
+        )],
+        groups_in_userinfo_only,
+    )
+    .await;
+    let backend = Backend::start("app").await;
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .listen_port(port)
+        .server(server_extra)
+        .raw(&provider_block("op", &op, "gatehouse", extra))
+        .app("any", &b, "access = \"authenticated\"")
+        .app(
+            "fin",
+            &b,
+            "access = \"restricted\"\nallow_groups = [\"finance\"]\nheaders = { groups_sent = \"referenced\" }",
+        )
+        .start()
+        .await;
+    Setup {
+        gw,
+        op,
+        base,
+        _backend: backend,
+    }
+}
+
+/// Starts sign-in at the gateway, signs in at the OP, and returns the callback URL (not yet
+/// visited) — so tests can tamper with it.
+async fn to_callback(s: &Setup, b: &mut Browser, provider: &str, user: &str, pw: &str) -> String {
+    let p = b
+        .get(&format!("/.gatehouse/oidc/{provider}/start?rd=/apps/any/x"))
+        .await;
+    assert_eq!(p.status, 303, "start: {}", p.body);
+    let authorize = p.location().unwrap().to_string();
+    assert!(
+        authorize.contains("code_challenge_method=S256") && authorize.contains("nonce="),
+        "{authorize}"
+    );
+    let op_browser = OpenIdProvider::browser_client();
+    s.op.login(&op_browser, &authorize, user, pw).await.expect("OP login")
+}
+
+/// Visits a callback URL at the gateway.
+async fn visit(s: &Setup, b: &mut Browser, callback: &str) -> Page {
+    let path = callback.strip_prefix(&s.base).expect("callback on the gateway");
+    b.get(path).await
+}
+
+async fn sign_in(s: &Setup, user: &str, pw: &str) -> Browser {
+    let mut b = s.gw.browser();
+    let cb = to_callback(s, &mut b, "op", user, pw).await;
+    let p = visit(s, &mut b, &cb).await;
+    assert_eq!(p.status, 303, "callback: {}", p.body);
+    assert_eq!(p.location(), Some("/apps/any/x"));
+    b
+}
+
+fn header(p: &Page, name: &str) -> String {
+    p.json()["headers"][name][0].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn code_flow_signs_in_and_the_app_sees_identity_and_groups() {
+    let s = setup(false, "", "").await;
+    let login = s.gw.browser().get("/.gatehouse/login").await;
+    assert!(login.body.contains("Sign in with op login"), "{}", login.body);
+    assert!(login.body.contains("/.gatehouse/oidc/op/start"));
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    let p = alice.get("/apps/any/x").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(header(&p, "x-forwarded-user"), "alice");
+    assert_eq!(header(&p, "x-forwarded-email"), "alice@example.org");
+    assert_eq!(header(&p, "x-forwarded-groups"), "finance,staff");
+    assert_eq!(alice.get("/apps/fin/").await.status, 200);
+    let mut bob = sign_in(&s, "bob", "bob-pw").await;
+    assert_eq!(bob.get("/apps/fin/").await.status, 403);
+    // Only one small binding cookie per browser, however many attempts.
+    let mut b = s.gw.browser();
+    for _ in 0..3 {
+        let _ = b.get("/.gatehouse/oidc/op/start").await;
+    }
+    assert_eq!(
+        b.cookies.keys().filter(|k| k.contains("login")).count(),
+        1,
+        "{:?}",
+        b.cookies
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_state_and_replayed_callbacks_are_refused() {
+    let s = setup(false, "", "").await;
+    // Tampered state.
+    let mut b = s.gw.browser();
+    let cb = to_callback(&s, &mut b, "op", "alice", "alice-pw").await;
+    let tampered = cb.replace("state=", "state=x");
+    let p = visit(&s, &mut b, &tampered).await;
+    assert_eq!(p.status, 400);
+    assert!(
+        p.body.contains("This sign-in attempt expired") && p.body.contains("Try again"),
+        "{}",
+        p.body
+    );
+    assert!(!b.cookies.contains_key("gatehouse_session"));
+    // The real callback still works once (the tampered one did not consume it)...
+    let p = visit(&s, &mut b, &cb).await;
+    assert_eq!(p.status, 303);
+    // ...and never twice, not even from the same browser.
+    let mut again = s.gw.browser();
+    again.cookies = b.cookies.clone();
+    again.cookies.remove("gatehouse_session");
+    let p = visit(&s, &mut again, &cb).await;
+    assert_eq!(p.status, 400, "replayed callback");
+    // A callback completed in another browser (login CSRF) is refused.
+    let mut victim_browser = s.gw.browser();
+    let mut attacker = s.gw.browser();
+    let cb = to_callback(&s, &mut attacker, "op", "bob", "bob-pw").await;
+    let p = visit(&s, &mut victim_browser, &cb).await;
+    assert_eq!(p.status, 400);
+    assert!(!victim_browser.cookies.contains_key("gatehouse_session"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_id_tokens_are_refused_with_a_clear_page() {
+    let s = setup(false, "", "").await;
+    for (mode, words) in [
+        ("wrong_nonce", "nonce"),
+        ("wrong_audience", "another client"),
+        ("expired", "expired"),
+        ("unknown_key", "signature"),
+        ("unknown_kid", "key the provider does not publish"),
+        ("alg_none", "not"),
+        ("hs256_with_public_key", "not allowed"),
+    ] {
+        let mut b = s.gw.browser();
+        let cb = to_callback(&s, &mut b, "op", "alice", "alice-pw").await;
+        s.op.misbehave(mode).await;
+        let p = visit(&s, &mut b, &cb).await;
+        assert_eq!(p.status, 401, "{mode}: {}", p.body);
+        assert!(p.body.contains("could not be verified"), "{mode}: {}", p.body);
+        assert!(
+            p.body.contains(words),
+            "{mode}: page should say why ({words}): {}",
+            p.body
+        );
+        assert!(p.body.contains("Try again"));
+        assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_errors_give_a_page_with_try_again() {
+    let s = setup(false, "", "").await;
+    let mut b = s.gw.browser();
+    let p = b.get("/.gatehouse/oidc/op/start").await;
+    let authorize = p.location().unwrap().to_string();
+    let op_browser = OpenIdProvider::browser_client();
+    let first = op_browser.get(&authorize).send().await.unwrap();
+    let interaction = first.headers()["location"].to_str().unwrap().to_string();
+    let abort = op_browser
+        .get(s.op.url(&format!("{interaction}/abort")))
+        .send()
+        .await
+        .unwrap();
+    let mut loc = abort.headers()["location"].to_str().unwrap().to_string();
+    for _ in 0..5 {
+        if loc.starts_with(&s.base) {
+            break;
+        }
+        let next = if loc.starts_with('/') {
+            s.op.url(&loc)
+        } else {
+            loc.clone()
+        };
+        let r = op_browser.get(next).send().await.unwrap();
+        loc = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    assert!(loc.contains("error=access_denied"), "{loc}");
+    let p = visit(&s, &mut b, &loc).await;
+    assert_eq!(p.status, 403);
+    assert!(
+        p.body.contains("access_denied") && p.body.contains("Try again"),
+        "{}",
+        p.body
+    );
+    let p = b.get("/.gatehouse/oidc/nope/start").await;
+    assert_eq!(p.status, 404);
+    let p = b.get("/.gatehouse/oidc/op/callback?code=x").await;
+    assert_eq!(p.status, 400, "a callback without state");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_at_the_provider_is_followed() {
+    let s = setup(false, "", "").await;
+    let _ = sign_in(&s, "alice", "alice-pw").await;
+    // Past the refetch floor, then rotate: the next token has a kid the gateway has not seen.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    s.op.rotate_keys().await;
+    let mut b = sign_in(&s, "bob", "bob-pw").await;
+    assert_eq!(b.get("/apps/any/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_groups_keep_the_cookie_small() {
+    let s = setup(false, "", "").await;
+    let t = Instant::now();
+    let mut many = sign_in(&s, "many", "many-pw").await;
+    eprintln!("OIDC sign-in with 2,001 groups in the ID token: {:?}", t.elapsed());
+    let c = many
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .unwrap();
+    assert!(c.split(';').next().unwrap().len() < 100);
+    let p = many.get("/apps/any/").await;
+    assert_eq!(header(&p, "x-forwarded-groups").split(',').count(), 2001);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_come_from_userinfo_when_not_in_the_id_token() {
+    let s = setup(true, "", "").await;
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    assert_eq!(
+        header(&alice.get("/apps/any/").await, "x-forwarded-groups"),
+        "finance,staff"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_filters_refuse_other_domains_and_groups() {
+    let s = setup(
+        false,
+        "allowed_email_domains = [\"example.org\"]\nrequired_groups = [\"staff\", \"contractors\"]",
+        "",
+    )
+    .await;
+    let _ = sign_in(&s, "alice", "alice-pw").await;
+    let mut carol = s.gw.browser();
+    let cb = to_callback(&s, &mut carol, "op", "carol", "carol-pw").await;
+    let p = visit(&s, &mut carol, &cb).await;
+    assert_eq!(p.status, 403);
+    assert!(p.body.contains("email domain"), "{}", p.body);
+    let s = setup(false, "required_groups = [\"finance\"]", "").await;
+    let mut bob = s.gw.browser();
+    let cb = to_callback(&s, &mut bob, "op", "bob", "bob-pw").await;
+    let p = visit(&s, &mut bob, &cb).await;
+    assert_eq!(p.status, 403);
+    assert!(p.body.contains("none of the groups"), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_updates_groups_and_logout_reaches_the_provider() {
+    let s = setup(false, "refresh_interval = \"1s\"", "").await;
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    assert_eq!(alice.get("/apps/fin/").await.status, 200);
+    s.op.set_groups("alice", &["staff", "auditors"]).await;
+    let t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let p = alice.get("/apps/any/").await;
+        if header(&p, "x-forwarded-groups") == "auditors,staff" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "groups never refreshed: {}",
+            header(&p, "x-forwarded-groups")
+        );
+    }
+    assert_eq!(alice.get("/apps/fin/").await.status, 403);
+
+    let p = alice.logout().await;
+    assert_eq!(p.status, 303);
+    let to_op = p.location().unwrap().to_string();
+    assert!(to_op.starts_with(&s.op.url("/session/end")), "{to_op}");
+    assert!(
+        to_op.contains("id_token_hint=") && to_op.contains("post_logout_redirect_uri="),
+        "{to_op}"
+    );
+    let r = OpenIdProvider::browser_client().get(&to_op).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let back = r.headers()["location"].to_str().unwrap();
+    assert!(
+        back.starts_with(&format!("{}/.gatehouse/login?signed_out=1", s.base)),
+        "{back}"
+    );
+    let seen = s.op.last_end_session().await;
+    assert_eq!(seen["status"], 200, "{seen}");
+    assert_eq!(alice.get("/apps/any/").await.status, 302, "local session gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_failure_ends_the_session() {
+    let s = setup(false, "refresh_interval = \"1s\"", "").await;
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    let mut op = s.op;
+    op.stop();
+    op.start_again(false).await; // refresh tokens do not survive the OP restart
+    let t = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if alice.get("/apps/any/").await.status == 302 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "session survived a failed refresh"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_providers_each_with_their_button() {
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let back = format!("{base}/.gatehouse/login?signed_out=1");
+    let staff = OpenIdProvider::start(
+        &[Client::new(
+            "gh-staff",
+            "gh-staff-secret",
+            &format!("{base}/.gatehouse/oidc/staff/callback"),
+            &back,
+        )],
+        false,
+    )
+    .await;
+    let partners = OpenIdProvider::start(
+        &[Client::new(
+            "gh-partners",
+            "gh-partners-secret",
+            &format!("{base}/.gatehouse/oidc/partners/callback"),
+            &back,
+        )],
+        false,
+    )
+    .await;
+    partners.set_groups("carol", &["partner-portal"]).await;
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .listen_port(port)
+        .raw(&provider_block("staff", &staff, "gh-staff", ""))
+        .raw(&provider_block("partners", &partners, "gh-partners", ""))
+        .app("any", &[backend.addr], "access = \"authenticated\"")
+        .start()
+        .await;
+    let page = gw.browser().get("/.gatehouse/login").await.body;
+    assert!(
+        page.contains("Sign in with staff login") && page.contains("Sign in with partners login"),
+        "{page}"
+    );
+    for (provider, op, user, groups) in [
+        ("staff", &staff, "alice", "finance,staff"),
+        ("partners", &partners, "carol", "partner-portal"),
+    ] {
+        let mut b = gw.browser();
+        let p = b.get(&format!("/.gatehouse/oidc/{provider}/start?rd=/apps/any/")).await;
+        let cb = op
+            .login(
+                &OpenIdProvider::browser_client(),
+                p.location().unwrap(),
+                user,
+                &format!("{user}-pw"),
+            )
+            .await
+            .unwrap();
+        let p = b.get(cb.strip_prefix(&base).unwrap()).await;
+        assert_eq!(p.status, 303, "{provider}: {}", p.body);
+        let p = b.get("/apps/any/").await;
+        assert_eq!(p.json()["headers"]["x-forwarded-groups"][0], groups, "{provider}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_starts_while_the_provider_is_down_and_recovers() {
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut op = OpenIdProvider::start(
+        &[Client::new(
+            "gatehouse",
+            "gatehouse-secret",
+            &format!("{base}/.gatehouse/oidc/op/callback"),
+            &base,
+        )],
+        false,
+    )
+    .await;
+    op.stop();
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .listen_port(port)
+        .raw(&provider_block("op", &op, "gatehouse", ""))
+        .app("any", &[backend.addr], "access = \"authenticated\"")
+        .start()
+        .await;
+    let mut b = gw.browser();
+    let p = b.get("/.gatehouse/oidc/op/start").await;
+    assert_eq!(p.status, 502);
+    assert!(
+        p.body.contains("cannot be reached") && p.body.contains("Try again"),
+        "{}",
+        p.body
+    );
+    op.start_again(false).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let s = Setup {
+        gw,
+        op,
+        base,
+        _backend: backend,
+    };
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+}
