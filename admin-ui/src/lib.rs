@@ -32,6 +32,8 @@ pub struct SsoError {
     pub status: u16,
     pub title: String,
     pub message: String,
+    /// Where "Try again" leads.
+    pub retry: String,
 }
 
 /// Static stylesheet served at `/.gatehouse/assets/gatehouse.css`.
@@ -125,6 +127,19 @@ pub trait Gate: Send + Sync + 'static {
         query: &str,
         binding: Option<&str>,
     ) -> Result<(String, String), SsoError>;
+    /// The SP metadata of SAML provider `provider`.
+    fn saml_metadata(&self, provider: &str) -> Result<String, SsoError>;
+    /// Starts a SAML sign-in; returns the IdP URL.
+    async fn saml_start(&self, provider: &str, rd: &str) -> Result<String, SsoError>;
+    /// Checks a posted SAML response; returns the new session cookie value and where to go.
+    async fn saml_acs(
+        &self,
+        provider: &str,
+        response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<(String, String), SsoError>;
+    /// Handles a message at the SAML single-logout endpoint; returns where to send the browser.
+    async fn saml_slo(&self, provider: &str, query: &str) -> Result<String, SsoError>;
 }
 
 type Shared = Arc<dyn Gate>;
@@ -138,6 +153,10 @@ pub fn router(gate: Shared) -> Router {
         .route("/.gatehouse/logout", get(logout_page).post(logout_submit))
         .route("/.gatehouse/oidc/{provider}/start", get(sso_start))
         .route("/.gatehouse/oidc/{provider}/callback", get(sso_callback))
+        .route("/.gatehouse/saml/{provider}/metadata", get(saml_metadata))
+        .route("/.gatehouse/saml/{provider}/start", get(saml_start))
+        .route("/.gatehouse/saml/{provider}/acs", axum::routing::post(saml_acs))
+        .route("/.gatehouse/saml/{provider}/slo", get(saml_slo))
         .route("/.well-known/gatehouse/jwks.json", get(jwks))
         .route("/.gatehouse/assets/gatehouse.css", get(stylesheet))
         .fallback(not_found)
@@ -395,16 +414,12 @@ async fn logout_submit(
     with_cookies(see_other(&next), [clear])
 }
 
-fn sso_error(gate: &Shared, e: &SsoError, provider: &str) -> Response {
-    let retry = format!(
-        "/.gatehouse/oidc/{}/start",
-        percent_encoding::utf8_percent_encode(provider, percent_encoding::NON_ALPHANUMERIC)
-    );
+fn sso_error(gate: &Shared, e: &SsoError) -> Response {
     let page = pages::ErrorText {
         status: e.status,
         title: &e.title,
         message: &e.message,
-        action: Some(("Try again", &retry)),
+        action: Some(("Try again", &e.retry)),
     };
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     (
@@ -434,7 +449,7 @@ async fn sso_start(
     };
     match gate.sso_start(&provider, &rd, &binding).await {
         Ok(url) => with_cookies(see_other(&url), new_cookie),
-        Err(e) => sso_error(&gate, &e, &provider),
+        Err(e) => sso_error(&gate, &e),
     }
 }
 
@@ -454,6 +469,77 @@ async fn sso_callback(
             ];
             with_cookies(see_other(&safe_redirect(&rd)), cookies)
         }
-        Err(e) => sso_error(&gate, &e, &provider),
+        Err(e) => sso_error(&gate, &e),
+    }
+}
+
+async fn saml_metadata(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+) -> Response {
+    match gate.saml_metadata(&provider) {
+        Ok(xml) => ([(header::CONTENT_TYPE, "application/samlmetadata+xml")], xml).into_response(),
+        Err(e) => sso_error(&gate, &e),
+    }
+}
+
+async fn saml_start(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let rd = safe_redirect(q.rd.as_deref().unwrap_or("/"));
+    match gate.saml_start(&provider, &rd).await {
+        Ok(url) => see_other(&url),
+        Err(e) => sso_error(&gate, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AcsForm {
+    #[serde(rename = "SAMLResponse", default)]
+    saml_response: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+async fn saml_acs(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    form: Result<Form<AcsForm>, FormRejection>,
+) -> Response {
+    let site = gate.site();
+    let Ok(Form(f)) = form else {
+        let e = SsoError {
+            status: 400,
+            title: "The sign-in response could not be read".into(),
+            message: "The identity provider's answer was not a valid form post. Start the sign-in again.".into(),
+            retry: "/.gatehouse/login".into(),
+        };
+        return sso_error(&gate, &e);
+    };
+    match gate
+        .saml_acs(&provider, &f.saml_response, f.relay_state.as_deref())
+        .await
+    {
+        Ok((session, rd)) => {
+            let cookies = [
+                set_cookie(site, &site.session_cookie, &session, Some(site.session_max_age), "Lax"),
+                set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
+            ];
+            with_cookies(see_other(&safe_redirect(&rd)), cookies)
+        }
+        Err(e) => sso_error(&gate, &e),
+    }
+}
+
+async fn saml_slo(
+    State(gate): State<Shared>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    uri: http::Uri,
+) -> Response {
+    match gate.saml_slo(&provider, uri.query().unwrap_or("")).await {
+        Ok(next) => see_other(&next),
+        Err(e) => sso_error(&gate, &e),
     }
 }

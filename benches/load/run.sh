@@ -18,6 +18,8 @@
 #   WRK_THREADS=2 CONNECTIONS=50 DURATION=10s ROUNDS=3 WARMUP=2s
 #   BODY_BYTES=1024    size of the upstream's response body
 #   ACCESS_LOG=off     on: nginx writes an access log, Gatehouse logs each request (info)
+#   GATEHOUSE_REV=     build this commit (e.g. HEAD) from `git archive` instead of the work
+#                      tree, so unfinished edits are neither measured nor break the build
 #   GATEHOUSE_BIN=     use this binary instead of building one
 #   CARGO_TARGET_DIR   default $HOME/.cache/gatehouse/target-bench (never the debug dir)
 #   OUT=               also write the markdown report to this file
@@ -39,6 +41,7 @@ BODY_BYTES=${BODY_BYTES:-1024}
 ACCESS_LOG=${ACCESS_LOG:-off}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
+GATEHOUSE_REV=${GATEHOUSE_REV:-}
 WAIT_QUIET=${WAIT_QUIET:-}
 QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target-bench}
@@ -82,11 +85,28 @@ ensure_tools() {
 build_gatehouse() {
     if [[ -n ${GATEHOUSE_BIN:-} ]]; then
         [[ -x $GATEHOUSE_BIN ]] || die "GATEHOUSE_BIN=$GATEHOUSE_BIN is not executable"
+        BUILT_FROM="the given binary $GATEHOUSE_BIN"
         return
     fi
-    log "building the release binary in $CARGO_TARGET_DIR (nice -n 10)"
-    (cd "$ROOT" && nice -n 10 cargo build --release --locked -p gatehouse-gateway --bin gatehouse) >&2
-    GATEHOUSE_BIN=$CARGO_TARGET_DIR/release/gatehouse
+    local src=$ROOT rev
+    if [[ -n $GATEHOUSE_REV ]]; then
+        # A committed revision, exported (git archive) so that edits in the work tree,
+        # finished or not, are not measured.
+        rev=$(git -C "$ROOT" rev-parse --short "$GATEHOUSE_REV^{commit}") ||
+            die "GATEHOUSE_REV=$GATEHOUSE_REV is not a commit"
+        src=$TMP/src
+        mkdir -p "$src"
+        git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+        BUILT_FROM="commit $rev (git archive)"
+    else
+        BUILT_FROM="the work tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+        git -C "$ROOT" diff --quiet HEAD 2>/dev/null || BUILT_FROM+=" + uncommitted changes"
+    fi
+    log "building the release binary from $BUILT_FROM in $CARGO_TARGET_DIR (nice -n 10)"
+    (cd "$src" && nice -n 10 cargo build --release --locked -p gatehouse-gateway --bin gatehouse) >&2
+    # A private copy: another build in the same target dir cannot replace it mid-run.
+    cp "$CARGO_TARGET_DIR/release/gatehouse" "$TMP/gatehouse-bin"
+    GATEHOUSE_BIN=$TMP/gatehouse-bin
 }
 
 # ---- processes -----------------------------------------------------------------------------
@@ -154,11 +174,14 @@ cpu_ticks() {
     echo "$total"
 }
 
-# Machine-wide CPU ticks since boot: "busy total" (user..steal; idle and iowait not busy).
+# Machine-wide CPU ticks since boot: "busy total", busy being user..steal (idle and iowait
+# are not). irq/softirq time counts as busy: softirq work done in a process's context (most
+# loopback networking) is in that process's stime too, as measured here.
 stat_ticks() {
     local c
     read -r -a c </proc/stat
-    echo "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8])) $((c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7] + c[8]))"
+    echo "$((c[1] + c[2] + c[3] + c[6] + c[7] + c[8]))" \
+        "$((c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7] + c[8]))"
 }
 
 # Share of all CPUs busy (any process) over a 2 s sample, in percent.
@@ -383,7 +406,7 @@ report() {
     echo "- $($NGINX -v 2>&1); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
     echo
     echo "Medians over the rounds. CPU = user+system time of the server under test / requests;"
-    echo "other = share of all CPUs used by processes other than wrk and the three servers."
+    echo "other = share of all CPUs that processes other than wrk and the three servers used meanwhile."
     echo
     echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors | other CPU % |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -399,7 +422,7 @@ report() {
         cpu=$(col "$name" 8)
         other=$(col "$name" 9)
         errs=$(awk -v n="$name" '$1 == n { s += $7 } END { print s + 0 }' "$RESULTS")
-        printf '| %s | %.0f | %.2f | %.2f | %s | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "$cpu" \
+        printf '| %s | %.0f | %.2f | %.2f | %.1f | %s | %.0f |\n' "$label" "$rps" "$p50" "$p99" "$cpu" \
             "$errs" "$other"
     done
     echo "| **Gatehouse / nginx** | **$(ratio "$(col gatehouse 3)" "$(col nginx 3)")×**" \
@@ -419,10 +442,10 @@ report() {
 
 main() {
     ensure_tools
-    build_gatehouse
-    CLK_TCK=$(getconf CLK_TCK)
     TMP=$(mktemp -d /tmp/gatehouse-load.XXXXXX)
     chmod 755 "$TMP" # nginx workers run as nobody
+    build_gatehouse
+    CLK_TCK=$(getconf CLK_TCK)
     RESULTS=$TMP/results.txt
     : >"$RESULTS"
     UPSTREAM_PORT=$(free_port)
@@ -434,9 +457,7 @@ main() {
     log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; ports upstream $UPSTREAM_PORT," \
         "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT; temp dir $TMP"
     start_servers
-    GATEHOUSE_VERSION="$("$GATEHOUSE_BIN" --version 2>&1 | head -1), built from $(git -C "$ROOT" \
-        rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null ||
-        echo ' + uncommitted changes')"
+    GATEHOUSE_VERSION="$("$GATEHOUSE_BIN" --version 2>&1 | head -1), built from $BUILT_FROM"
     BUSY_BEFORE=$(cpu_busy)
 
     local targets=(upstream nginx gatehouse) i round name port pid

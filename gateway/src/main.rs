@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use gatehouse_config::{Config, ConfigError, ProviderKind};
+use gatehouse_config::{Config, ConfigError};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -248,19 +248,6 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
         Err(ConfigError::Invalid(problems)) => anyhow::bail!("{}: {problems}", path.display()),
         Err(e) => return Err(e.into()),
     };
-    // Fail closed: a provider this build cannot run yet must not be silently ignored.
-    if let Some(p) = config.providers.iter().find(|p| {
-        !matches!(
-            p.kind,
-            ProviderKind::Local | ProviderKind::Ldap(_) | ProviderKind::Oidc(_)
-        )
-    }) {
-        anyhow::bail!(
-            "provider {:?}: kind {:?} is not supported by this build yet; remove it to start",
-            p.id,
-            p.kind.name()
-        );
-    }
     Ok(config)
 }
 

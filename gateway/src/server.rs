@@ -105,6 +105,7 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
     let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
     let providers = crate::authn::password_providers(&config)?;
     let oidc = crate::authn::oidc_providers(&config);
+    let saml = crate::authn::saml_providers(&config)?;
     for p in &oidc {
         // Discovery is tried now and retried on demand: a provider that is down does not
         // stop the gateway.
@@ -151,11 +152,19 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
             secure: tls,
             session_max_age: config.session.absolute_timeout.as_secs(),
             password_form: !providers.is_empty(),
-            sso: oidc
+            sso: config
+                .providers
                 .iter()
-                .map(|p| gatehouse_admin_ui::pages::SsoButton {
-                    label: p.label.clone(),
-                    href: format!("/.gatehouse/oidc/{}/start", p.id),
+                .filter_map(|p| {
+                    let href = match p.kind {
+                        gatehouse_config::ProviderKind::Oidc(_) => format!("/.gatehouse/oidc/{}/start", p.id),
+                        gatehouse_config::ProviderKind::Saml(_) => format!("/.gatehouse/saml/{}/start", p.id),
+                        _ => return None,
+                    };
+                    Some(gatehouse_admin_ui::pages::SsoButton {
+                        label: p.label.clone(),
+                        href,
+                    })
                 })
                 .collect(),
             login_cookie: format!("{session_cookie}_login"),
@@ -165,6 +174,7 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
         limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
         providers,
         oidc,
+        saml,
         public_url: config.server.public_url.clone(),
         keys: keys.clone(),
         apps: config

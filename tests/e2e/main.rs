@@ -10,6 +10,7 @@ mod ldap;
 mod lifecycle;
 mod oidc;
 mod routing;
+mod saml;
 mod streaming;
 mod upstreams;
 

@@ -4,6 +4,7 @@
 pub mod ldap;
 pub mod local;
 pub mod oidc;
+pub mod saml;
 pub mod session;
 
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use crate::GatewayError;
 use ldap::{LdapFailure, LdapProvider};
 use local::{LoginFailure, RateLimit};
 use oidc::{OidcError, OidcProvider, ProviderData};
+use saml::{SamlProvider, SamlSessionData, SloOutcome};
 use session::Sessions;
 
 /// A provider that checks a user name and password, tried in configuration order.
@@ -44,6 +46,30 @@ pub fn password_providers(config: &Config) -> Result<Vec<PasswordProvider>, Gate
         }
     }
     Ok(out)
+}
+
+/// The SAML providers of a config; a provider that cannot be set up safely (no IdP
+/// signing certificate, unreadable metadata) stops the start.
+pub fn saml_providers(config: &Config) -> Result<Vec<Arc<SamlProvider>>, GatewayError> {
+    config
+        .providers
+        .iter()
+        .filter_map(|p| match &p.kind {
+            ProviderKind::Saml(s) => {
+                Some(SamlProvider::new(&p.id, &p.label, s, &config.server.public_url).map(Arc::new))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn saml_error(p: &SamlProvider, why: &str) -> SsoError {
+    SsoError {
+        status: 401,
+        title: "The sign-in could not be verified".into(),
+        message: format!("The response from {} was refused: {why}.", p.label),
+        retry: format!("/.gatehouse/saml/{}/start", p.id),
+    }
 }
 
 /// The OIDC providers of a config.
@@ -165,6 +191,7 @@ fn unknown_provider(provider: &str) -> SsoError {
         status: 404,
         title: "Unknown sign-in provider".into(),
         message: format!("This gateway has no single sign-on provider called {provider:?}."),
+        retry: "/.gatehouse/login".into(),
     }
 }
 
@@ -201,6 +228,7 @@ fn sso_error(p: &OidcProvider, e: &OidcError) -> SsoError {
         status,
         title: title.into(),
         message,
+        retry: format!("/.gatehouse/oidc/{}/start", p.id),
     }
 }
 
@@ -249,6 +277,7 @@ pub struct Authn {
     pub limits: RateLimit,
     pub providers: Vec<PasswordProvider>,
     pub oidc: Vec<Arc<OidcProvider>>,
+    pub saml: Vec<Arc<SamlProvider>>,
     pub public_url: String,
     pub keys: Arc<Keys>,
     /// (app index, policy, name, description, href) for the portal.
@@ -322,6 +351,16 @@ impl Gate for Authn {
         let session = self.sessions.lookup(session_cookie).await;
         let mut next = None;
         if let Some(s) = &session {
+            if let Some(p) = self.saml.iter().find(|p| p.id == s.provider) {
+                let data: Option<SamlSessionData> = self
+                    .store
+                    .session_provider_data(&s.id_hash)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|d| serde_json::from_str(&d).ok());
+                next = data.and_then(|d| p.logout_url(&d, &self.public_url));
+            }
             if let Some(p) = self.oidc.iter().find(|p| p.id == s.provider) {
                 let data: Option<ProviderData> = self
                     .store
@@ -372,6 +411,7 @@ impl Gate for Authn {
                 status: 503,
                 title: "Sign-in failed".into(),
                 message: "Gatehouse could not save your session. Try again in a minute.".into(),
+                retry: "/.gatehouse/login".into(),
             }
         })?;
         if let Ok(text) = serde_json::to_string(&data) {
@@ -382,6 +422,97 @@ impl Gate for Authn {
         }
         tracing::info!(user = %user, provider = %provider, "signed in");
         Ok((id, rd))
+    }
+
+    fn saml_metadata(&self, provider: &str) -> Result<String, SsoError> {
+        let p = self
+            .saml
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        p.metadata().map_err(|e| saml_error(p, &e.0))
+    }
+
+    async fn saml_start(&self, provider: &str, rd: &str) -> Result<String, SsoError> {
+        let p = self
+            .saml
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        p.start(rd).map_err(|e| saml_error(p, &e.0))
+    }
+
+    async fn saml_acs(
+        &self,
+        provider: &str,
+        response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<(String, String), SsoError> {
+        let p = self
+            .saml
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        let (who, data, rd) = p.acs(response, relay_state).map_err(|e| {
+            tracing::warn!(provider = %provider, refused = %e, "SAML response refused");
+            saml_error(p, &e.0)
+        })?;
+        let user = who.username.clone();
+        let id = self.sessions.create(who).await.map_err(|e| {
+            tracing::error!(error = %e, "could not create session");
+            saml_error(p, "the session could not be saved; try again in a minute")
+        })?;
+        if let Ok(text) = serde_json::to_string(&data) {
+            let _ = self
+                .store
+                .set_session_provider_data(&session::hash_id(&id), &text)
+                .await;
+        }
+        tracing::info!(user = %user, provider = %provider, "signed in");
+        Ok((id, rd))
+    }
+
+    async fn saml_slo(&self, provider: &str, query: &str) -> Result<String, SsoError> {
+        let p = self
+            .saml
+            .iter()
+            .find(|p| p.id == provider)
+            .ok_or_else(|| unknown_provider(provider))?;
+        match p.slo(query, &self.public_url).map_err(|e| {
+            tracing::warn!(provider = %provider, refused = %e, "SAML logout message refused");
+            saml_error(p, &e.0)
+        })? {
+            SloOutcome::LoggedOut => Ok("/.gatehouse/login?signed_out=1".into()),
+            SloOutcome::EndSessions {
+                name_id,
+                session_index,
+                respond_to,
+            } => {
+                let mut ended = 0;
+                for s in self.store.sessions_of(&name_id).await.unwrap_or_default() {
+                    if s.provider != p.id {
+                        continue;
+                    }
+                    let data: Option<SamlSessionData> = self
+                        .store
+                        .session_provider_data(&s.id_hash)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|d| serde_json::from_str(&d).ok());
+                    let same_index = match (&session_index, data.and_then(|d| d.session_index)) {
+                        (Some(want), Some(have)) => *want == have,
+                        _ => true,
+                    };
+                    if same_index {
+                        self.sessions.revoke_hash(&s.id_hash).await;
+                        ended += 1;
+                    }
+                }
+                tracing::info!(provider = %provider, user = %name_id, ended, "IdP-initiated logout");
+                Ok(respond_to)
+            }
+        }
     }
 
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp> {

@@ -1,0 +1,734 @@
+//! SAML 2.0 sign-in (Gatehouse as service provider) with `samael` + libxmlsec1.
+//!
+//! samael verifies signatures (and reduces the document to what was signed, the defence
+//! against signature wrapping) and the usual conditions; this module adds what it does not
+//! guarantee: a provider refuses to start without an IdP signing certificate (samael would
+//! silently skip verification), algorithms are pinned, exactly one assertion, no XML
+//! comments or DTDs, single-use login records for `InResponseTo`, an assertion-ID replay
+//! cache, attribute → identity mapping, and single logout both ways.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use gatehouse_config::{MetadataSource, Saml as SamlConfig};
+use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode};
+use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
+use samael::schema::Assertion;
+use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
+use samael::traits::ToXml;
+use serde::{Deserialize, Serialize};
+
+use super::session::NewIdentity;
+use crate::GatewayError;
+
+/// How long a started SAML sign-in may take.
+const ATTEMPT_TTL: Duration = Duration::from_secs(600);
+/// How long assertion ids are remembered (longer than any assertion is accepted).
+const REPLAY_TTL: Duration = Duration::from_secs(3600);
+
+/// Why a SAML sign-in or logout was refused — which check failed, in words an admin can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlError(pub String);
+
+impl std::fmt::Display for SamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn refuse(why: impl Into<String>) -> SamlError {
+    SamlError(why.into())
+}
+
+/// What a session keeps for single logout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SamlSessionData {
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_index: Option<String>,
+}
+
+struct Attempt {
+    request_id: String,
+    rd: String,
+}
+
+/// One configured SAML provider.
+pub struct SamlProvider {
+    pub id: String,
+    pub label: String,
+    cfg: SamlConfig,
+    /// Strict: every response must answer one of our requests.
+    sp: RwLock<Arc<ServiceProvider>>,
+    /// Accepts unsolicited (IdP-initiated) responses; only used when allowed and the
+    /// response names no request.
+    sp_unsolicited: RwLock<Arc<ServiceProvider>>,
+    acs_url: String,
+    slo_url: String,
+    attempts: moka::sync::Cache<String, Arc<Attempt>>,
+    seen_assertions: moka::sync::Cache<String, ()>,
+}
+
+impl std::fmt::Debug for SamlProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamlProvider").field("id", &self.id).finish()
+    }
+}
+
+fn algorithm(uri: &str) -> Option<AllowedSignatureAlgorithm> {
+    Some(match uri {
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => AllowedSignatureAlgorithm::RsaSha256,
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384" => AllowedSignatureAlgorithm::RsaSha384,
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512" => AllowedSignatureAlgorithm::RsaSha512,
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => AllowedSignatureAlgorithm::EcdsaSha256,
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => AllowedSignatureAlgorithm::EcdsaSha384,
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" => AllowedSignatureAlgorithm::EcdsaSha512,
+        _ => return None,
+    })
+}
+
+/// Local names of the elements of an XML document, in order (a light scan; the document
+/// has already been refused if it holds comments or a DTD).
+fn element_names(xml: &str) -> Vec<&str> {
+    let b = xml.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = xml[i..].find('<') {
+        let start = i + pos + 1;
+        i = start;
+        if start >= b.len() || matches!(b[start], b'/' | b'?' | b'!') {
+            continue;
+        }
+        let end = xml[start..]
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .map(|e| start + e)
+            .unwrap_or(b.len());
+        let name = &xml[start..end];
+        out.push(name.rsplit(':').next().unwrap_or(name));
+    }
+    out
+}
+
+/// samael announces single logout with the HTTP-POST binding and the SP certificate for
+/// signing only; Gatehouse takes logout messages by HTTP-Redirect and decrypts assertions
+/// with the same certificate, so the metadata says so.
+fn adjust_metadata(xml: &str, slo_url: &str) -> String {
+    let post = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+    let mut out = xml.replace(
+        &format!("Binding=\"{post}\" Location=\"{slo_url}\""),
+        &format!("Binding=\"{HTTP_REDIRECT_BINDING}\" Location=\"{slo_url}\""),
+    );
+    let open = "<md:KeyDescriptor use=\"signing\">";
+    if let Some(a) = out.find(open) {
+        if let Some(len) = out[a..].find("</md:KeyDescriptor>") {
+            let end = a + len + "</md:KeyDescriptor>".len();
+            let enc = out[a..end].replacen("use=\"signing\"", "use=\"encryption\"", 1);
+            out.insert_str(end, &enc);
+        }
+    }
+    out
+}
+
+/// The value of attribute `name` on the document's root element.
+fn root_attribute(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find('<').map(|i| {
+        // Skip an XML declaration.
+        if xml[i..].starts_with("<?") {
+            xml[i..]
+                .find("?>")
+                .map(|e| i + e + 2)
+                .and_then(|j| xml[j..].find('<').map(|k| j + k))
+                .unwrap_or(i)
+        } else {
+            i
+        }
+    })?;
+    let tag = &xml[start..start + xml[start..].find('>')?];
+    let key = format!(" {name}=\"");
+    let a = tag.find(&key)? + key.len();
+    let e = tag[a..].find('"')? + a;
+    Some(html_escape::decode_html_entities(&tag[a..e]).into_owned())
+}
+
+/// Structural checks on a decoded response before any parsing by samael.
+pub fn precheck(xml: &str) -> Result<(), SamlError> {
+    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+        return Err(refuse("the response contains a document type declaration"));
+    }
+    if xml.contains("<!--") {
+        return Err(refuse(
+            "the response contains XML comments (a known way to alter signed values)",
+        ));
+    }
+    let names = element_names(xml);
+    if names.first() != Some(&"Response") {
+        return Err(refuse("the message is not a SAML Response"));
+    }
+    let assertions = names
+        .iter()
+        .filter(|n| **n == "Assertion" || **n == "EncryptedAssertion")
+        .count();
+    if assertions != 1 {
+        return Err(refuse(format!(
+            "the response holds {assertions} assertions; exactly one is accepted"
+        )));
+    }
+    Ok(())
+}
+
+fn inflate(data: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    flate2::read::DeflateDecoder::new(data)
+        .take(4 * 1024 * 1024)
+        .read_to_string(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+fn deflate_b64(xml: &str) -> String {
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = enc.write_all(xml.as_bytes());
+    let bytes = enc.finish().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn xml_escape(s: &str) -> String {
+    html_escape::encode_double_quoted_attribute(s).into_owned()
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn new_id() -> String {
+    format!("_{}", hex(&rand::random::<[u8; 16]>()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl SamlProvider {
+    /// Builds the provider from its configuration. Refuses an IdP metadata without a
+    /// signing certificate, and unknown signature algorithms.
+    pub fn new(id: &str, label: &str, cfg: &SamlConfig, public_url: &str) -> Result<SamlProvider, GatewayError> {
+        let err = |m: String| GatewayError::Io(format!("SAML provider {id}: {m}"));
+        let xml = match &cfg.idp_metadata {
+            MetadataSource::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| err(format!("IdP metadata {}: {e}", p.display())))?
+            }
+            MetadataSource::Url(u) => fetch_metadata(u).map_err(|e| err(format!("IdP metadata {u}: {e}")))?,
+        };
+        let acs_url = format!("{public_url}/.gatehouse/saml/{id}/acs");
+        let slo_url = format!("{public_url}/.gatehouse/saml/{id}/slo");
+        let (sp, sp_unsolicited) = build_sps(id, cfg, &xml, public_url, &acs_url, &slo_url).map_err(err)?;
+        Ok(SamlProvider {
+            id: id.to_string(),
+            label: label.to_string(),
+            cfg: cfg.clone(),
+            sp: RwLock::new(Arc::new(sp)),
+            sp_unsolicited: RwLock::new(Arc::new(sp_unsolicited)),
+            acs_url,
+            slo_url,
+            attempts: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ATTEMPT_TTL)
+                .build(),
+            seen_assertions: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(REPLAY_TTL)
+                .build(),
+        })
+    }
+
+    fn sp(&self) -> Arc<ServiceProvider> {
+        self.sp
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn entity_id(&self, public_url: &str) -> String {
+        self.cfg
+            .entity_id
+            .clone()
+            .unwrap_or_else(|| format!("{public_url}/.gatehouse/saml/{}/metadata", self.id))
+    }
+
+    /// The SP metadata to hand to the IdP team.
+    pub fn metadata(&self) -> Result<String, SamlError> {
+        let md = self
+            .sp()
+            .metadata()
+            .map_err(|e| refuse(format!("cannot build metadata: {e}")))?;
+        let xml = md
+            .to_string()
+            .map_err(|e| refuse(format!("cannot write metadata: {e:?}")))?;
+        Ok(adjust_metadata(&xml, &self.slo_url))
+    }
+
+    /// Starts a sign-in: the IdP URL (HTTP-Redirect binding) carrying an AuthnRequest, and
+    /// a RelayState that refers to a login record holding where to go next.
+    pub fn start(&self, rd: &str) -> Result<String, SamlError> {
+        let sp = self.sp();
+        let sso = sp
+            .sso_binding_location(HTTP_REDIRECT_BINDING)
+            .ok_or_else(|| refuse("the IdP metadata has no HTTP-Redirect SingleSignOnService"))?;
+        let req = sp
+            .make_authentication_request(&sso)
+            .map_err(|e| refuse(format!("AuthnRequest: {e}")))?;
+        let relay = hex(&rand::random::<[u8; 16]>());
+        self.attempts.insert(
+            relay.clone(),
+            Arc::new(Attempt {
+                request_id: req.id.clone(),
+                rd: rd.to_string(),
+            }),
+        );
+        let url = match &sp.key {
+            Some(key) => req.signed_redirect(&relay, key),
+            None => req.redirect(&relay),
+        }
+        .map_err(|e| refuse(format!("AuthnRequest: {e}")))?
+        .ok_or_else(|| refuse("AuthnRequest has no destination"))?;
+        Ok(url.to_string())
+    }
+
+    /// Checks a posted SAMLResponse. Returns the identity, the data for single logout and
+    /// where to go next.
+    pub fn acs(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> Result<(NewIdentity, SamlSessionData, String), SamlError> {
+        let compact: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|_| refuse("the SAMLResponse is not base64"))?;
+        let xml = String::from_utf8(bytes).map_err(|_| refuse("the SAMLResponse is not UTF-8"))?;
+        precheck(&xml)?;
+        // The Response element may be unsigned (only the assertion is); still, a response
+        // addressed elsewhere is refused.
+        if let Some(dest) = root_attribute(&xml, "Destination") {
+            if dest != self.acs_url {
+                return Err(refuse("the response was sent to another Destination"));
+            }
+        }
+        let attempt = relay_state.and_then(|r| self.attempts.remove(r));
+        let (sp, ids, rd) = match &attempt {
+            Some(a) => (self.sp(), Some(vec![a.request_id.clone()]), a.rd.clone()),
+            None if self.cfg.allow_idp_initiated && !xml.contains("InResponseTo=") => {
+                let sp = self
+                    .sp_unsolicited
+                    .read()
+                    .map(|s| s.clone())
+                    .unwrap_or_else(|e| e.into_inner().clone());
+                let rd = relay_state
+                    .map(gatehouse_admin_ui::safe_redirect)
+                    .unwrap_or_else(|| "/".into());
+                (sp, None, rd)
+            }
+            None if !xml.contains("InResponseTo=") => {
+                return Err(refuse(
+                    "unsolicited (IdP-initiated) sign-in is not enabled for this provider",
+                ))
+            }
+            None => {
+                return Err(refuse(
+                    "the response answers no sign-in started here (unknown, used or expired)",
+                ))
+            }
+        };
+        let id_refs: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
+        let possible = ids.as_ref().map(|_| id_refs.as_slice());
+        // samael can panic on documents it does not expect; a response must never crash us.
+        // With one signature, the strictest reduction (exactly the signed bytes, as xmlsec
+        // digested them) is also the fastest; with several, samael's default keeps only
+        // what the signatures cover.
+        let signatures = element_names(&xml).iter().filter(|n| **n == "Signature").count();
+        let mode = if signatures == 1 {
+            ReduceMode::PreDigest
+        } else {
+            ReduceMode::default()
+        };
+        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            sp.parse_xml_response_with_mode(&xml, possible, mode)
+        }))
+        .map_err(|_| refuse("the response could not be read"))?;
+        let assertion = parsed.map_err(|e| refuse(describe(&e)))?;
+        if self.seen_assertions.contains_key(&assertion.id) {
+            return Err(refuse("this assertion was already used (replay)"));
+        }
+        self.seen_assertions.insert(assertion.id.clone(), ());
+        let (who, data) = self.identity(&assertion)?;
+        Ok((who, data, rd))
+    }
+
+    fn identity(&self, a: &Assertion) -> Result<(NewIdentity, SamlSessionData), SamlError> {
+        let name_id = a
+            .subject
+            .as_ref()
+            .and_then(|s| s.name_id.as_ref())
+            .ok_or_else(|| refuse("the assertion has no NameID"))?;
+        let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for st in a.attribute_statements.iter().flatten() {
+            for attr in &st.attributes {
+                let names = [attr.name.clone(), attr.friendly_name.clone()];
+                for n in names.into_iter().flatten() {
+                    let vals = attr.values.iter().filter_map(|v| v.value.clone());
+                    attrs.entry(n).or_default().extend(vals);
+                }
+            }
+        }
+        let first = |n: &str| attrs.get(n).and_then(|v| v.first().cloned());
+        let user = match &self.cfg.user_attribute {
+            Some(attr) => first(attr).ok_or_else(|| refuse(format!("the assertion has no {attr} attribute")))?,
+            None => name_id.value.trim().to_string(),
+        };
+        if user.is_empty() {
+            return Err(refuse("the assertion names no user"));
+        }
+        let groups: Vec<String> = attrs
+            .get(&self.cfg.groups_attribute)
+            .into_iter()
+            .flatten()
+            .map(|g| self.cfg.group_map.get(g).cloned().unwrap_or_else(|| g.clone()))
+            .collect();
+        let session_index = a
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|s| s.session_index.clone());
+        Ok((
+            NewIdentity {
+                username: user,
+                email: first(&self.cfg.email_attribute),
+                display_name: first(&self.cfg.name_attribute),
+                groups,
+                admin: false,
+                provider: self.id.clone(),
+            },
+            SamlSessionData {
+                name_id: name_id.value.clone(),
+                name_id_format: name_id.format.clone(),
+                session_index,
+            },
+        ))
+    }
+
+    /// The IdP's SLO URL with a LogoutRequest for this session (SP-initiated logout).
+    pub fn logout_url(&self, data: &SamlSessionData, public_url: &str) -> Option<String> {
+        let sp = self.sp();
+        let slo = sp.slo_binding_location(HTTP_REDIRECT_BINDING)?;
+        let format = data
+            .name_id_format
+            .as_deref()
+            .map(|f| format!(" Format=\"{}\"", xml_escape(f)))
+            .unwrap_or_default();
+        let index = data
+            .session_index
+            .as_deref()
+            .map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", xml_escape(i)))
+            .unwrap_or_default();
+        let xml = format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID{format}>{name}</saml:NameID>{index}</samlp:LogoutRequest>"#,
+            id = new_id(),
+            now = now_iso(),
+            dest = xml_escape(&slo),
+            issuer = xml_escape(&self.entity_id(public_url)),
+            name = xml_escape(&data.name_id),
+        );
+        let mut url = reqwest::Url::parse(&slo).ok()?;
+        url.query_pairs_mut()
+            .append_pair("SAMLRequest", &deflate_b64(&xml))
+            .append_pair("RelayState", "signed-out");
+        Some(url.to_string())
+    }
+
+    /// Handles a message at our SLO endpoint (HTTP-Redirect binding): a LogoutRequest from
+    /// the IdP (signature required) names the user whose sessions must end, and gets a
+    /// LogoutResponse URL; a LogoutResponse (to our request) needs no action.
+    pub fn slo(&self, query: &str, public_url: &str) -> Result<SloOutcome, SamlError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|_| refuse("malformed logout message"))?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if get("SAMLResponse").is_some() {
+            return Ok(SloOutcome::LoggedOut);
+        }
+        let req_b64 = get("SAMLRequest").ok_or_else(|| refuse("no SAMLRequest or SAMLResponse"))?;
+        self.verify_redirect_signature(query)?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(req_b64.replace(' ', "+"))
+            .map_err(|_| refuse("the LogoutRequest is not base64"))?;
+        let xml = inflate(&raw).ok_or_else(|| refuse("the LogoutRequest is not deflated XML"))?;
+        if xml.contains("<!DOCTYPE") || xml.contains("<!--") {
+            return Err(refuse("the LogoutRequest contains a DTD or comments"));
+        }
+        let req: samael::schema::LogoutRequest =
+            xml.parse().map_err(|_| refuse("the LogoutRequest could not be read"))?;
+        let issuer = req.issuer.as_ref().and_then(|i| i.value.clone());
+        if issuer != self.sp().idp_metadata.entity_id {
+            return Err(refuse("the LogoutRequest comes from another issuer"));
+        }
+        let name_id = req
+            .name_id
+            .as_ref()
+            .map(|n| n.value.clone())
+            .ok_or_else(|| refuse("the LogoutRequest names no user"))?;
+        let sp = self.sp();
+        let slo = sp
+            .slo_binding_location(HTTP_REDIRECT_BINDING)
+            .ok_or_else(|| refuse("the IdP has no SLO endpoint"))?;
+        let resp = format!(
+            r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}" InResponseTo="{irt}"><saml:Issuer>{issuer}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#,
+            id = new_id(),
+            now = now_iso(),
+            dest = xml_escape(&slo),
+            irt = xml_escape(req.id.as_deref().unwrap_or("")),
+            issuer = xml_escape(&self.entity_id(public_url)),
+        );
+        let mut url = reqwest::Url::parse(&slo).map_err(|_| refuse("bad SLO URL in IdP metadata"))?;
+        url.query_pairs_mut().append_pair("SAMLResponse", &deflate_b64(&resp));
+        if let Some(rs) = get("RelayState") {
+            url.query_pairs_mut().append_pair("RelayState", &rs);
+        }
+        Ok(SloOutcome::EndSessions {
+            name_id,
+            session_index: req.session_index.clone(),
+            respond_to: url.to_string(),
+        })
+    }
+
+    /// Verifies the HTTP-Redirect binding signature (`SigAlg`, `Signature` over the raw
+    /// query parameters in their order) with the IdP's signing certificates.
+    fn verify_redirect_signature(&self, query: &str) -> Result<(), SamlError> {
+        let raw: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+        let (Some(sig_alg), Some(signature)) = (raw.get("SigAlg"), raw.get("Signature")) else {
+            return Err(refuse("the LogoutRequest is not signed"));
+        };
+        let mut signed = format!("SAMLRequest={}", raw.get("SAMLRequest").unwrap_or(&""));
+        if let Some(rs) = raw.get("RelayState") {
+            signed.push_str(&format!("&RelayState={rs}"));
+        }
+        signed.push_str(&format!("&SigAlg={sig_alg}"));
+        let alg: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("a={sig_alg}"))
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        if !self.cfg.allowed_signature_algorithms.iter().any(|a| a == &alg) {
+            return Err(refuse(format!("signature algorithm {alg} is not allowed")));
+        }
+        let digest = match alg.as_str() {
+            a if a.ends_with("sha256") => openssl::hash::MessageDigest::sha256(),
+            a if a.ends_with("sha384") => openssl::hash::MessageDigest::sha384(),
+            a if a.ends_with("sha512") => openssl::hash::MessageDigest::sha512(),
+            a if a.ends_with("sha1") => openssl::hash::MessageDigest::sha1(),
+            _ => return Err(refuse("unknown signature algorithm")),
+        };
+        let sig_b64: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("s={signature}"))
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        let sig = base64::engine::general_purpose::STANDARD
+            .decode(sig_b64)
+            .map_err(|_| refuse("bad signature encoding"))?;
+        let certs = self.sp().idp_signing_certs().ok().flatten().unwrap_or_default();
+        for der in certs {
+            let Ok(cert) = openssl::x509::X509::from_der(der.der_data()) else {
+                continue;
+            };
+            let Ok(key) = cert.public_key() else { continue };
+            let Ok(mut v) = openssl::sign::Verifier::new(digest, &key) else {
+                continue;
+            };
+            if v.update(signed.as_bytes()).is_ok() && v.verify(&sig).unwrap_or(false) {
+                return Ok(());
+            }
+        }
+        Err(refuse(
+            "the LogoutRequest's signature does not verify with the IdP's certificate",
+        ))
+    }
+
+    pub fn acs_url(&self) -> &str {
+        &self.acs_url
+    }
+
+    pub fn slo_url(&self) -> &str {
+        &self.slo_url
+    }
+}
+
+/// What the SLO endpoint must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SloOutcome {
+    /// Our own logout came back: show the signed-out page.
+    LoggedOut,
+    /// The IdP ends this user's sessions; then send the browser to `respond_to`.
+    EndSessions {
+        name_id: String,
+        session_index: Option<String>,
+        respond_to: String,
+    },
+}
+
+fn fetch_metadata(url: &str) -> Result<String, String> {
+    // Startup only: a blocking fetch on a helper thread keeps this free of runtimes.
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let r = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| e.to_string())?
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            r.error_for_status()
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "metadata fetch failed".to_string())?
+}
+
+fn build_sps(
+    id: &str,
+    cfg: &SamlConfig,
+    idp_xml: &str,
+    public_url: &str,
+    acs_url: &str,
+    slo_url: &str,
+) -> Result<(ServiceProvider, ServiceProvider), String> {
+    let idp: EntityDescriptor = idp_xml.parse().map_err(|e| format!("IdP metadata is not valid: {e}"))?;
+    let algs: Vec<AllowedSignatureAlgorithm> = cfg
+        .allowed_signature_algorithms
+        .iter()
+        .map(|a| algorithm(a).ok_or_else(|| format!("unknown signature algorithm {a}")))
+        .collect::<Result<_, _>>()?;
+    let (key, cert) = match (&cfg.sp_key, &cfg.sp_cert) {
+        (Some(k), Some(c)) => {
+            let key =
+                openssl::pkey::PKey::private_key_from_pem(k.expose().as_bytes()).map_err(|e| format!("sp_key: {e}"))?;
+            let pem = std::fs::read(c).map_err(|e| format!("sp_cert {}: {e}", c.display()))?;
+            let der = openssl::x509::X509::from_pem(&pem)
+                .and_then(|x| x.to_der())
+                .map_err(|e| format!("sp_cert: {e}"))?;
+            (Some(key), Some(samael::crypto::CertificateDer::from(der)))
+        }
+        _ => (None, None),
+    };
+    let entity_id = cfg
+        .entity_id
+        .clone()
+        .unwrap_or_else(|| format!("{public_url}/.gatehouse/saml/{id}/metadata"));
+    let build = |unsolicited: bool| {
+        let mut b = ServiceProviderBuilder::default();
+        b.entity_id(entity_id.clone())
+            .metadata_url(entity_id.clone())
+            .acs_url(acs_url.to_string())
+            .slo_url(slo_url.to_string())
+            .idp_metadata(idp.clone())
+            .allow_idp_initiated(unsolicited)
+            .allowed_signature_algorithms(algs.clone())
+            .max_clock_skew(chrono::Duration::seconds(60))
+            .max_issue_delay(chrono::Duration::seconds(300));
+        if let (Some(k), Some(c)) = (&key, &cert) {
+            b.key(k.clone()).certificate(c.clone());
+        }
+        b.build().map_err(|e| e.to_string())
+    };
+    let strict = build(false)?;
+    // samael skips signature checks when the IdP metadata has no signing certificate.
+    match strict.idp_signing_certs() {
+        Ok(Some(c)) if !c.is_empty() => {}
+        _ => {
+            return Err("the IdP metadata carries no signing certificate; refusing to accept unsigned sign-ins".into())
+        }
+    }
+    Ok((strict, build(true)?))
+}
+
+fn describe(e: &samael::service_provider::Error) -> String {
+    use samael::service_provider::Error as E;
+    match e {
+        E::FailedToValidateSignature => "the signature is missing or does not verify with the IdP's certificate".into(),
+        E::DestinationValidationError { .. } => "the response was sent to another Destination".into(),
+        E::AssertionRecipientMismatch { .. } => "the assertion is for another Recipient".into(),
+        E::AssertionConditionAudienceRestrictionFailed { .. } => "the assertion is for another audience".into(),
+        E::AssertionInResponseToInvalid { .. } | E::ResponseInResponseToInvalid { .. } => {
+            "the response answers another request (InResponseTo)".into()
+        }
+        E::AssertionExpired { .. }
+        | E::ResponseExpired { .. }
+        | E::AssertionConditionExpired { .. }
+        | E::AssertionSubjectConfirmationExpired { .. } => "the assertion has expired".into(),
+        E::AssertionConditionExpiredBefore { .. } | E::AssertionSubjectConfirmationExpiredBefore { .. } => {
+            "the assertion is not valid yet".into()
+        }
+        E::AssertionIssuerMismatch { .. } | E::ResponseIssuerMismatch { .. } => {
+            "the response comes from another issuer".into()
+        }
+        E::ResponseBadStatusCode { code } => format!("the IdP refused the sign-in ({code})"),
+        E::FailedToDecryptAssertion | E::MissingPrivateKeySP => "the encrypted assertion could not be decrypted".into(),
+        other => format!("the response is not valid ({other})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precheck_counts_assertions_and_refuses_comments() {
+        let one = r#"<samlp:Response xmlns:samlp="p"><saml:Assertion ID="a"><saml:NameID>x</saml:NameID></saml:Assertion></samlp:Response>"#;
+        assert!(precheck(one).is_ok());
+        let two = one.replace("</samlp:Response>", "<Assertion ID=\"b\"/></samlp:Response>");
+        assert!(precheck(&two).unwrap_err().0.contains("2 assertions"));
+        let none = r#"<samlp:Response xmlns:samlp="p"></samlp:Response>"#;
+        assert!(precheck(none).is_err());
+        let comment = one.replace(">x<", ">alice<!---->.evil<");
+        assert!(precheck(&comment).unwrap_err().0.contains("comments"));
+        assert!(precheck("<!DOCTYPE x [<!ENTITY a 'b'>]><Response/>").is_err());
+        assert!(precheck("<saml:Assertion/>").is_err());
+        let enc = r#"<Response><EncryptedAssertion/></Response>"#;
+        assert!(precheck(enc).is_ok());
+    }
+
+    #[test]
+    fn root_attributes() {
+        let x = r#"<?xml version="1.0"?><samlp:Response ID="r" Destination="http://a/acs?x=1&amp;y=2"><Assertion Destination="no"/></samlp:Response>"#;
+        assert_eq!(
+            root_attribute(x, "Destination").as_deref(),
+            Some("http://a/acs?x=1&y=2")
+        );
+        assert_eq!(root_attribute(x, "Missing"), None);
+    }
+
+    #[test]
+    fn metadata_announces_redirect_logout_and_encryption() {
+        let md = r#"<md:SPSSODescriptor><md:KeyDescriptor use="signing"><ds:KeyInfo>C</ds:KeyInfo></md:KeyDescriptor><md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="http://g/slo"/></md:SPSSODescriptor>"#;
+        let out = adjust_metadata(md, "http://g/slo");
+        assert!(out.contains(r#"Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://g/slo""#));
+        assert!(out.contains(r#"<md:KeyDescriptor use="encryption"><ds:KeyInfo>C</ds:KeyInfo></md:KeyDescriptor>"#));
+    }
+
+    #[test]
+    fn element_names_skip_declarations_and_closing_tags() {
+        assert_eq!(element_names("<?xml version='1.0'?><a:B x='1'><C/></a:B>"), ["B", "C"]);
+    }
+}

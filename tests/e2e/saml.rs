@@ -1,0 +1,378 @@
+//! SAML 2.0 sign-in against a real IdP (SimpleSAMLphp, see tests/peers/saml/): the full
+//! SP-initiated login, every refusal with a crafted or modified response, a provider that
+//! must not start, encrypted assertions, 2,000 groups, group mapping, IdP-initiated login
+//! and single logout both ways.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::saml::{sp_metadata, SamlIdp, SID_GROUP};
+use gatehouse_tests::{reserve_port, Backend, Browser, Gateway, Page};
+
+use crate::gatehouse;
+
+struct Setup {
+    gw: Gateway,
+    idp: SamlIdp,
+    base: String,
+    _backend: Backend,
+    _files: tempfile::TempDir,
+}
+
+/// An IdP and a gateway with SAML provider `idp`, registered at the IdP from the metadata
+/// the gateway serves.
+async fn setup(extra: &str, idp_options: &[&str], with_sp_keys: bool) -> Setup {
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let entity = format!("{base}/.gatehouse/saml/idp/metadata");
+    let idp = SamlIdp::start(
+        &sp_metadata(&entity, &format!("{base}/.gatehouse/saml/idp/acs"), None, None),
+        &[],
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let md: PathBuf = files.path().join("idp-metadata.xml");
+    std::fs::write(&md, idp.metadata_xml().await).unwrap();
+    let mut keys = String::new();
+    if with_sp_keys {
+        // XML encryption needs an RSA key (key transport).
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gatehouse-sp",
+                "-keyout",
+            ])
+            .arg(files.path().join("sp.key"))
+            .arg("-out")
+            .arg(files.path().join("sp.crt"))
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        keys = format!(
+            "sp_cert = \"{}\"\nsp_key = \"file:{}\"\n",
+            files.path().join("sp.crt").display(),
+            files.path().join("sp.key").display()
+        );
+    }
+    let backend = Backend::start("app").await;
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .listen_port(port)
+        .raw(&format!(
+            "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nlabel = \"Company SSO\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\n{keys}{extra}\n",
+            md.display()
+        ))
+        .app("any", &b, "access = \"authenticated\"")
+        .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\"]\nheaders = { groups_sent = \"referenced\" }")
+        .start()
+        .await;
+    let sp_xml = gw.get("/.gatehouse/saml/idp/metadata").await.text().await.unwrap();
+    idp.register_sp(&sp_xml, idp_options).await;
+    Setup {
+        gw,
+        idp,
+        base,
+        _backend: backend,
+        _files: files,
+    }
+}
+
+/// Starts sign-in at the gateway and signs in at the IdP; returns the response, the relay
+/// state and the ACS path, not yet posted.
+async fn at_idp(s: &Setup, b: &mut Browser, user: &str) -> (String, Option<String>, String) {
+    let p = b.get("/.gatehouse/saml/idp/start?rd=/apps/any/x").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    s.idp.clear_session();
+    let (resp, relay, acs) = s.idp.login(p.location().unwrap(), user, &format!("{user}-pw")).await;
+    let path = acs.strip_prefix(&s.base).expect("ACS on the gateway").to_string();
+    (resp, relay, path)
+}
+
+async fn post(b: &mut Browser, acs: &str, resp: &str, relay: Option<&str>) -> Page {
+    let mut form = vec![("SAMLResponse", resp)];
+    if let Some(r) = relay {
+        form.push(("RelayState", r));
+    }
+    b.post_form(acs, &form).await
+}
+
+async fn sign_in(s: &Setup, user: &str) -> Browser {
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(s, &mut b, user).await;
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "ACS: {}", p.body);
+    assert_eq!(p.location(), Some("/apps/any/x"));
+    b
+}
+
+fn header(p: &Page, name: &str) -> String {
+    p.json()["headers"][name][0].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sp_initiated_login_reaches_the_app_with_groups() {
+    let s = setup("", &[], false).await;
+    let md = s.gw.get("/.gatehouse/saml/idp/metadata").await.text().await.unwrap();
+    assert!(
+        md.contains(&format!("{}/.gatehouse/saml/idp/acs", s.base)) && md.contains("EntityDescriptor"),
+        "{md}"
+    );
+    let login = s.gw.browser().get("/.gatehouse/login").await.body;
+    assert!(login.contains("Sign in with Company SSO"));
+    let mut alice = sign_in(&s, "alice").await;
+    let p = alice.get("/apps/any/").await;
+    assert_eq!(header(&p, "x-forwarded-user"), "alice");
+    assert_eq!(header(&p, "x-forwarded-email"), "alice@example.org");
+    assert_eq!(header(&p, "x-forwarded-groups"), "finance,staff");
+    assert_eq!(alice.get("/apps/fin/").await.status, 200);
+    let mut bob = sign_in(&s, "bob").await;
+    assert_eq!(bob.get("/apps/fin/").await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crafted_and_modified_responses_are_refused() {
+    let s = setup("", &[], false).await;
+    for (mode, words) in [
+        ("unsigned", "signature"),
+        ("other_key", "signature"),
+        ("modified_after_signing", "signature"),
+        ("second_assertion", "exactly one"),
+        ("comment_in_nameid", "comments"),
+        ("wrong_audience", "audience"),
+        ("expired", "expired"),
+        ("wrong_in_response_to", "another request"),
+        ("wrong_destination", "Destination"),
+    ] {
+        let mut b = s.gw.browser();
+        let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+        let bad = s.idp.craft(mode, &resp);
+        let p = post(&mut b, &acs, &bad, relay.as_deref()).await;
+        assert_eq!(p.status, 401, "{mode}: {}", p.body);
+        assert!(
+            p.body.contains("could not be verified") && p.body.contains(words),
+            "{mode} ({words}): {}",
+            p.body
+        );
+        assert!(p.body.contains("Try again"));
+        assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
+    }
+    // Replay: the genuine response works once, never twice.
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    assert_eq!(post(&mut b, &acs, &resp, relay.as_deref()).await.status, 303);
+    let mut thief = s.gw.browser();
+    let p = post(&mut thief, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 401, "replayed response: {}", p.body);
+    let p = post(&mut thief, &acs, &resp, None).await;
+    assert_eq!(p.status, 401, "replayed without relay state");
+    // Garbage in any form gets a clear refusal.
+    for junk in ["not base64!!", "PGZvbz4=", ""] {
+        let p = post(&mut thief, &acs, junk, None).await;
+        assert!(p.status == 401 || p.status == 400, "{junk}: {}", p.status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_whose_idp_metadata_has_no_signing_certificate_does_not_start() {
+    let idp = SamlIdp::start(
+        &sp_metadata("http://127.0.0.1:1/sp", "http://127.0.0.1:1/acs", None, None),
+        &[],
+    )
+    .await;
+    let md = idp.metadata_xml().await;
+    let start = md.find("<md:KeyDescriptor").expect("KeyDescriptor in IdP metadata");
+    let mut stripped = md.clone();
+    while let Some(a) = stripped.find("<md:KeyDescriptor") {
+        let end = stripped[a..].find("</md:KeyDescriptor>").unwrap() + a + "</md:KeyDescriptor>".len();
+        stripped.replace_range(a..end, "");
+    }
+    assert!(start > 0 && !stripped.contains("X509Certificate"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp.xml"), &stripped).unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[[providers]]\nid = \"idp\"\nkind = \"saml\"\nidp_metadata = \"idp.xml\"\n",
+            reserve_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "must refuse to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no signing certificate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_assertions_are_decrypted_with_the_sp_key() {
+    // samael checks signatures before decrypting, so the Response itself must be signed.
+    let s = setup("", &["--encrypt-assertion", "--sign-response"], true).await;
+    let md = s.gw.get("/.gatehouse/saml/idp/metadata").await.text().await.unwrap();
+    assert!(
+        md.contains("X509Certificate"),
+        "SP metadata carries its certificate: {md}"
+    );
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let xml = gatehouse_tests::saml::decode_base64(&resp);
+    assert!(xml.contains("EncryptedAssertion"), "the IdP encrypted it");
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(header(&b.get("/apps/any/").await, "x-forwarded-user"), "alice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_group_values_sign_in_quickly_with_a_small_cookie() {
+    let s = setup("", &[], false).await;
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "many").await;
+    assert!(resp.len() > 150_000, "response is {} bytes of base64", resp.len());
+    let t = Instant::now();
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    let took = t.elapsed();
+    eprintln!(
+        "SAML ACS with 2,001 group values ({} KB response): {took:?}",
+        resp.len() / 1024
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let c = b
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .unwrap();
+    assert!(c.split(';').next().unwrap().len() < 100);
+    assert_eq!(
+        header(&b.get("/apps/any/").await, "x-forwarded-groups")
+            .split(',')
+            .count(),
+        2001
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_values_are_mapped_to_gatehouse_groups() {
+    let s = setup(&format!("group_map = {{ \"{SID_GROUP}\" = \"finance\" }}"), &[], false).await;
+    let mut sid = sign_in(&s, "sid").await;
+    assert_eq!(sid.get("/apps/fin/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idp_initiated_login_only_when_enabled() {
+    let s = setup("", &[], false).await;
+    let entity = format!("{}/.gatehouse/saml/idp/metadata", s.base);
+    let (resp, _, acs) = s
+        .idp
+        .login(&s.idp.idp_initiated_login_url(&entity, None), "alice", "alice-pw")
+        .await;
+    let mut b = s.gw.browser();
+    let p = post(&mut b, acs.strip_prefix(&s.base).unwrap(), &resp, None).await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("unsolicited"), "{}", p.body);
+
+    let s = setup("allow_idp_initiated = true", &[], false).await;
+    let entity = format!("{}/.gatehouse/saml/idp/metadata", s.base);
+    let (resp, relay, acs) = s
+        .idp
+        .login(
+            &s.idp.idp_initiated_login_url(&entity, Some("//evil.example")),
+            "alice",
+            "alice-pw",
+        )
+        .await;
+    let mut b = s.gw.browser();
+    let p = post(&mut b, acs.strip_prefix(&s.base).unwrap(), &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/"), "a foreign RelayState is not followed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sp_initiated_logout_ends_the_session_at_both_ends() {
+    let s = setup("", &[], false).await;
+    let mut alice = sign_in(&s, "alice").await;
+    let p = alice.logout().await;
+    assert_eq!(p.status, 303);
+    let to_idp = p.location().unwrap().to_string();
+    assert!(
+        to_idp.starts_with(&s.idp.slo_url) && to_idp.contains("SAMLRequest="),
+        "{to_idp}"
+    );
+    let hop = s.idp.follow(&to_idp).await;
+    let back = hop.location.expect("IdP answers at our SLO endpoint");
+    assert!(back.contains("/.gatehouse/saml/idp/slo?SAMLResponse="), "{back}");
+    let p = alice.get(back.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location(), Some("/.gatehouse/login?signed_out=1"));
+    assert_eq!(alice.get("/apps/any/").await.status, 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idp_initiated_logout_ends_the_session() {
+    let s = setup("", &[], false).await;
+    let mut alice = s.gw.browser();
+    let p = alice.get("/.gatehouse/saml/idp/start?rd=/apps/any/").await;
+    // Keep the IdP session (no clear_session) so the IdP knows this SP to log out of.
+    let (resp, relay, acs) = s.idp.login(p.location().unwrap(), "alice", "alice-pw").await;
+    let acs = acs.strip_prefix(&s.base).unwrap().to_string();
+    assert_eq!(post(&mut alice, &acs, &resp, relay.as_deref()).await.status, 303);
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+    let hop = s
+        .idp
+        .follow(
+            &s.idp
+                .idp_initiated_logout_url(&format!("{}/.gatehouse/healthz", s.base)),
+        )
+        .await;
+    let to_sp = hop.location.expect("LogoutRequest to the gateway");
+    assert!(to_sp.contains("/.gatehouse/saml/idp/slo?SAMLRequest="), "{to_sp}");
+    // Tampering with the signed LogoutRequest is refused and ends nothing.
+    let tampered = to_sp.replace("SAMLRequest=", "SAMLRequest=AA");
+    let mut stranger = s.gw.browser();
+    assert_eq!(stranger.get(tampered.strip_prefix(&s.base).unwrap()).await.status, 401);
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+    let p = stranger.get(to_sp.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let answer = p.location().unwrap().to_string();
+    assert!(
+        answer.starts_with(&s.idp.slo_url) && answer.contains("SAMLResponse="),
+        "{answer}"
+    );
+    let hop = s.idp.follow(&answer).await;
+    assert!(
+        hop.location
+            .as_deref()
+            .is_some_and(|l| l.ends_with("/.gatehouse/healthz")),
+        "{hop:?}"
+    );
+    assert_eq!(alice.get("/apps/any/").await.status, 302, "session ended by the IdP");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_signed_at_both_levels_are_accepted() {
+    let s = setup("", &["--sign-response"], false).await;
+    let mut alice = sign_in(&s, "alice").await;
+    assert_eq!(header(&alice.get("/apps/any/").await, "x-forwarded-user"), "alice");
+    // And tampering is still caught when the Response carries its own signature.
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let p = post(
+        &mut b,
+        &acs,
+        &s.idp.craft("modified_after_signing", &resp),
+        relay.as_deref(),
+    )
+    .await;
+    assert_eq!(p.status, 401);
+}
