@@ -94,7 +94,10 @@ build_gatehouse() {
         # finished or not, are not measured.
         rev=$(git -C "$ROOT" rev-parse --short "$GATEHOUSE_REV^{commit}") ||
             die "GATEHOUSE_REV=$GATEHOUSE_REV is not a commit"
-        src=$TMP/src
+        # Beside the target dir, at a fixed path: files keep the commit's time, so cargo
+        # rebuilds nothing when the same commit is measured again.
+        src=${CARGO_TARGET_DIR%/}-src
+        rm -rf "$src"
         mkdir -p "$src"
         git -C "$ROOT" archive "$rev" | tar -x -C "$src"
         BUILT_FROM="commit $rev (git archive)"

@@ -134,6 +134,7 @@ pub enum Provider {
         allow_idp_initiated: bool,
         #[serde(default)]
         allowed_signature_algorithms: Vec<String>,
+        metadata_refresh: Option<String>,
     },
 }
 

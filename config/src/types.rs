@@ -267,6 +267,8 @@ pub struct Saml {
     pub group_map: BTreeMap<String, String>,
     pub allow_idp_initiated: bool,
     pub allowed_signature_algorithms: Vec<String>,
+    /// How often IdP metadata given by URL is fetched again. Default 1 h.
+    pub metadata_refresh: std::time::Duration,
 }
 
 /// Who may open an app.

@@ -660,6 +660,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 group_map,
                 allow_idp_initiated,
                 allowed_signature_algorithms,
+                metadata_refresh,
                 ..
             } => {
                 let idp_metadata = if idp_metadata.starts_with("https://") || idp_metadata.starts_with("http://") {
@@ -693,6 +694,11 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                     group_map,
                     allow_idp_initiated,
                     allowed_signature_algorithms,
+                    metadata_refresh: cx.duration(
+                        metadata_refresh.as_deref(),
+                        &format!("{at}.metadata_refresh"),
+                        Duration::from_secs(3600),
+                    ),
                 }))
             }
         };

@@ -34,6 +34,8 @@ pub struct State {
     pub metrics: Metrics,
     pub sessions: Arc<Sessions>,
     pub keys: Arc<Keys>,
+    /// SAML providers (for metadata refresh in the background).
+    pub saml: Vec<Arc<crate::authn::saml::SamlProvider>>,
     /// The session cookie and the CSRF cookie: never forwarded to apps.
     pub cookie_names: [String; 2],
     pub tls: bool,

@@ -174,7 +174,7 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
         limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
         providers,
         oidc,
-        saml,
+        saml: saml.clone(),
         public_url: config.server.public_url.clone(),
         keys: keys.clone(),
         apps: config
@@ -206,6 +206,7 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
         metrics,
         sessions,
         keys,
+        saml,
         cookie_names: [session_cookie, csrf_cookie],
         in_flight: Arc::new(AtomicUsize::new(0)),
         config,
@@ -255,8 +256,24 @@ impl BackgroundService for HealthChecks {
                 st.sessions.sweep().await;
             }
         };
+        let metadata = futures_util::future::join_all(st.saml.iter().filter_map(|p| {
+            let (url, every) = p.metadata_url()?;
+            let (p, url) = (p.clone(), url.to_string());
+            Some(async move {
+                let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match p.refresh_metadata().await {
+                        Ok(()) => tracing::debug!(provider = %p.id, %url, "IdP metadata refreshed"),
+                        Err(e) => tracing::warn!(provider = %p.id, %url, error = %e, "could not refresh IdP metadata; keeping the last good copy"),
+                    }
+                }
+            })
+        }));
         tokio::select! {
             _ = futures_util::future::join_all(loops) => {}
+            _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}
         }

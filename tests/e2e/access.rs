@@ -539,3 +539,21 @@ async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
     assert_eq!(bob.get("/apps/reports/").await.status, 403);
     assert!(!bob.get("/").await.body.contains("/apps/reports/"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_admin_comes_from_the_environment_on_first_start() {
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .env("GATEHOUSE_ADMIN_PASSWORD", "first-admin-password")
+        .app("secret", &[backend.addr], "access = \"restricted\"")
+        .start()
+        .await;
+    let mut admin = gw.browser();
+    assert_eq!(admin.login("admin", "first-admin-password", None).await.status, 303);
+    assert_eq!(
+        admin.get("/apps/secret/").await.status,
+        200,
+        "the bootstrap account is an administrator"
+    );
+    assert!(gw.log().contains("created the first administrator"));
+}

@@ -22,6 +22,11 @@ struct Setup {
 /// An IdP and a gateway with SAML provider `idp`, registered at the IdP from the metadata
 /// the gateway serves.
 async fn setup(extra: &str, idp_options: &[&str], with_sp_keys: bool) -> Setup {
+    setup_with(extra, idp_options, with_sp_keys, false).await
+}
+
+/// Like [`setup`]; with `by_url` the gateway reads the IdP metadata from the IdP's URL.
+async fn setup_with(extra: &str, idp_options: &[&str], with_sp_keys: bool, by_url: bool) -> Setup {
     let port = reserve_port();
     let base = format!("http://127.0.0.1:{port}");
     let entity = format!("{base}/.gatehouse/saml/idp/metadata");
@@ -67,7 +72,7 @@ async fn setup(extra: &str, idp_options: &[&str], with_sp_keys: bool) -> Setup {
         .listen_port(port)
         .raw(&format!(
             "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nlabel = \"Company SSO\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\n{keys}{extra}\n",
-            md.display()
+            if by_url { idp.metadata_url.clone() } else { md.display().to_string() }
         ))
         .app("any", &b, "access = \"authenticated\"")
         .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\"]\nheaders = { groups_sent = \"referenced\" }")
@@ -375,4 +380,23 @@ async fn responses_signed_at_both_levels_are_accepted() {
     )
     .await;
     assert_eq!(p.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_by_url_is_refreshed_and_a_failed_refresh_keeps_the_last_good_copy() {
+    let s = setup_with("metadata_refresh = \"1s\"", &[], false, true).await;
+    let _ = sign_in(&s, "alice").await;
+    s.idp.stop();
+    let t = Instant::now();
+    while !s.gw.log().contains("keeping the last good copy") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no warning about the failed refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.idp.start_again();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut bob = sign_in(&s, "bob").await;
+    assert_eq!(bob.get("/apps/any/").await.status, 200);
 }

@@ -69,6 +69,7 @@ pub struct SamlProvider {
     sp_unsolicited: RwLock<Arc<ServiceProvider>>,
     acs_url: String,
     slo_url: String,
+    public_url: String,
     attempts: moka::sync::Cache<String, Arc<Attempt>>,
     seen_assertions: moka::sync::Cache<String, ()>,
 }
@@ -234,6 +235,7 @@ impl SamlProvider {
             sp_unsolicited: RwLock::new(Arc::new(sp_unsolicited)),
             acs_url,
             slo_url,
+            public_url: public_url.to_string(),
             attempts: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ATTEMPT_TTL)
@@ -554,6 +556,41 @@ impl SamlProvider {
         Err(refuse(
             "the LogoutRequest's signature does not verify with the IdP's certificate",
         ))
+    }
+
+    /// The IdP metadata URL and refresh interval, when the metadata comes from a URL.
+    pub fn metadata_url(&self) -> Option<(&str, Duration)> {
+        match &self.cfg.idp_metadata {
+            MetadataSource::Url(u) => Some((u.as_str(), self.cfg.metadata_refresh)),
+            MetadataSource::File(_) => None,
+        }
+    }
+
+    /// Fetches the IdP metadata again (URL sources only). On any failure — unreachable,
+    /// unreadable, no signing certificate — the last good copy stays in use.
+    pub async fn refresh_metadata(&self) -> Result<(), String> {
+        let Some((url, _)) = self.metadata_url() else {
+            return Ok(());
+        };
+        let url = url.to_string();
+        let xml = tokio::task::spawn_blocking(move || fetch_metadata(&url))
+            .await
+            .map_err(|e| e.to_string())??;
+        let (sp, unsolicited) = build_sps(
+            &self.id,
+            &self.cfg,
+            &xml,
+            &self.public_url,
+            &self.acs_url,
+            &self.slo_url,
+        )?;
+        if let Ok(mut s) = self.sp.write() {
+            *s = Arc::new(sp);
+        }
+        if let Ok(mut s) = self.sp_unsolicited.write() {
+            *s = Arc::new(unsolicited);
+        }
+        Ok(())
     }
 
     pub fn acs_url(&self) -> &str {
