@@ -414,6 +414,16 @@ async fn logout_submit(
     with_cookies(see_other(&next), [clear])
 }
 
+/// After a successful single sign-on: the new session cookie, a fresh CSRF token, and a
+/// redirect to the (same-origin) target.
+fn signed_in(site: &Site, session: &str, rd: &str) -> Response {
+    let cookies = [
+        set_cookie(site, &site.session_cookie, session, Some(site.session_max_age), "Lax"),
+        set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
+    ];
+    with_cookies(see_other(&safe_redirect(rd)), cookies)
+}
+
 fn sso_error(gate: &Shared, e: &SsoError) -> Response {
     let page = pages::ErrorText {
         status: e.status,
@@ -462,13 +472,7 @@ async fn sso_callback(
     let site = gate.site();
     let binding = cookie(&headers, &site.login_cookie);
     match gate.sso_callback(&provider, uri.query().unwrap_or(""), binding).await {
-        Ok((session, rd)) => {
-            let cookies = [
-                set_cookie(site, &site.session_cookie, &session, Some(site.session_max_age), "Lax"),
-                set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
-            ];
-            with_cookies(see_other(&safe_redirect(&rd)), cookies)
-        }
+        Ok((session, rd)) => signed_in(site, &session, &rd),
         Err(e) => sso_error(&gate, &e),
     }
 }
@@ -522,13 +526,7 @@ async fn saml_acs(
         .saml_acs(&provider, &f.saml_response, f.relay_state.as_deref())
         .await
     {
-        Ok((session, rd)) => {
-            let cookies = [
-                set_cookie(site, &site.session_cookie, &session, Some(site.session_max_age), "Lax"),
-                set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
-            ];
-            with_cookies(see_other(&safe_redirect(&rd)), cookies)
-        }
+        Ok((session, rd)) => signed_in(site, &session, &rd),
         Err(e) => sso_error(&gate, &e),
     }
 }

@@ -284,6 +284,14 @@ pub struct Authn {
     pub apps: Vec<(AppPolicy, PortalApp)>,
 }
 
+impl Authn {
+    /// What a provider stored with session `id_hash` (OIDC tokens, SAML NameID), if readable.
+    async fn provider_data<T: serde::de::DeserializeOwned>(&self, id_hash: &str) -> Option<T> {
+        let text = self.store.session_provider_data(id_hash).await.ok().flatten()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
 impl std::fmt::Debug for Authn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authn").field("providers", &self.providers).finish()
@@ -352,23 +360,11 @@ impl Gate for Authn {
         let mut next = None;
         if let Some(s) = &session {
             if let Some(p) = self.saml.iter().find(|p| p.id == s.provider) {
-                let data: Option<SamlSessionData> = self
-                    .store
-                    .session_provider_data(&s.id_hash)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|d| serde_json::from_str(&d).ok());
+                let data: Option<SamlSessionData> = self.provider_data(&s.id_hash).await;
                 next = data.and_then(|d| p.logout_url(&d, &self.public_url));
             }
             if let Some(p) = self.oidc.iter().find(|p| p.id == s.provider) {
-                let data: Option<ProviderData> = self
-                    .store
-                    .session_provider_data(&s.id_hash)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|d| serde_json::from_str(&d).ok());
+                let data: Option<ProviderData> = self.provider_data(&s.id_hash).await;
                 if let Some(d) = data {
                     let back = format!("{}/.gatehouse/login?signed_out=1", self.public_url);
                     next = p.end_session_url(&d, &back).await;
@@ -493,13 +489,7 @@ impl Gate for Authn {
                     if s.provider != p.id {
                         continue;
                     }
-                    let data: Option<SamlSessionData> = self
-                        .store
-                        .session_provider_data(&s.id_hash)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|d| serde_json::from_str(&d).ok());
+                    let data: Option<SamlSessionData> = self.provider_data(&s.id_hash).await;
                     let same_index = match (&session_index, data.and_then(|d| d.session_index)) {
                         (Some(want), Some(have)) => *want == have,
                         _ => true,
