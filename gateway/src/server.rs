@@ -271,8 +271,19 @@ impl BackgroundService for HealthChecks {
                 }
             })
         }));
+        // The loops run until shutdown; an empty set (no apps, no SAML URL metadata) must
+        // not end the others, so each set is followed by waiting forever.
+        let forever = std::future::pending::<()>;
+        let loops = async {
+            futures_util::future::join_all(loops).await;
+            forever().await
+        };
+        let metadata = async {
+            metadata.await;
+            forever().await
+        };
         tokio::select! {
-            _ = futures_util::future::join_all(loops) => {}
+            _ = loops => {}
             _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}
