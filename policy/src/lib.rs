@@ -160,6 +160,62 @@ pub fn evaluate(app: &AppPolicy, who: Option<&Identity>) -> Decision {
     }
 }
 
+/// Who may open an app, for the admin UI's "who can open this?" view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone, signed in or not.
+    Everyone,
+    /// Anyone signed in.
+    SignedIn,
+    /// Administrators, plus these groups and users (sorted).
+    Listed {
+        groups: Vec<GroupName>,
+        users: Vec<UserName>,
+    },
+}
+
+impl fmt::Display for Audience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Audience::Everyone => f.write_str("everyone, signed in or not"),
+            Audience::SignedIn => f.write_str("everyone who is signed in"),
+            Audience::Listed { groups, users } if groups.is_empty() && users.is_empty() => {
+                f.write_str("administrators only")
+            }
+            Audience::Listed { groups, users } => {
+                f.write_str("administrators")?;
+                if !groups.is_empty() {
+                    let g: Vec<&str> = groups.iter().map(GroupName::as_str).collect();
+                    write!(f, ", members of {}", g.join(", "))?;
+                }
+                if !users.is_empty() {
+                    let u: Vec<&str> = users.iter().map(UserName::as_str).collect();
+                    write!(f, ", and {}", u.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Who may open `app`, derived from the same policy [`evaluate`] applies.
+pub fn who_can_open(app: &AppPolicy) -> Audience {
+    match &app.access {
+        Access::Public => Audience::Everyone,
+        Access::Authenticated => Audience::SignedIn,
+        Access::Restricted { groups, users } => Audience::Listed {
+            groups: groups.iter().cloned().collect(),
+            users: users.iter().cloned().collect(),
+        },
+    }
+}
+
+/// Why `who` may or may not open `app` — the admin UI's "why?" view. The very decision the
+/// proxy makes: it is [`evaluate`], named for the question an admin asks.
+pub fn why(app: &AppPolicy, who: Option<&Identity>) -> Decision {
+    evaluate(app, who)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -224,7 +280,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn audiences_describe_the_policy() {
+        let public = AppPolicy {
+            slug: "p".into(),
+            access: Access::Public,
+        };
+        assert_eq!(who_can_open(&public).to_string(), "everyone, signed in or not");
+        assert_eq!(who_can_open(&restricted(&[], &[])).to_string(), "administrators only");
+        let fin = restricted(&["Finance", "audit"], &["carol"]);
+        assert_eq!(
+            who_can_open(&fin).to_string(),
+            "administrators, members of audit, finance, and carol"
+        );
+        assert_eq!(
+            why(&fin, Some(&who("x", &["AUDIT"], false))),
+            Decision::Allow(Allow::ListedGroup(GroupName::new("audit")))
+        );
+    }
+
     proptest! {
+        /// Whoever the audience lists is allowed, and nobody else who is not an admin.
+        #[test]
+        fn audience_agrees_with_evaluate(
+            allowed in proptest::collection::btree_set("[a-c]", 0..3),
+            mine in proptest::collection::btree_set("[a-c]", 0..3),
+        ) {
+            let a: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            let m: Vec<&str> = mine.iter().map(String::as_str).collect();
+            let app = restricted(&a, &[]);
+            let Audience::Listed { groups, .. } = who_can_open(&app) else { panic!("restricted") };
+            let member = who("u", &m, false);
+            let listed = groups.iter().any(|g| member.groups.contains(g));
+            prop_assert_eq!(evaluate(&app, Some(&member)).is_allowed(), listed);
+        }
+
         /// Anonymous callers reach public apps only.
         #[test]
         fn anonymous_only_public(groups in proptest::collection::btree_set("[a-z]{1,4}", 0..4)) {

@@ -102,6 +102,11 @@ async fn directory_sign_in_accepts_the_right_people_only() {
         assert!(p.body.contains("Wrong user name or password."), "{why}");
         assert!(!b.cookies.contains_key("gatehouse_session"), "{why}");
     }
+    // Secrets never reach the logs.
+    let log = gw.log();
+    for secret in ["service-pw", "alice-pw", "bob-pw", "odd-pw"] {
+        assert!(!log.contains(secret), "{secret} appears in the gateway log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

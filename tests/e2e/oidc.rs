@@ -122,6 +122,11 @@ async fn code_flow_signs_in_and_the_app_sees_identity_and_groups() {
         "{:?}",
         b.cookies
     );
+    let log = s.gw.log();
+    assert!(
+        !log.contains("gatehouse-secret") && !log.contains("alice-pw"),
+        "a secret reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
