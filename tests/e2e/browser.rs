@@ -2,33 +2,12 @@
 //! driven by Playwright (`tests/browser/ui.mjs`) against `gatehouse demo`. Set up with
 //! `tests/peers/browser.sh`; screenshots land in `tests/artifacts/screenshots/`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use gatehouse_tests::free_port;
+use std::process::{Command, Stdio};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ADMIN_PASSWORD: &str = "browser-admin-pw-7Qx";
 const VIEWER_PASSWORD: &str = "browser-viewer-pw-3Lm";
-
-/// Stops the demo however the test ends.
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn browser_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -62,57 +41,16 @@ async fn login_portal_and_errors_in_headless_chromium() {
     let browser = browser_dir();
     require_setup(&browser);
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--dir",
-        ])
-        .arg(dir.path())
-        .env("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("GATEHOUSE_VIEWER_PASSWORD", VIEWER_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let demo = Demo(child);
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            text.push_str(&line);
-            text.push('\n');
-            if line.contains("Ctrl+C") {
-                break;
-            }
-        }
-        text
-    })
-    .await
-    .unwrap();
-    assert!(banner.contains("Ctrl+C"), "the demo did not start:\n{banner}");
-
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/.gatehouse/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the demo never answered /.gatehouse/healthz");
+    let demo = gatehouse_tests::demo::Demo::start(
+        Path::new(env!("CARGO_BIN_EXE_gatehouse")),
+        &[
+            ("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("GATEHOUSE_VIEWER_PASSWORD", VIEWER_PASSWORD),
+        ],
+        &[],
+    )
+    .await;
+    let base = demo.base.clone();
 
     // Passwords go through the environment, not argv.
     let out = tokio::task::spawn_blocking(move || {

@@ -1,10 +1,8 @@
 //! Process-level behaviour: metrics, access logs, TLS, graceful shutdown, the demo.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::{free_port, raw, Backend};
+use gatehouse_tests::{raw, Backend};
 
 use crate::{gatehouse, json};
 
@@ -114,38 +112,13 @@ async fn sigint_lets_in_flight_requests_finish() {
 /// and the two accounts, whose access differs.
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_serves_the_sample_apps_to_its_accounts() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--dir",
-        ])
-        .arg(dir.path())
-        .env("GATEHOUSE_ADMIN_PASSWORD", "demo-admin-pw")
-        .env_remove("GATEHOUSE_VIEWER_PASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            text.push_str(&line);
-            text.push('\n');
-            if line.contains("Ctrl+C") {
-                break;
-            }
-        }
-        text
-    })
-    .await
-    .unwrap();
+    let demo = gatehouse_tests::demo::Demo::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gatehouse")),
+        &[("GATEHOUSE_ADMIN_PASSWORD", "demo-admin-pw")],
+        &["GATEHOUSE_VIEWER_PASSWORD"],
+    )
+    .await;
+    let (banner, port, base) = (demo.banner.clone(), demo.port, demo.base.clone());
     assert!(
         banner.contains(&format!("http://127.0.0.1:{port}/apps/whoami/")),
         "{banner}"
@@ -161,21 +134,10 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
         !banner.contains("demo-admin-pw"),
         "passwords from the environment are not echoed"
     );
-
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/.gatehouse/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "demo never answered");
     let mut anon = gatehouse_tests::Browser::new(client.clone(), &base);
     let portal = anon.get("/").await.body;
     assert!(
@@ -205,7 +167,5 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
     let portal = viewer.get("/").await.body;
     assert!(portal.contains("/apps/whoami/") && !portal.contains("/apps/admins-only/"));
     assert_eq!(viewer.get("/apps/admins-only/").await.status, 403);
-    assert!(dir.path().join("gatehouse.toml").is_file() && dir.path().join("gatehouse.db").is_file());
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    assert!(demo.dir.path().join("gatehouse.toml").is_file() && demo.dir.path().join("gatehouse.db").is_file());
 }

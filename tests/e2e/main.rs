@@ -1,5 +1,6 @@
 //! End-to-end suites: the real `gatehouse` binary over real sockets. Compiled as the
 //! gateway package's integration test so cargo builds the binary first.
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
 mod access;

@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod browser;
+pub mod demo;
 pub mod ldap;
 pub mod oidc;
 pub mod raw;
