@@ -557,3 +557,19 @@ async fn first_admin_comes_from_the_environment_on_first_start() {
     );
     assert!(gw.log().contains("created the first administrator"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_from_one_address_are_limited_across_user_names() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut b = gw.browser();
+    // 50 failures from one client address, spread over user names so no single user hits
+    // the per-user limit...
+    for i in 0..50 {
+        let p = b.login(&format!("guess{}", i % 5), "wrong-password", None).await;
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    // ...then even a real account with the right password waits.
+    let p = b.login("alice", PW, None).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+}
