@@ -129,14 +129,16 @@ pub trait Gate: Send + Sync + 'static {
     ) -> Result<(String, String), SsoError>;
     /// The SP metadata of SAML provider `provider`.
     fn saml_metadata(&self, provider: &str) -> Result<String, SsoError>;
-    /// Starts a SAML sign-in; returns the IdP URL.
-    async fn saml_start(&self, provider: &str, rd: &str) -> Result<String, SsoError>;
+    /// Starts a SAML sign-in; returns the IdP URL. `binding` ties the attempt to this
+    /// browser when the gateway runs with TLS (see [`Site::secure`]).
+    async fn saml_start(&self, provider: &str, rd: &str, binding: Option<&str>) -> Result<String, SsoError>;
     /// Checks a posted SAML response; returns the new session cookie value and where to go.
     async fn saml_acs(
         &self,
         provider: &str,
         response: &str,
         relay_state: Option<&str>,
+        binding: Option<&str>,
     ) -> Result<(String, String), SsoError>;
     /// Handles a message at the SAML single-logout endpoint; returns where to send the browser.
     async fn saml_slo(&self, provider: &str, query: &str) -> Result<String, SsoError>;
@@ -487,14 +489,36 @@ async fn saml_metadata(
     }
 }
 
+/// The cookie that ties a SAML sign-in to the browser. The ACS is a cross-site POST, which
+/// carries only `SameSite=None` cookies, and browsers accept those only with `Secure`: so
+/// the binding exists under TLS only (without TLS, single-use InResponseTo records remain).
+fn saml_binding_cookie(site: &Site) -> String {
+    format!("{}_saml", site.session_cookie)
+}
+
 async fn saml_start(
     State(gate): State<Shared>,
     axum::extract::Path(provider): axum::extract::Path<String>,
     Query(q): Query<LoginQuery>,
+    headers: HeaderMap,
 ) -> Response {
+    let site = gate.site();
     let rd = safe_redirect(q.rd.as_deref().unwrap_or("/"));
-    match gate.saml_start(&provider, &rd).await {
-        Ok(url) => see_other(&url),
+    let name = saml_binding_cookie(site);
+    let (binding, new_cookie) = if site.secure {
+        match cookie(&headers, &name).filter(|t| csrf::well_formed(t)) {
+            Some(b) => (Some(b.to_string()), None),
+            None => {
+                let b = csrf::new_token();
+                let c = set_cookie(site, &name, &b, Some(600), "None");
+                (Some(b), Some(c))
+            }
+        }
+    } else {
+        (None, None)
+    };
+    match gate.saml_start(&provider, &rd, binding.as_deref()).await {
+        Ok(url) => with_cookies(see_other(&url), new_cookie),
         Err(e) => sso_error(&gate, &e),
     }
 }
@@ -510,9 +534,11 @@ struct AcsForm {
 async fn saml_acs(
     State(gate): State<Shared>,
     axum::extract::Path(provider): axum::extract::Path<String>,
+    headers: HeaderMap,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Response {
     let site = gate.site();
+    let binding = cookie(&headers, &saml_binding_cookie(site)).map(str::to_string);
     let Ok(Form(f)) = form else {
         let e = SsoError {
             status: 400,
@@ -523,7 +549,12 @@ async fn saml_acs(
         return sso_error(&gate, &e);
     };
     match gate
-        .saml_acs(&provider, &f.saml_response, f.relay_state.as_deref())
+        .saml_acs(
+            &provider,
+            &f.saml_response,
+            f.relay_state.as_deref(),
+            binding.as_deref(),
+        )
         .await
     {
         Ok((session, rd)) => signed_in(site, &session, &rd),

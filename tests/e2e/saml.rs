@@ -400,3 +400,63 @@ async fn metadata_by_url_is_refreshed_and_a_failed_refresh_keeps_the_last_good_c
     let mut bob = sign_in(&s, "bob").await;
     assert_eq!(bob.get("/apps/any/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_tls_a_sign_in_started_in_one_browser_cannot_end_in_another() {
+    let port = reserve_port();
+    let base = format!("https://localhost:{port}");
+    let idp = SamlIdp::start(
+        &sp_metadata(
+            &format!("{base}/.gatehouse/saml/idp/metadata"),
+            &format!("{base}/.gatehouse/saml/idp/acs"),
+            None,
+            None,
+        ),
+        &[],
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let md = files.path().join("idp.xml");
+    std::fs::write(&md, idp.metadata_xml().await).unwrap();
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .listen_port(port)
+        .tls(false)
+        .raw(&format!(
+            "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\n",
+            md.display()
+        ))
+        .app("any", &[backend.addr], "access = \"authenticated\"")
+        .start()
+        .await;
+    let sp_xml = gw.get("/.gatehouse/saml/idp/metadata").await.text().await.unwrap();
+    idp.register_sp(&sp_xml, &[]).await;
+
+    let mut attacker = gw.browser();
+    let p = attacker.get("/.gatehouse/saml/idp/start").await;
+    assert_eq!(p.status, 303);
+    let binding = attacker
+        .set_cookies
+        .iter()
+        .find(|c| c.contains("_saml="))
+        .expect("binding cookie");
+    assert!(
+        binding.contains("SameSite=None") && binding.contains("Secure") && binding.contains("HttpOnly"),
+        "{binding}"
+    );
+    let (resp, relay, acs) = idp.login(p.location().unwrap(), "bob", "bob-pw").await;
+    let acs = acs.strip_prefix(&base).unwrap().to_string();
+    let mut victim = gw.browser();
+    let p = post(&mut victim, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("another browser"), "{}", p.body);
+    assert!(!victim.cookies.keys().any(|k| k.ends_with("gatehouse_session")));
+
+    idp.clear_session();
+    let mut alice = gw.browser();
+    let p = alice.get("/.gatehouse/saml/idp/start?rd=/apps/any/").await;
+    let (resp, relay, _) = idp.login(p.location().unwrap(), "alice", "alice-pw").await;
+    let p = post(&mut alice, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+}

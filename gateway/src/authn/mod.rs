@@ -429,13 +429,13 @@ impl Gate for Authn {
         p.metadata().map_err(|e| saml_error(p, &e.0))
     }
 
-    async fn saml_start(&self, provider: &str, rd: &str) -> Result<String, SsoError> {
+    async fn saml_start(&self, provider: &str, rd: &str, binding: Option<&str>) -> Result<String, SsoError> {
         let p = self
             .saml
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        p.start(rd).map_err(|e| saml_error(p, &e.0))
+        p.start(rd, binding).map_err(|e| saml_error(p, &e.0))
     }
 
     async fn saml_acs(
@@ -443,13 +443,14 @@ impl Gate for Authn {
         provider: &str,
         response: &str,
         relay_state: Option<&str>,
+        binding: Option<&str>,
     ) -> Result<(String, String), SsoError> {
         let p = self
             .saml
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        let (who, data, rd) = p.acs(response, relay_state).map_err(|e| {
+        let (who, data, rd) = p.acs(response, relay_state, binding).map_err(|e| {
             tracing::warn!(provider = %provider, refused = %e, "SAML response refused");
             saml_error(p, &e.0)
         })?;

@@ -55,6 +55,8 @@ pub struct SamlSessionData {
 struct Attempt {
     request_id: String,
     rd: String,
+    /// The browser's binding value, when the sign-in was started under TLS.
+    binding: Option<String>,
 }
 
 /// One configured SAML provider.
@@ -275,7 +277,7 @@ impl SamlProvider {
 
     /// Starts a sign-in: the IdP URL (HTTP-Redirect binding) carrying an AuthnRequest, and
     /// a RelayState that refers to a login record holding where to go next.
-    pub fn start(&self, rd: &str) -> Result<String, SamlError> {
+    pub fn start(&self, rd: &str, binding: Option<&str>) -> Result<String, SamlError> {
         let sp = self.sp();
         let sso = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
@@ -289,6 +291,7 @@ impl SamlProvider {
             Arc::new(Attempt {
                 request_id: req.id.clone(),
                 rd: rd.to_string(),
+                binding: binding.map(str::to_string),
             }),
         );
         let url = match &sp.key {
@@ -306,6 +309,7 @@ impl SamlProvider {
         &self,
         saml_response: &str,
         relay_state: Option<&str>,
+        binding: Option<&str>,
     ) -> Result<(NewIdentity, SamlSessionData, String), SamlError> {
         let compact: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
         let bytes = base64::engine::general_purpose::STANDARD
@@ -321,6 +325,12 @@ impl SamlProvider {
             }
         }
         let attempt = relay_state.and_then(|r| self.attempts.remove(r));
+        // A sign-in started in one browser cannot be completed in another (login CSRF).
+        if let Some(expected) = attempt.as_ref().and_then(|a| a.binding.as_deref()) {
+            if binding != Some(expected) {
+                return Err(refuse("the sign-in was started in another browser"));
+            }
+        }
         let (sp, ids, rd) = match &attempt {
             Some(a) => (self.sp(), Some(vec![a.request_id.clone()]), a.rd.clone()),
             None if self.cfg.allow_idp_initiated && !xml.contains("InResponseTo=") => {
