@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use std::collections::HashMap;
+
 use gatehouse_config::App;
 
 /// Why a request path was refused before routing.
@@ -161,6 +163,11 @@ struct Entry {
 pub struct Router {
     /// Sorted: host-specific entries first, then longer prefixes first.
     entries: Vec<Entry>,
+    /// Path-only routes: prefix → entry. A lookup tries the path's own `/`-prefixes, longest
+    /// first, so it costs a few hash lookups however many apps there are.
+    by_prefix: HashMap<String, usize>,
+    /// Host routes: host → prefix → entry.
+    by_host: HashMap<String, HashMap<String, usize>>,
     /// `<slug>.<app_domain>` → app, when host routing by slug is on.
     app_domain: Option<String>,
     slugs: Vec<String>,
@@ -184,8 +191,23 @@ impl Router {
                 .cmp(&a.host.is_some())
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
+        let mut by_prefix = HashMap::new();
+        let mut by_host: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            // The first entry in sorted order wins a clash, as in a linear scan.
+            match &e.host {
+                Some(h) => by_host
+                    .entry(h.clone())
+                    .or_default()
+                    .entry(e.prefix.clone())
+                    .or_insert(i),
+                None => by_prefix.entry(e.prefix.clone()).or_insert(i),
+            };
+        }
         Router {
             entries,
+            by_prefix,
+            by_host,
             app_domain: app_domain.map(|d| format!(".{d}")),
             slugs: apps.iter().map(|a| a.slug.clone()).collect(),
         }
@@ -195,26 +217,51 @@ impl Router {
     /// path-only ones; among those, the longest prefix wins. `<slug>.<app_domain>` serves
     /// app `<slug>` at `/`. `None`: no app here.
     pub fn resolve(&self, host: &str, path: &str) -> Option<RouteMatch> {
-        for e in &self.entries {
-            if let Some(h) = &e.host {
-                if h != host {
-                    continue;
-                }
+        let tables = self
+            .by_host
+            .get(host)
+            .into_iter()
+            .chain(std::iter::once(&self.by_prefix));
+        for table in tables {
+            if let Some(m) = self.lookup(table, path) {
+                return Some(m);
             }
-            if let Some(rest) = path.strip_prefix(e.prefix.as_str()) {
-                let upstream_path = if e.strip { format!("/{rest}") } else { path.to_string() };
-                return Some(RouteMatch::App {
-                    app: e.app,
-                    upstream_path,
-                });
-            }
-            if e.prefix.len() > 1 && path.len() + 1 == e.prefix.len() && e.prefix.starts_with(path) {
+        }
+        self.by_app_domain(host, path)
+    }
+
+    /// The longest route of `table` for `path`: its prefix plus `/` first (a redirect that
+    /// adds the slash), then each `/`-prefix of the path from the longest.
+    fn lookup(&self, table: &HashMap<String, usize>, path: &str) -> Option<RouteMatch> {
+        if path.len() > 1 && !path.ends_with('/') {
+            let mut with_slash = String::with_capacity(path.len() + 1);
+            with_slash.push_str(path);
+            with_slash.push('/');
+            if let Some(&i) = table.get(with_slash.as_str()) {
+                let e = &self.entries[i];
                 return Some(RouteMatch::AddSlash {
                     app: e.app,
                     location: e.prefix.clone(),
                 });
             }
         }
+        let cuts = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i + 1);
+        let cuts: Vec<usize> = cuts.collect();
+        for &end in cuts.iter().rev() {
+            if let Some(&i) = table.get(&path[..end]) {
+                let e = &self.entries[i];
+                let rest = &path[end..];
+                let upstream_path = if e.strip { format!("/{rest}") } else { path.to_string() };
+                return Some(RouteMatch::App {
+                    app: e.app,
+                    upstream_path,
+                });
+            }
+        }
+        None
+    }
+
+    fn by_app_domain(&self, host: &str, path: &str) -> Option<RouteMatch> {
         if let Some(domain) = &self.app_domain {
             if let Some(slug) = host.strip_suffix(domain.as_str()) {
                 if let Some(app) = self.slugs.iter().position(|s| s == slug) {
@@ -357,6 +404,52 @@ mod tests {
                 location: "/apps/a/".into()
             })
         );
+    }
+
+    /// The reference: a scan of the sorted entries, as the router worked before its index.
+    fn linear(r: &Router, host: &str, path: &str) -> Option<RouteMatch> {
+        for e in &r.entries {
+            if e.host.as_deref().is_some_and(|h| h != host) {
+                continue;
+            }
+            if let Some(rest) = path.strip_prefix(e.prefix.as_str()) {
+                let upstream_path = if e.strip { format!("/{rest}") } else { path.to_string() };
+                return Some(RouteMatch::App {
+                    app: e.app,
+                    upstream_path,
+                });
+            }
+            if e.prefix.len() > 1 && path.len() + 1 == e.prefix.len() && e.prefix.starts_with(path) {
+                return Some(RouteMatch::AddSlash {
+                    app: e.app,
+                    location: e.prefix.clone(),
+                });
+            }
+        }
+        r.by_app_domain(host, path)
+    }
+
+    proptest! {
+        /// The indexed router answers exactly what a scan of all routes answers.
+        #[test]
+        fn index_agrees_with_a_scan(
+            apps in proptest::collection::vec(("(/|/[ab]/|/[ab]/[ab]/|/[ab]/[ab]/[ab]/)", proptest::option::of("h[12]"), any::<bool>()), 1..8),
+            host in "h[123]",
+            path in "/([ab]/){0,4}[ab]?",
+        ) {
+            let mut toml = String::from("[server]\napp_domain = \"d.test\"\n");
+            for (i, (prefix, h, strip)) in apps.iter().enumerate() {
+                toml.push_str(&format!("[[apps]]\nslug = \"s{i}\"\nupstreams = [\"h:1\"]\npath = \"{prefix}\"\nstrip_prefix = {strip}\n"));
+                if let Some(h) = h {
+                    toml.push_str(&format!("host = \"{h}\"\n"));
+                }
+            }
+            let Ok(c) = Config::from_toml(&toml, std::path::Path::new("."), &ProcessEnv) else {
+                return Ok(()); // clashing routes: refused by validation
+            };
+            let r = Router::new(&c.apps, c.server.app_domain.as_deref());
+            prop_assert_eq!(r.resolve(&host, &path), linear(&r, &host, &path));
+        }
     }
 
     #[test]
