@@ -245,9 +245,8 @@ impl Router {
                 });
             }
         }
-        let cuts = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i + 1);
-        let cuts: Vec<usize> = cuts.collect();
-        for &end in cuts.iter().rev() {
+        for (slash, _) in path.rmatch_indices('/') {
+            let end = slash + 1;
             if let Some(&i) = table.get(&path[..end]) {
                 let e = &self.entries[i];
                 let rest = &path[end..];
