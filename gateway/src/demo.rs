@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use gatehouse_policy::{GroupName, UserName};
+
 use crate::GatewayError;
 
 /// The demo's configuration text, with the sample app on `whoami_port`.
@@ -107,7 +109,7 @@ pub fn generate_password() -> String {
 /// `GATEHOUSE_ADMIN_PASSWORD` / `GATEHOUSE_VIEWER_PASSWORD` (also applied to existing
 /// accounts), else are generated for new accounts and returned to be printed once.
 pub async fn ensure_accounts(
-    store: &gatehouse_policy::store::Store,
+    store: &gatehouse_store::Store,
     admin_pw: Option<String>,
     viewer_pw: Option<String>,
 ) -> Result<Vec<Account>, GatewayError> {
@@ -117,7 +119,8 @@ pub async fn ensure_accounts(
         ("viewer", false, viewer_pw, "staff", "Demo Viewer"),
     ];
     for (username, admin, from_env, group, display) in accounts {
-        let exists = store.user(username).await?.is_some();
+        let name = UserName::new(username);
+        let exists = store.user(&name).await?.is_some();
         let password = match (&from_env, exists) {
             (Some(p), _) => Some(p.clone()),
             (None, false) => Some(generate_password()),
@@ -126,16 +129,16 @@ pub async fn ensure_accounts(
         if let Some(pw) = &password {
             let hash = crate::authn::local::hash_password(pw)?;
             if exists {
-                store.set_password_hash(username, &hash).await?;
+                store.set_password_hash(&name, &hash).await?;
             } else {
                 store
-                    .create_user(&gatehouse_policy::store::NewUser {
-                        username: username.to_string(),
+                    .create_user(&gatehouse_store::NewUser {
+                        username: name,
                         password_hash: Some(hash),
                         email: Some(format!("{username}@demo.gatehouse.test")),
                         display_name: Some(display.to_string()),
                         admin,
-                        groups: vec![group.to_string()],
+                        groups: vec![GroupName::new(group)],
                     })
                     .await?;
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use gatehouse_config::{App, GroupsSent};
-use gatehouse_policy::store::{SigningKeyRecord, Store};
+use gatehouse_store::{SigningKeyRecord, Store};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey};

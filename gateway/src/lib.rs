@@ -32,5 +32,5 @@ pub enum GatewayError {
     #[error("{0}")]
     Unsupported(String),
     #[error("store: {0}")]
-    Store(#[from] gatehouse_policy::StoreError),
+    Store(#[from] gatehouse_store::StoreError),
 }

@@ -189,6 +189,8 @@ fn read_password() -> anyhow::Result<String> {
 fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
     use gatehouse_gateway::authn::local::hash_password;
     use gatehouse_gateway::server::{block_on, open_store};
+    use gatehouse_policy::{GroupName, UserName};
+    use gatehouse_store::{NewUser, StoreError};
     match cmd {
         UserCommand::Add {
             name,
@@ -202,13 +204,13 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             block_on(async {
                 let store = open_store(&config).await?;
                 store
-                    .create_user(&gatehouse_policy::store::NewUser {
-                        username: name.clone(),
+                    .create_user(&NewUser {
+                        username: UserName::new(&name),
                         password_hash: Some(hash),
                         email,
                         display_name: None,
                         admin,
-                        groups,
+                        groups: groups.iter().map(|g| GroupName::new(g)).collect(),
                     })
                     .await?;
                 anyhow::Ok(())
@@ -220,8 +222,12 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             let hash = hash_password(&read_password()?)?;
             block_on(async {
                 let store = open_store(&config).await?;
-                anyhow::ensure!(store.set_password_hash(&name, &hash).await?, "no local user {name:?}");
-                let n = store.delete_user_sessions(&name).await?;
+                let user = UserName::new(&name);
+                match store.set_password_hash(&user, &hash).await {
+                    Err(StoreError::NotFound { .. }) => anyhow::bail!("no local user {name:?}"),
+                    other => other?,
+                }
+                let n = store.delete_user_sessions(&user).await?;
                 println!("password changed; {n} session(s) ended");
                 anyhow::Ok(())
             })??;

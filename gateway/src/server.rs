@@ -18,7 +18,7 @@ use pingora::services::listening::Service;
 
 use gatehouse_admin_ui::{PortalApp, Site};
 use gatehouse_config::{Access, App, AppHeaders, GroupsSent, Store as StoreConfig, Upstream};
-use gatehouse_policy::store::{AppRecord, Store};
+use gatehouse_store::{AppRecord, Store};
 
 use crate::authn::local::RateLimit;
 use crate::authn::session::Sessions;
@@ -70,8 +70,8 @@ fn merge_store_apps(config: &mut Config, records: Vec<AppRecord>) {
             host: None,
             strip_prefix: false,
             access,
-            allow_groups: r.allow_groups,
-            allow_users: r.allow_users,
+            allow_groups: r.allow_groups.iter().map(ToString::to_string).collect(),
+            allow_users: r.allow_users.iter().map(ToString::to_string).collect(),
             headers: AppHeaders {
                 remote_headers: false,
                 plotly_user_data: false,

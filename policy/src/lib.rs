@@ -3,18 +3,12 @@
 //! HTTP. Every [`Decision`] carries a typed reason that the 403 page, the log line and the
 //! admin UI show.
 //!
-//! The [`store`] module (separate, async, does IO) persists users, sessions, signing keys,
-//! apps and the audit log in SQLite or PostgreSQL; [`evaluate`] never touches it.
+//! Persistence lives in the nested crate `gatehouse-store` (`policy/store/`), which
+//! depends on this one for the name types; [`evaluate`] never touches it.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::fmt;
-
-pub mod store;
-
-pub use store::{
-    AppRecord, AuditEvent, NewUser, SessionRecord, SigningKeyRecord, Store, StoreError, StoreOptions, UserRecord,
-};
 
 /// A user name, compared case-insensitively (directories are).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -509,17 +509,17 @@ async fn tls_cookies_are_host_prefixed_and_secure() {
 async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
     let backend = Backend::start("app").await;
     let mut gw = start(&backend, "").await;
-    let store = gatehouse_policy::store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db"))
+    let store = gatehouse_store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db"))
         .await
         .unwrap();
     store
-        .upsert_app(&gatehouse_policy::store::AppRecord {
+        .upsert_app(&gatehouse_store::AppRecord {
             slug: "reports".into(),
             name: "Reports".into(),
             description: "Defined in the admin UI".into(),
             upstreams: vec![backend.addr.to_string()],
-            access: "restricted".into(),
-            allow_groups: vec!["Finance".into()],
+            access: gatehouse_store::Access::Restricted,
+            allow_groups: vec![gatehouse_policy::GroupName::new("Finance")],
             allow_users: vec![],
             created_at: 0,
             updated_at: 0,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use gatehouse_policy::store::Store;
+use gatehouse_policy::UserName;
+use gatehouse_store::Store;
 
 use super::session::NewIdentity;
 use crate::GatewayError;
@@ -107,7 +108,7 @@ pub async fn authenticate(
     let user = if username.is_empty() || username.len() > 256 {
         None
     } else {
-        store.user(username).await.map_err(|e| {
+        store.user(&UserName::new(username)).await.map_err(|e| {
             tracing::error!(error = %e, "store unavailable during sign-in");
             LoginFailure::Unavailable
         })?
@@ -122,10 +123,10 @@ pub async fn authenticate(
         .unwrap_or(false);
     match user {
         Some(u) if matched && !u.disabled && u.password_hash.is_some() => Ok(NewIdentity {
-            username: u.username,
+            username: u.username.to_string(),
             email: u.email,
             display_name: u.display_name,
-            groups: u.groups,
+            groups: u.groups.iter().map(ToString::to_string).collect(),
             admin: u.admin,
             provider: provider_id.to_string(),
         }),

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
-use gatehouse_policy::store::{NewUser, Store};
-use gatehouse_policy::{evaluate, AppPolicy, Identity};
+use gatehouse_policy::{evaluate, AppPolicy, Identity, UserName};
+use gatehouse_store::{NewUser, Store};
 
 use crate::identity::Keys;
 use crate::GatewayError;
@@ -257,7 +257,7 @@ pub async fn bootstrap_admin(store: &Store, password: Option<&str>) -> Result<bo
     let hash = local::hash_password(pw)?;
     store
         .create_user(&NewUser {
-            username: "admin".into(),
+            username: UserName::new("admin"),
             password_hash: Some(hash),
             email: None,
             display_name: Some("Administrator".into()),
@@ -486,7 +486,12 @@ impl Gate for Authn {
                 respond_to,
             } => {
                 let mut ended = 0;
-                for s in self.store.sessions_of(&name_id).await.unwrap_or_default() {
+                for s in self
+                    .store
+                    .sessions_of(&UserName::new(&name_id))
+                    .await
+                    .unwrap_or_default()
+                {
                     if s.provider != p.id {
                         continue;
                     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use gatehouse_policy::store::{SessionRecord, Store};
 use gatehouse_policy::{GroupName, Identity, UserName};
+use gatehouse_store::{SessionRecord, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -43,8 +43,8 @@ impl Session {
     fn from_record(r: SessionRecord) -> Session {
         Session {
             identity: Identity {
-                user: UserName::new(&r.username),
-                groups: r.groups.iter().map(|g| GroupName::new(g)).collect(),
+                user: r.username,
+                groups: r.groups.into_iter().collect(),
                 admin: r.admin,
             },
             id_hash: r.id_hash,
@@ -117,6 +117,17 @@ pub fn hash_id(id: &str) -> String {
     s
 }
 
+/// Group names as a provider gave them: folded, sorted, without duplicates or blanks.
+fn group_names(groups: &[String]) -> Vec<GroupName> {
+    groups
+        .iter()
+        .map(|g| GroupName::new(g))
+        .filter(|g| !g.as_str().is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Whether a cookie value has the shape of our ids (43 base64url characters), so that
 /// garbage never reaches the store.
 pub fn well_formed(id: &str) -> bool {
@@ -150,20 +161,12 @@ impl Sessions {
         rand::thread_rng().fill_bytes(&mut raw);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let t = now();
-        let mut groups: Vec<String> = who
-            .groups
-            .iter()
-            .map(|g| g.trim().to_lowercase())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        groups.retain(|g| !g.is_empty());
         let record = SessionRecord {
             id_hash: hash_id(&id),
-            username: who.username.trim().to_lowercase(),
+            username: UserName::new(&who.username),
             email: who.email,
             display_name: who.display_name,
-            groups,
+            groups: group_names(&who.groups),
             admin: who.admin,
             provider: who.provider,
             created_at: t,
@@ -253,13 +256,7 @@ impl Sessions {
                     let _ = store.delete_session(&h).await;
                 }
                 Rechecked::Groups(groups) => {
-                    let groups: Vec<String> = groups
-                        .iter()
-                        .map(|g| g.trim().to_lowercase())
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    if store.update_session_groups(&h, &groups).await.is_ok() {
+                    if store.update_session_groups(&h, &group_names(&groups)).await.is_ok() {
                         cache.invalidate(&h).await;
                     }
                 }
@@ -287,7 +284,7 @@ impl Sessions {
     pub async fn revoke_user(&self, username: &str) -> u64 {
         let n = self
             .store
-            .delete_user_sessions(&username.to_lowercase())
+            .delete_user_sessions(&UserName::new(username))
             .await
             .unwrap_or(0);
         // Entries for other sessions of the user expire from the cache within its TTL;

@@ -1,0 +1,287 @@
+//! Gatehouse's persistent store: local users, sessions, JWT signing keys, apps granted in
+//! the admin UI, and the audit log. SQLite (one file, the default) or PostgreSQL (shared by
+//! several gateway replicas), through sqlx's `Any` driver so that one set of SQL statements
+//! serves both. Migrations are embedded and run by every `open`/`connect`.
+//!
+//! One module per table: [`users`](Store::create_user), [`sessions`](Store::insert_session),
+//! [`signing keys`](Store::insert_signing_key), [`apps`](Store::upsert_app),
+//! [`audit log`](Store::audit). Errors are one [`StoreError`].
+//!
+//! Conventions, the same in both databases:
+//! - user and group names are [`UserName`] and [`GroupName`] (case-folded), so lookups are
+//!   case-insensitive and a name is unique whatever its case;
+//! - times are epoch seconds (`i64`);
+//! - lists (groups, upstreams, allow-lists) are JSON arrays in TEXT columns: a session of a
+//!   user in thousands of groups is one row.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gatehouse_policy::{GroupName, UserName};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Row};
+
+mod apps;
+mod audit;
+mod error;
+mod keys;
+mod sessions;
+mod users;
+
+pub use apps::{Access, AppRecord};
+pub use audit::AuditEvent;
+pub use error::StoreError;
+pub use keys::SigningKeyRecord;
+pub use sessions::SessionRecord;
+pub use users::{NewUser, UserRecord};
+
+use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Pool and timeout settings. The defaults suit one gateway process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most connections the pool opens. Default 5. SQLite serialises writers anyway; for
+    /// PostgreSQL multiply by the number of replicas to size `max_connections` there.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection (and PostgreSQL for the first one)
+    /// before failing with [`StoreError::Unavailable`]. Default 10 s.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a writer waits for another writer's lock. Default 5 s.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database: cheap to clone, all clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("connections", &self.pool.size())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store at `url`: `sqlite://<path>` (or `sqlite:<path>`; the file is created
+    /// if missing) or `postgres://…` / `postgresql://…`, with default [`StoreOptions`].
+    /// Runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with explicit pool settings.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "sqlite" => {
+                let rest = url["sqlite:".len()..].trim_start_matches("//");
+                if rest.contains('?') || rest.contains('#') {
+                    return Err(StoreError::BadUrl(format!(
+                        "{url}: query parameters are not supported; give a plain file path"
+                    )));
+                }
+                let path = percent_decode(rest)
+                    .ok_or_else(|| StoreError::BadUrl(format!("{url}: invalid percent-encoding")))?;
+                if path.is_empty() || path == ":memory:" {
+                    return Err(StoreError::BadUrl(format!("{url}: give the path of a database file")));
+                }
+                Self::open_sqlite_with(Path::new(&path), options).await
+            }
+            "postgres" | "postgresql" => Self::open_postgres_with(url, options).await,
+            _ => Err(StoreError::BadUrl(format!(
+                "{}: expected sqlite://<path> or postgres://…",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    /// Opens (creating it if missing) the SQLite database file at `path`, in WAL mode,
+    /// with default [`StoreOptions`]. Runs pending migrations. The parent directory must
+    /// exist.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        Self::open_sqlite_with(path, &StoreOptions::default()).await
+    }
+
+    /// [`Store::open_sqlite`] with explicit pool settings.
+    pub async fn open_sqlite_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let absolute = std::path::absolute(path).map_err(|e| StoreError::BadUrl(format!("{shown}: {e}")))?;
+        let absolute = absolute
+            .to_str()
+            .ok_or_else(|| StoreError::BadUrl(format!("{shown}: path is not valid UTF-8")))?;
+        let url = format!("sqlite://{}?mode=rwc", percent_encode_path(absolute));
+
+        sqlx::any::install_default_drivers();
+        let busy_ms = options.busy_timeout.as_millis().min(i32::MAX as u128);
+        let pool = pool_options(options)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    // The Any driver exposes no SQLite connect options, so set it here.
+                    let pragma = format!("PRAGMA busy_timeout = {busy_ms}");
+                    conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| error::classify(format!("opening SQLite file {shown}"), e))?;
+        // WAL lets readers (session lookups) proceed while a writer commits. It is a
+        // property of the file: set once, every later connection uses it.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await
+            .map_err(db("enabling WAL"))?;
+        let store = Store {
+            pool,
+            backend: Backend::Sqlite,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:pass@host/db`) with
+    /// default [`StoreOptions`]. Runs pending migrations (under PostgreSQL's advisory lock,
+    /// so replicas starting together do not race).
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        Self::open_postgres_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::open_postgres`] with explicit pool settings.
+    pub async fn open_postgres_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+            return Err(StoreError::BadUrl(format!(
+                "{}: expected postgres://…",
+                redact_url(url)
+            )));
+        }
+        sqlx::any::install_default_drivers();
+        let pool = pool_options(options)
+            .connect(url)
+            .await
+            .map_err(|e| connect_error(format!("connecting to PostgreSQL at {}", redact_url(url)), e, url))?;
+        let store = Store {
+            pool,
+            backend: Backend::Postgres,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.map_err(StoreError::Migration)
+    }
+
+    /// True when the store is PostgreSQL (several replicas may share it).
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Closes every connection; waits for queries in flight. Later calls fail with
+    /// [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn pool_options(options: &StoreOptions) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(options.acquire_timeout)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}
+
+/// JSON array text of `names`, sorted, de-duplicated, without empty names (what `new`
+/// folds a blank name to).
+fn names_json<'a>(names: impl Iterator<Item = &'a str>) -> Result<String, StoreError> {
+    let mut names: Vec<&str> = names.filter(|n| !n.is_empty()).collect();
+    names.sort_unstable();
+    names.dedup();
+    to_json(&names)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn groups_json(groups: &[GroupName]) -> Result<String, StoreError> {
+    names_json(groups.iter().map(GroupName::as_str))
+}
+
+fn users_json(users: &[UserName]) -> Result<String, StoreError> {
+    names_json(users.iter().map(UserName::as_str))
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(|e| StoreError::Database {
+        context: format!("reading column {column}"),
+        source: e,
+    })
+}
+
+fn get_flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    Ok(get::<i64>(row, column)? != 0)
+}
+
+fn get_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|e| error::bad_column(column, e))
+}
+
+fn get_groups(row: &AnyRow, column: &str) -> Result<Vec<GroupName>, StoreError> {
+    Ok(get_list(row, column)?.iter().map(|g| GroupName::new(g)).collect())
+}
+
+fn get_users(row: &AnyRow, column: &str) -> Result<Vec<UserName>, StoreError> {
+    Ok(get_list(row, column)?.iter().map(|u| UserName::new(u)).collect())
+}
+
+#[cfg(test)]
+mod tests;
