@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gatehouse_policy::{GroupName, UserName};
+use gatehouse_store::Actor;
 
 use crate::GatewayError;
 
@@ -129,17 +130,20 @@ pub async fn ensure_accounts(
         if let Some(pw) = &password {
             let hash = crate::authn::local::hash_password(pw)?;
             if exists {
-                store.set_password_hash(&name, &hash).await?;
+                store.set_password_hash(&name, &hash, &Actor::cli()).await?;
             } else {
                 store
-                    .create_user(&gatehouse_store::NewUser {
-                        username: name,
-                        password_hash: Some(hash),
-                        email: Some(format!("{username}@demo.gatehouse.test")),
-                        display_name: Some(display.to_string()),
-                        admin,
-                        groups: vec![GroupName::new(group)],
-                    })
+                    .create_user(
+                        &gatehouse_store::NewUser {
+                            username: name,
+                            password_hash: Some(hash),
+                            email: Some(format!("{username}@demo.gatehouse.test")),
+                            display_name: Some(display.to_string()),
+                            admin,
+                            groups: vec![GroupName::new(group)],
+                        },
+                        &Actor::cli(),
+                    )
                     .await?;
             }
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use gatehouse_config::{App, GroupsSent};
-use gatehouse_store::{SigningKeyRecord, Store};
+use gatehouse_store::{Actor, SigningKeyRecord, Store};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey};
@@ -201,23 +201,23 @@ pub fn generate_key() -> Result<SigningKeyRecord, GatewayError> {
     })
 }
 
-/// Retires the active key and creates a new one; old keys stay published until their
-/// tokens have expired. Returns the new key id.
-pub async fn rotate(store: &Store) -> Result<String, GatewayError> {
+/// Retires the active key and creates a new one, as `actor` (audit log); old keys stay
+/// published until their tokens have expired. Returns the new key id.
+pub async fn rotate(store: &Store, actor: &Actor) -> Result<String, GatewayError> {
     let t = now();
     for k in store.signing_keys().await? {
         if k.retired_at.is_none() {
-            store.retire_signing_key(&k.kid, t).await?;
+            store.retire_signing_key(&k.kid, t, actor).await?;
         }
     }
     let k = generate_key()?;
-    store.insert_signing_key(&k).await?;
+    store.insert_signing_key(&k, actor).await?;
     Ok(k.kid)
 }
 
 impl Keys {
     /// Loads the keys from the store, creating the first one; drops retired keys whose
-    /// tokens can no longer be valid.
+    /// tokens can no longer be valid (both audited as the gateway).
     pub async fn load(store: &Store, issuer: &str) -> Result<Keys, GatewayError> {
         let t = now();
         let grace = ASSERTION_TTL.as_secs() as i64 + 60;
@@ -225,14 +225,14 @@ impl Keys {
         for k in store.signing_keys().await? {
             match k.retired_at {
                 Some(r) if t - r > grace => {
-                    store.delete_signing_key(&k.kid).await?;
+                    store.delete_signing_key(&k.kid, &Actor::gateway()).await?;
                 }
                 _ => keys.push(k),
             }
         }
         if !keys.iter().any(|k| k.retired_at.is_none()) {
             let k = generate_key()?;
-            store.insert_signing_key(&k).await?;
+            store.insert_signing_key(&k, &Actor::gateway()).await?;
             keys.push(k);
         }
         let active = keys

@@ -190,7 +190,7 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
     use gatehouse_gateway::authn::local::hash_password;
     use gatehouse_gateway::server::{block_on, open_store};
     use gatehouse_policy::{GroupName, UserName};
-    use gatehouse_store::{NewUser, StoreError};
+    use gatehouse_store::{Actor, NewUser, StoreError};
     match cmd {
         UserCommand::Add {
             name,
@@ -204,14 +204,17 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             block_on(async {
                 let store = open_store(&config).await?;
                 store
-                    .create_user(&NewUser {
-                        username: UserName::new(&name),
-                        password_hash: Some(hash),
-                        email,
-                        display_name: None,
-                        admin,
-                        groups: groups.iter().map(|g| GroupName::new(g)).collect(),
-                    })
+                    .create_user(
+                        &NewUser {
+                            username: UserName::new(&name),
+                            password_hash: Some(hash),
+                            email,
+                            display_name: None,
+                            admin,
+                            groups: groups.iter().map(|g| GroupName::new(g)).collect(),
+                        },
+                        &Actor::cli(),
+                    )
                     .await?;
                 anyhow::Ok(())
             })??;
@@ -223,11 +226,11 @@ fn user_command(cmd: UserCommand) -> anyhow::Result<()> {
             block_on(async {
                 let store = open_store(&config).await?;
                 let user = UserName::new(&name);
-                match store.set_password_hash(&user, &hash).await {
+                match store.set_password_hash(&user, &hash, &Actor::cli()).await {
                     Err(StoreError::NotFound { .. }) => anyhow::bail!("no local user {name:?}"),
                     other => other?,
                 }
-                let n = store.delete_user_sessions(&user).await?;
+                let n = store.delete_user_sessions(&user, &Actor::cli()).await?;
                 println!("password changed; {n} session(s) ended");
                 anyhow::Ok(())
             })??;
@@ -342,7 +345,7 @@ fn main() -> ExitCode {
             let config = load(&config)?;
             let kid = gatehouse_gateway::server::block_on(async {
                 let store = gatehouse_gateway::server::open_store(&config).await?;
-                anyhow::Ok(gatehouse_gateway::identity::rotate(&store).await?)
+                anyhow::Ok(gatehouse_gateway::identity::rotate(&store, &gatehouse_store::Actor::cli()).await?)
             })??;
             println!("new signing key {kid}; restart the gateways to use it");
             Ok(())

@@ -513,17 +513,20 @@ async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
         .await
         .unwrap();
     store
-        .upsert_app(&gatehouse_store::AppRecord {
-            slug: "reports".into(),
-            name: "Reports".into(),
-            description: "Defined in the admin UI".into(),
-            upstreams: vec![backend.addr.to_string()],
-            access: gatehouse_store::Access::Restricted,
-            allow_groups: vec![gatehouse_policy::GroupName::new("Finance")],
-            allow_users: vec![],
-            created_at: 0,
-            updated_at: 0,
-        })
+        .upsert_app(
+            &gatehouse_store::AppRecord {
+                slug: "reports".into(),
+                name: "Reports".into(),
+                description: "Defined in the admin UI".into(),
+                upstreams: vec![backend.addr.to_string()],
+                access: gatehouse_store::Access::Restricted,
+                allow_groups: vec![gatehouse_policy::GroupName::new("Finance")],
+                allow_users: vec![],
+                created_at: 0,
+                updated_at: 0,
+            },
+            &gatehouse_store::Actor::new("e2e-admin", None),
+        )
         .await
         .unwrap();
     store.close().await;

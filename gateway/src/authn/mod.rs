@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
 use gatehouse_policy::{evaluate, AppPolicy, Identity, UserName};
-use gatehouse_store::{NewUser, Store};
+use gatehouse_store::{Actor, NewUser, Store};
 
 use crate::identity::Keys;
 use crate::GatewayError;
@@ -256,14 +256,17 @@ pub async fn bootstrap_admin(store: &Store, password: Option<&str>) -> Result<bo
     }
     let hash = local::hash_password(pw)?;
     store
-        .create_user(&NewUser {
-            username: UserName::new("admin"),
-            password_hash: Some(hash),
-            email: None,
-            display_name: Some("Administrator".into()),
-            admin: true,
-            groups: vec![],
-        })
+        .create_user(
+            &NewUser {
+                username: UserName::new("admin"),
+                password_hash: Some(hash),
+                email: None,
+                display_name: Some("Administrator".into()),
+                admin: true,
+                groups: vec![],
+            },
+            &Actor::gateway(),
+        )
         .await?;
     tracing::info!("created the first administrator, \"admin\", from GATEHOUSE_ADMIN_PASSWORD");
     Ok(true)

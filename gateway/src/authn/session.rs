@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use gatehouse_policy::{GroupName, Identity, UserName};
-use gatehouse_store::{SessionRecord, Store};
+use gatehouse_store::{Actor, SessionRecord, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -253,7 +253,7 @@ impl Sessions {
                 Rechecked::Gone => {
                     tracing::info!("account gone from its directory; ending its session");
                     cache.invalidate(&h).await;
-                    let _ = store.delete_session(&h).await;
+                    let _ = store.delete_session(&h, &Actor::gateway()).await;
                 }
                 Rechecked::Groups(groups) => {
                     if store.update_session_groups(&h, &group_names(&groups)).await.is_ok() {
@@ -265,17 +265,28 @@ impl Sessions {
         });
     }
 
-    /// Ends a session by its cookie value.
+    /// Ends a session by its cookie value (sign-out: the audit log names its user when this
+    /// replica has the session cached, else the gateway).
     pub async fn revoke(&self, cookie_value: &str) {
         if well_formed(cookie_value) {
-            self.revoke_hash(&hash_id(cookie_value)).await;
+            let id_hash = hash_id(cookie_value);
+            let actor = match self.cache.get(&id_hash).await {
+                Some(s) => Actor::user(&s.identity.user, None),
+                None => Actor::gateway(),
+            };
+            self.end(&id_hash, &actor).await;
         }
     }
 
-    /// Ends a session by its store key; takes effect on this replica at once.
+    /// Ends a session by its store key (expiry, single logout, re-check); takes effect on
+    /// this replica at once.
     pub async fn revoke_hash(&self, id_hash: &str) {
+        self.end(id_hash, &Actor::gateway()).await;
+    }
+
+    async fn end(&self, id_hash: &str, actor: &Actor) {
         self.cache.invalidate(id_hash).await;
-        if let Err(e) = self.store.delete_session(id_hash).await {
+        if let Err(e) = self.store.delete_session(id_hash, actor).await {
             tracing::error!(error = %e, "could not delete session");
         }
     }
@@ -284,7 +295,7 @@ impl Sessions {
     pub async fn revoke_user(&self, username: &str) -> u64 {
         let n = self
             .store
-            .delete_user_sessions(&UserName::new(username))
+            .delete_user_sessions(&UserName::new(username), &Actor::gateway())
             .await
             .unwrap_or(0);
         // Entries for other sessions of the user expire from the cache within its TTL;

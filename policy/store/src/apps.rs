@@ -4,10 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use gatehouse_policy::{GroupName, UserName};
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
+use crate::audit::{Actor, Entry};
 use crate::error::db;
-use crate::{get, get_groups, get_list, get_users, groups_json, to_json, users_json, Store, StoreError};
+use crate::{get, get_groups, get_list, get_users, groups_json, to_json, users_json, Change, Store, StoreError};
 
 /// Who may open an app, as stored (the allow-lists are beside it in [`AppRecord`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -80,6 +83,23 @@ macro_rules! app_columns {
     };
 }
 
+impl AppRecord {
+    /// What the audit log keeps of an app: all of it.
+    fn audit_json(&self) -> Value {
+        json!({
+            "slug": self.slug,
+            "name": self.name,
+            "description": self.description,
+            "upstreams": self.upstreams,
+            "access": self.access,
+            "allow_groups": self.allow_groups.iter().map(GroupName::as_str).collect::<Vec<_>>(),
+            "allow_users": self.allow_users.iter().map(UserName::as_str).collect::<Vec<_>>(),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
 fn app_from_row(row: &AnyRow) -> Result<AppRecord, StoreError> {
     let access: String = get(row, "access")?;
     Ok(AppRecord {
@@ -109,21 +129,18 @@ impl Store {
 
     /// The app with this slug (exact match), if any.
     pub async fn app(&self, slug: &str) -> Result<Option<AppRecord>, StoreError> {
-        sqlx::query(concat!("SELECT ", app_columns!(), " FROM apps WHERE slug = $1"))
-            .bind(slug.to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading app"))?
-            .map(|row| app_from_row(&row))
-            .transpose()
+        read_app(&mut *self.pool.acquire().await.map_err(db("reading app"))?, slug, None).await
     }
 
-    /// Creates the app, or replaces every field of an existing one but `created_at`.
-    /// `Err(Invalid)` for an empty slug.
-    pub async fn upsert_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+    /// Creates the app, or replaces every field of an existing one but `created_at`, with
+    /// its `app.create` or `app.update` audit row, in one transaction. `Err(Invalid)` for an
+    /// empty slug.
+    pub async fn upsert_app(&self, app: &AppRecord, actor: &Actor) -> Result<(), StoreError> {
         if app.slug.is_empty() {
             return Err(StoreError::Invalid("app slug is empty".into()));
         }
+        let mut tx = self.begin_write("saving app").await?;
+        let before = read_app(&mut tx, &app.slug, Some(self)).await?;
         sqlx::query(concat!(
             "INSERT INTO apps (",
             app_columns!(),
@@ -142,19 +159,68 @@ impl Store {
         .bind(users_json(&app.allow_users)?)
         .bind(app.created_at)
         .bind(app.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db("saving app"))?;
+        let after = read_app(&mut tx, &app.slug, None).await?;
+        Entry {
+            actor,
+            action: if before.is_some() { "app.update" } else { "app.create" },
+            target: &app.slug,
+            detail: Value::Null,
+            before: before.as_ref().map(AppRecord::audit_json),
+            after: after.as_ref().map(AppRecord::audit_json),
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("saving app"))?;
+        self.announce([Change::App { slug: app.slug.clone() }]);
         Ok(())
     }
 
-    /// Deletes an app. False: no such app.
-    pub async fn delete_app(&self, slug: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM apps WHERE slug = $1")
+    /// Deletes an app with its `app.delete` audit row, in one transaction. False: no such
+    /// app (and no audit row).
+    pub async fn delete_app(&self, slug: &str, actor: &Actor) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write("deleting app").await?;
+        let Some(row) = sqlx::query(concat!("DELETE FROM apps WHERE slug = $1 RETURNING ", app_columns!()))
             .bind(slug.to_owned())
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db("deleting app"))?;
-        Ok(result.rows_affected() > 0)
+            .map_err(db("deleting app"))?
+        else {
+            return Ok(false);
+        };
+        let before = app_from_row(&row)?;
+        Entry {
+            actor,
+            action: "app.delete",
+            target: slug,
+            detail: Value::Null,
+            before: Some(before.audit_json()),
+            after: None,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("deleting app"))?;
+        self.announce([Change::App { slug: slug.to_owned() }]);
+        Ok(true)
     }
+}
+
+/// Reads an app on `conn`; with `lock_for` a store, with `FOR UPDATE` on PostgreSQL.
+async fn read_app(
+    conn: &mut AnyConnection,
+    slug: &str,
+    lock_for: Option<&Store>,
+) -> Result<Option<AppRecord>, StoreError> {
+    const PLAIN: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE slug = $1");
+    const LOCKED: &str = concat!("SELECT ", app_columns!(), " FROM apps WHERE slug = $1 FOR UPDATE");
+    let statement = lock_for.map_or(PLAIN, |store| store.locking(PLAIN, LOCKED));
+    sqlx::query(statement)
+        .bind(slug.to_owned())
+        .fetch_optional(conn)
+        .await
+        .map_err(db("reading app"))?
+        .map(|row| app_from_row(&row))
+        .transpose()
 }

@@ -2,10 +2,13 @@
 
 use std::fmt;
 
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
+use crate::audit::{Actor, Entry};
 use crate::error::{db, db_unique};
-use crate::{get, Store, StoreError};
+use crate::{get, Change, Store, StoreError};
 
 /// A key the gateway signs assertion JWTs with. Its `Debug` hides the private key.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +41,20 @@ macro_rules! key_columns {
     };
 }
 
+impl SigningKeyRecord {
+    /// What the audit log keeps of a key: everything but the private half.
+    fn audit_json(&self) -> Value {
+        let public: Value =
+            serde_json::from_str(&self.public_jwk).unwrap_or_else(|_| Value::String(self.public_jwk.clone()));
+        json!({
+            "kid": self.kid,
+            "public_jwk": public,
+            "created_at": self.created_at,
+            "retired_at": self.retired_at,
+        })
+    }
+}
+
 fn key_from_row(row: &AnyRow) -> Result<SigningKeyRecord, StoreError> {
     Ok(SigningKeyRecord {
         kid: get(row, "kid")?,
@@ -64,8 +81,10 @@ impl Store {
         .collect()
     }
 
-    /// Saves a new signing key. `Err(Conflict)`: a key with this `kid` exists.
-    pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+    /// Saves a new signing key with its `signing_key.create` audit row (public half only),
+    /// in one transaction. `Err(Conflict)`: a key with this `kid` exists.
+    pub async fn insert_signing_key(&self, key: &SigningKeyRecord, actor: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin_write("saving signing key").await?;
         sqlx::query(concat!(
             "INSERT INTO signing_keys (",
             key_columns!(),
@@ -76,36 +95,106 @@ impl Store {
         .bind(key.public_jwk.clone())
         .bind(key.created_at)
         .bind(key.retired_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_unique("saving signing key", || format!("signing key {:?}", key.kid)))?;
+        Entry {
+            actor,
+            action: "signing_key.create",
+            target: &key.kid,
+            detail: Value::Null,
+            before: None,
+            after: Some(key.audit_json()),
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("saving signing key"))?;
+        self.announce([Change::SigningKeys]);
         Ok(())
     }
 
-    /// Marks a key retired at `at` (still published, no longer used to sign). Retiring a
-    /// retired key keeps the first time. `Err(NotFound)`: no such key.
-    pub async fn retire_signing_key(&self, kid: &str, at: i64) -> Result<(), StoreError> {
-        let result = sqlx::query("UPDATE signing_keys SET retired_at = COALESCE(retired_at, $2) WHERE kid = $1")
+    /// Marks a key retired at `at` (still published, no longer used to sign), with its
+    /// `signing_key.retire` audit row, in one transaction. Retiring a retired key keeps the
+    /// first time. `Err(NotFound)`: no such key.
+    pub async fn retire_signing_key(&self, kid: &str, at: i64, actor: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin_write("retiring signing key").await?;
+        let before = read_key(&mut tx, kid, Some(self))
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("signing key {kid:?}"),
+            })?;
+        sqlx::query("UPDATE signing_keys SET retired_at = COALESCE(retired_at, $2) WHERE kid = $1")
             .bind(kid.to_owned())
             .bind(at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db("retiring signing key"))?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: format!("signing key {kid:?}"),
-            });
+        let after = read_key(&mut tx, kid, None).await?;
+        Entry {
+            actor,
+            action: "signing_key.retire",
+            target: kid,
+            detail: Value::Null,
+            before: Some(before.audit_json()),
+            after: after.as_ref().map(SigningKeyRecord::audit_json),
         }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("retiring signing key"))?;
+        self.announce([Change::SigningKeys]);
         Ok(())
     }
 
-    /// Deletes a key for good. False: no such key.
-    pub async fn delete_signing_key(&self, kid: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
-            .bind(kid.to_owned())
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting signing key"))?;
-        Ok(result.rows_affected() > 0)
+    /// Deletes a key for good (it stops being published), with its `signing_key.delete`
+    /// audit row, in one transaction. False: no such key.
+    pub async fn delete_signing_key(&self, kid: &str, actor: &Actor) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write("deleting signing key").await?;
+        let Some(row) = sqlx::query(concat!(
+            "DELETE FROM signing_keys WHERE kid = $1 RETURNING ",
+            key_columns!()
+        ))
+        .bind(kid.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("deleting signing key"))?
+        else {
+            return Ok(false);
+        };
+        let before = key_from_row(&row)?;
+        Entry {
+            actor,
+            action: "signing_key.delete",
+            target: kid,
+            detail: Value::Null,
+            before: Some(before.audit_json()),
+            after: None,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("deleting signing key"))?;
+        self.announce([Change::SigningKeys]);
+        Ok(true)
     }
+}
+
+/// Reads a key on `conn`; with `lock_for` a store, with `FOR UPDATE` on PostgreSQL.
+async fn read_key(
+    conn: &mut AnyConnection,
+    kid: &str,
+    lock_for: Option<&Store>,
+) -> Result<Option<SigningKeyRecord>, StoreError> {
+    const PLAIN: &str = concat!("SELECT ", key_columns!(), " FROM signing_keys WHERE kid = $1");
+    const LOCKED: &str = concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM signing_keys WHERE kid = $1 FOR UPDATE"
+    );
+    let statement = lock_for.map_or(PLAIN, |store| store.locking(PLAIN, LOCKED));
+    sqlx::query(statement)
+        .bind(kid.to_owned())
+        .fetch_optional(conn)
+        .await
+        .map_err(db("reading signing key"))?
+        .map(|row| key_from_row(&row))
+        .transpose()
 }

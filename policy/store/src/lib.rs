@@ -5,7 +5,14 @@
 //!
 //! One module per table: [`users`](Store::create_user), [`sessions`](Store::insert_session),
 //! [`signing keys`](Store::insert_signing_key), [`apps`](Store::upsert_app),
-//! [`audit log`](Store::audit). Errors are one [`StoreError`].
+//! [`audit log`](Store::audit_events), and the sign-in state every replica shares
+//! ([`login attempts`](Store::put_login_attempt), [`assertion ids`](Store::first_sighting),
+//! [`failed sign-ins`](Store::record_failed_signin)). Errors are one [`StoreError`].
+//!
+//! Every method that changes who may open what (users, apps, session revocation, signing
+//! keys) takes the [`Actor`] and writes its audit row — the record before and after — in
+//! the same transaction as the change: both happen or neither does. Every change is also
+//! announced on the [change feed](Store::subscribe) once it has committed.
 //!
 //! Conventions, the same in both databases:
 //! - user and group names are [`UserName`] and [`GroupName`] (case-folded), so lookups are
@@ -17,25 +24,30 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gatehouse_policy::{GroupName, UserName};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 mod apps;
 mod audit;
 mod error;
+mod feed;
 mod keys;
 mod sessions;
+mod signin;
 mod users;
 
 pub use apps::{Access, AppRecord};
-pub use audit::AuditEvent;
+pub use audit::{Actor, AuditEvent, AuditFilter};
 pub use error::StoreError;
+pub use feed::{Change, LISTENER_APPLICATION_NAME};
 pub use keys::SigningKeyRecord;
 pub use sessions::SessionRecord;
+pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
 pub use users::{NewUser, UserRecord};
 
 use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
@@ -72,11 +84,13 @@ enum Backend {
     Postgres,
 }
 
-/// A handle on the database: cheap to clone, all clones share one connection pool.
+/// A handle on the database: cheap to clone, all clones share one connection pool and one
+/// change feed (on PostgreSQL, one listener task that stops with the last clone).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    feed: Arc<feed::Feed>,
 }
 
 impl fmt::Debug for Store {
@@ -164,6 +178,7 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Sqlite,
+            feed: Arc::new(feed::Feed::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -171,7 +186,8 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user:pass@host/db`) with
     /// default [`StoreOptions`]. Runs pending migrations (under PostgreSQL's advisory lock,
-    /// so replicas starting together do not race).
+    /// so replicas starting together do not race), then starts listening for changes on a
+    /// dedicated connection (see [`Store::subscribe`]).
     pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
         Self::open_postgres_with(url, &StoreOptions::default()).await
     }
@@ -193,8 +209,10 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Postgres,
+            feed: Arc::new(feed::Feed::new()),
         };
         store.migrate().await?;
+        store.feed.start_listener(url, options.acquire_timeout).await;
         Ok(store)
     }
 
@@ -206,14 +224,56 @@ impl Store {
         migrator.run(&self.pool).await.map_err(StoreError::Migration)
     }
 
+    /// Changes to apps, users, sessions and signing keys from now on, each once it has
+    /// committed. On PostgreSQL: every client's changes (triggers and `LISTEN`), this
+    /// process's included, plus [`Change::Resync`] after the listener had to reconnect. On
+    /// SQLite: this process's changes only. A receiver that falls more than 1,024 changes
+    /// behind gets `RecvError::Lagged` and should reload everything, as for `Resync`.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.subscribe()
+    }
+
+    /// Announces changes this process committed. On PostgreSQL the triggers' notifications
+    /// do it (and come back to this process too), so nothing is sent here: every change is
+    /// announced exactly once whichever client made it.
+    fn announce(&self, changes: impl IntoIterator<Item = Change>) {
+        if self.backend == Backend::Sqlite {
+            for change in changes {
+                self.feed.send(change);
+            }
+        }
+    }
+
+    /// A transaction for a read-then-write: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, waiting up to the busy timeout) so that two writers cannot both
+    /// read and then fail to upgrade; on PostgreSQL the rows are locked with `FOR UPDATE`
+    /// (see [`Store::locking`]).
+    async fn begin_write(&self, context: &'static str) -> Result<Transaction<'static, Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db(context))
+    }
+
+    /// `sqlite` for SQLite, `postgres` (the same statement with `FOR UPDATE`) for PostgreSQL.
+    fn locking(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        }
+    }
+
     /// True when the store is PostgreSQL (several replicas may share it).
     pub fn is_postgres(&self) -> bool {
         self.backend == Backend::Postgres
     }
 
-    /// Closes every connection; waits for queries in flight. Later calls fail with
-    /// [`StoreError::Unavailable`].
+    /// Stops the change feed's listener and closes every connection; waits for queries in
+    /// flight. Later calls fail with [`StoreError::Unavailable`]; subscribers hear nothing
+    /// more.
     pub async fn close(&self) {
+        self.feed.stop().await;
         self.pool.close().await;
     }
 }

@@ -1,10 +1,13 @@
 //! Signed-in sessions: the `sessions` table.
 
 use gatehouse_policy::{GroupName, UserName};
+use serde_json::{json, Value};
 use sqlx::any::AnyRow;
+use sqlx::Any;
 
+use crate::audit::{Actor, Entry};
 use crate::error::{db, db_unique};
-use crate::{flag, get, get_flag, get_groups, groups_json, Store, StoreError};
+use crate::{flag, get, get_flag, get_groups, groups_json, Change, Store, StoreError};
 
 /// A signed-in session. The cookie carries the session id; the store only ever sees a hash
 /// of it, so a leaked database does not hand out live sessions.
@@ -46,6 +49,22 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// What the audit log keeps of a revoked session: who, how and when — not its groups (a
+/// directory user may have thousands) nor its provider data (tokens).
+fn audit_json(row: &AnyRow) -> Result<Value, StoreError> {
+    Ok(json!({
+        "id_hash": get::<String>(row, "id_hash")?,
+        "username": get::<String>(row, "username")?,
+        "provider": get::<String>(row, "provider")?,
+        "created_at": get::<i64>(row, "created_at")?,
+        "last_seen": get::<i64>(row, "last_seen")?,
+    }))
+}
+
+fn changed(id_hash: String) -> Change {
+    Change::Session { id_hash }
+}
+
 fn not_found(id_hash: &str) -> StoreError {
     StoreError::NotFound {
         what: format!("session {id_hash:?}"),
@@ -53,7 +72,8 @@ fn not_found(id_hash: &str) -> StoreError {
 }
 
 impl Store {
-    /// Saves a new session. `Err(Conflict)`: a session with this id hash exists.
+    /// Saves a new session. `Err(Conflict)`: a session with this id hash exists. Not
+    /// announced on the change feed (nothing can have cached it yet).
     pub async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(concat!(
             "INSERT INTO sessions (",
@@ -92,7 +112,7 @@ impl Store {
     }
 
     /// Records activity: sets `last_seen` to `last_seen` unless it is already later (replicas
-    /// may report out of order). A missing session is not an error.
+    /// may report out of order). A missing session is not an error. Not announced.
     pub async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET last_seen = $2 WHERE id_hash = $1 AND last_seen < $2")
             .bind(id_hash.to_owned())
@@ -103,8 +123,9 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a session's groups (e.g. after a directory refresh). `Err(NotFound)`: no
-    /// such session.
+    /// Replaces a session's groups after its provider re-checked them (not an admin
+    /// change: no audit row). Announced as [`Change::Session`] so replicas drop their
+    /// cached copy. `Err(NotFound)`: no such session.
     pub async fn update_session_groups(&self, id_hash: &str, groups: &[GroupName]) -> Result<(), StoreError> {
         let result = sqlx::query("UPDATE sessions SET groups_json = $2 WHERE id_hash = $1")
             .bind(id_hash.to_owned())
@@ -115,6 +136,7 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(not_found(id_hash));
         }
+        self.announce([changed(id_hash.to_owned())]);
         Ok(())
     }
 
@@ -146,24 +168,72 @@ impl Store {
         }
     }
 
-    /// Deletes one session (logout, revocation). False: no such session.
-    pub async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(id_hash.to_owned())
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting session"))?;
-        Ok(result.rows_affected() > 0)
+    /// Deletes one session (sign-out, revocation, expiry) with its `session.delete` audit
+    /// row, in one transaction. False: no such session (and no audit row).
+    pub async fn delete_session(&self, id_hash: &str, actor: &Actor) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write("deleting session").await?;
+        let Some(row) = sqlx::query(concat!(
+            "DELETE FROM sessions WHERE id_hash = $1 RETURNING ",
+            session_columns!()
+        ))
+        .bind(id_hash.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("deleting session"))?
+        else {
+            return Ok(false);
+        };
+        let username: String = get(&row, "username")?;
+        Entry {
+            actor,
+            action: "session.delete",
+            target: &username,
+            detail: Value::Null,
+            before: Some(audit_json(&row)?),
+            after: None,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("deleting session"))?;
+        self.announce([changed(id_hash.to_owned())]);
+        Ok(true)
     }
 
-    /// Deletes every session of `username`; returns how many there were.
-    pub async fn delete_user_sessions(&self, username: &UserName) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE username = $1")
-            .bind(username.as_str().to_owned())
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting user's sessions"))?;
-        Ok(result.rows_affected())
+    /// Deletes every session of `username` (revocation) with one `user.sessions.delete`
+    /// audit row listing them, in one transaction; returns how many there were (none: no
+    /// audit row).
+    pub async fn delete_user_sessions(&self, username: &UserName, actor: &Actor) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write("deleting user's sessions").await?;
+        let rows = sqlx::query(concat!(
+            "DELETE FROM sessions WHERE username = $1 RETURNING ",
+            session_columns!()
+        ))
+        .bind(username.as_str().to_owned())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("deleting user's sessions"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let before = rows.iter().map(audit_json).collect::<Result<Vec<_>, _>>()?;
+        let ids = rows
+            .iter()
+            .map(|r| get::<String>(r, "id_hash"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Entry {
+            actor,
+            action: "user.sessions.delete",
+            target: username.as_str(),
+            detail: json!({ "count": ids.len() }),
+            before: Some(Value::Array(before)),
+            after: None,
+        }
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db("deleting user's sessions"))?;
+        let n = ids.len() as u64;
+        self.announce(ids.into_iter().map(changed));
+        Ok(n)
     }
 
     /// The sessions of `username`, oldest first.
@@ -183,14 +253,19 @@ impl Store {
     }
 
     /// Deletes sessions idle since before `idle_before` or created before `created_before`
-    /// (both epoch seconds, exclusive); returns how many.
+    /// (both epoch seconds, exclusive); returns how many. Housekeeping: no audit rows, but
+    /// each deletion is announced.
     pub async fn delete_expired_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE last_seen < $1 OR created_at < $2")
-            .bind(idle_before)
-            .bind(created_before)
-            .execute(&self.pool)
-            .await
-            .map_err(db("deleting expired sessions"))?;
-        Ok(result.rows_affected())
+        let ids: Vec<String> = sqlx::query_scalar::<Any, String>(
+            "DELETE FROM sessions WHERE last_seen < $1 OR created_at < $2 RETURNING id_hash",
+        )
+        .bind(idle_before)
+        .bind(created_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("deleting expired sessions"))?;
+        let n = ids.len() as u64;
+        self.announce(ids.into_iter().map(changed));
+        Ok(n)
     }
 }

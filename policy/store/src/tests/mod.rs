@@ -7,6 +7,9 @@ use super::*;
 use serde_json::json;
 use sqlx::Connection;
 
+mod feed;
+mod signin;
+
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 fn user(name: &str, groups: &[&str]) -> NewUser {
@@ -18,6 +21,11 @@ fn user(name: &str, groups: &[&str]) -> NewUser {
         admin: false,
         groups: group_names(groups),
     }
+}
+
+/// The admin the suite acts as.
+fn actor() -> Actor {
+    Actor::new("root", Some("192.0.2.7".parse().unwrap()))
 }
 
 fn u(name: &str) -> UserName {
@@ -88,12 +96,12 @@ async fn users(store: &Store) {
     let before = now();
     let mut alice = user("Alice", &["Finance", " staff ", "finance"]);
     alice.admin = true;
-    store.create_user(&alice).await.unwrap();
-    store.create_user(&user("bob", &[])).await.unwrap();
+    store.create_user(&alice, &actor()).await.unwrap();
+    store.create_user(&user("bob", &[]), &actor()).await.unwrap();
 
     // Duplicates are refused whatever the case, and the first user is unchanged.
     for name in ["alice", "ALICE", " Alice "] {
-        let err = store.create_user(&user(name, &["x"])).await.unwrap_err();
+        let err = store.create_user(&user(name, &["x"]), &actor()).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Conflict { what, source: None } if what == "user \"alice\""),
             "{name}: {err:?}"
@@ -101,7 +109,7 @@ async fn users(store: &Store) {
         assert_eq!(err.to_string(), "user \"alice\" already exists");
     }
     assert!(matches!(
-        store.create_user(&user("  ", &[])).await,
+        store.create_user(&user("  ", &[]), &actor()).await,
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(store.user_count().await.unwrap(), 2);
@@ -128,24 +136,29 @@ async fn users(store: &Store) {
     let nobody = u("nobody");
     let missing =
         |r: Result<(), StoreError>| matches!(r, Err(StoreError::NotFound { what }) if what == "user \"nobody\"");
-    store.set_password_hash(&u("BOB"), "$argon2id$new").await.unwrap();
-    assert!(missing(store.set_password_hash(&nobody, "$argon2id$new").await));
-    store.set_user_admin(&u("Bob"), true).await.unwrap();
-    assert!(missing(store.set_user_admin(&nobody, true).await));
-    store.set_user_disabled(&u("bob"), true).await.unwrap();
-    assert!(missing(store.set_user_disabled(&nobody, true).await));
     store
-        .set_user_groups(&u("BOB"), &group_names(&["Ops", "ops", "Dev", " "]))
+        .set_password_hash(&u("BOB"), "$argon2id$new", &actor())
         .await
         .unwrap();
-    assert!(missing(store.set_user_groups(&nobody, &[]).await));
+    assert!(missing(
+        store.set_password_hash(&nobody, "$argon2id$new", &actor()).await
+    ));
+    store.set_user_admin(&u("Bob"), true, &actor()).await.unwrap();
+    assert!(missing(store.set_user_admin(&nobody, true, &actor()).await));
+    store.set_user_disabled(&u("bob"), true, &actor()).await.unwrap();
+    assert!(missing(store.set_user_disabled(&nobody, true, &actor()).await));
+    store
+        .set_user_groups(&u("BOB"), &group_names(&["Ops", "ops", "Dev", " "]), &actor())
+        .await
+        .unwrap();
+    assert!(missing(store.set_user_groups(&nobody, &[], &actor()).await));
     let bob = store.user(&u("bob")).await.unwrap().unwrap();
     assert_eq!(bob.password_hash.as_deref(), Some("$argon2id$new"));
     assert!(bob.admin);
     assert!(bob.disabled);
     assert_eq!(bob.groups, group_names(&["dev", "ops"]));
-    store.set_user_disabled(&u("bob"), false).await.unwrap();
-    store.set_user_admin(&u("bob"), false).await.unwrap();
+    store.set_user_disabled(&u("bob"), false, &actor()).await.unwrap();
+    store.set_user_admin(&u("bob"), false, &actor()).await.unwrap();
     let bob = store.user(&u("bob")).await.unwrap().unwrap();
     assert!(!bob.admin && !bob.disabled);
 
@@ -162,8 +175,8 @@ async fn users(store: &Store) {
         .insert_session(&session("s-alice", "alice", 100, 100))
         .await
         .unwrap();
-    assert!(store.delete_user(&u("BOB")).await.unwrap());
-    assert!(!store.delete_user(&u("bob")).await.unwrap());
+    assert!(store.delete_user(&u("BOB"), &actor()).await.unwrap());
+    assert!(!store.delete_user(&u("bob"), &actor()).await.unwrap());
     assert_eq!(store.user(&u("bob")).await.unwrap(), None);
     assert_eq!(store.sessions_of(&u("bob")).await.unwrap(), vec![]);
     assert_eq!(store.session("s-bob-1").await.unwrap(), None);
@@ -173,13 +186,13 @@ async fn users(store: &Store) {
         .insert_session(&session("s-ldap", "carol", 100, 100))
         .await
         .unwrap();
-    assert!(!store.delete_user(&u("carol")).await.unwrap());
+    assert!(!store.delete_user(&u("carol"), &actor()).await.unwrap());
     assert!(store.session("s-ldap").await.unwrap().is_some());
     assert_eq!(store.user_count().await.unwrap(), 1);
 
     // Leave the session table empty for the next part.
-    assert_eq!(store.delete_user_sessions(&u("alice")).await.unwrap(), 1);
-    assert_eq!(store.delete_user_sessions(&u("carol")).await.unwrap(), 1);
+    assert_eq!(store.delete_user_sessions(&u("alice"), &actor()).await.unwrap(), 1);
+    assert_eq!(store.delete_user_sessions(&u("carol"), &actor()).await.unwrap(), 1);
 }
 
 async fn sessions(store: &Store) {
@@ -256,10 +269,10 @@ async fn sessions(store: &Store) {
     assert_eq!(ids, ["h-big", "h-mixed"]);
     assert_eq!(store.sessions_of(&u("nobody")).await.unwrap(), vec![]);
 
-    assert!(store.delete_session("h-mixed").await.unwrap());
-    assert!(!store.delete_session("h-mixed").await.unwrap());
-    assert_eq!(store.delete_user_sessions(&u("DaNa")).await.unwrap(), 1);
-    assert_eq!(store.delete_user_sessions(&u("dana")).await.unwrap(), 0);
+    assert!(store.delete_session("h-mixed", &actor()).await.unwrap());
+    assert!(!store.delete_session("h-mixed", &actor()).await.unwrap());
+    assert_eq!(store.delete_user_sessions(&u("DaNa"), &actor()).await.unwrap(), 1);
+    assert_eq!(store.delete_user_sessions(&u("dana"), &actor()).await.unwrap(), 0);
 
     // Expiry: idle (last_seen < idle_before) OR too old (created_at < created_before).
     store.insert_session(&session("fresh", "u", 900, 990)).await.unwrap();
@@ -288,11 +301,11 @@ async fn signing_keys(store: &Store) {
     assert_eq!(store.signing_keys().await.unwrap(), vec![]);
     let (k1, k2, k3) = (key("k1", 100), key("k2", 200), key("k0", 300));
     // Inserted out of order; listed oldest first.
-    store.insert_signing_key(&k2).await.unwrap();
-    store.insert_signing_key(&k3).await.unwrap();
-    store.insert_signing_key(&k1).await.unwrap();
+    store.insert_signing_key(&k2, &actor()).await.unwrap();
+    store.insert_signing_key(&k3, &actor()).await.unwrap();
+    store.insert_signing_key(&k1, &actor()).await.unwrap();
     assert!(matches!(
-        store.insert_signing_key(&key("k1", 999)).await,
+        store.insert_signing_key(&key("k1", 999), &actor()).await,
         Err(StoreError::Conflict { what, .. }) if what == "signing key \"k1\""
     ));
     assert_eq!(
@@ -301,18 +314,18 @@ async fn signing_keys(store: &Store) {
     );
     assert!(!format!("{k1:?}").contains("PRIVATE KEY"), "Debug hides the key");
 
-    store.retire_signing_key("k1", 250).await.unwrap();
-    store.retire_signing_key("k1", 400).await.unwrap(); // already retired: kept
+    store.retire_signing_key("k1", 250, &actor()).await.unwrap();
+    store.retire_signing_key("k1", 400, &actor()).await.unwrap(); // already retired: kept
     assert!(matches!(
-        store.retire_signing_key("nope", 250).await,
+        store.retire_signing_key("nope", 250, &actor()).await,
         Err(StoreError::NotFound { .. })
     ));
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys[0].retired_at, Some(250), "the first retirement time stays");
     assert_eq!(keys[1].retired_at, None);
 
-    assert!(store.delete_signing_key("k1").await.unwrap());
-    assert!(!store.delete_signing_key("k1").await.unwrap());
+    assert!(store.delete_signing_key("k1", &actor()).await.unwrap());
+    assert!(!store.delete_signing_key("k1", &actor()).await.unwrap());
     let kids: Vec<_> = store.signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k2", "k0"]);
 }
@@ -324,8 +337,8 @@ async fn apps(store: &Store) {
     let mut sales = app("sales", 100);
     sales.allow_groups = group_names(&["Finance", "finance", "Board"]);
     sales.allow_users = vec![u("Alice"), u("ALICE")];
-    store.upsert_app(&sales).await.unwrap();
-    store.upsert_app(&app("hr", 150)).await.unwrap();
+    store.upsert_app(&sales, &actor()).await.unwrap();
+    store.upsert_app(&app("hr", 150), &actor()).await.unwrap();
     let got = store.app("sales").await.unwrap().unwrap();
     assert_eq!(got.allow_groups, group_names(&["board", "finance"]));
     assert_eq!(got.allow_users, [u("alice")]);
@@ -340,7 +353,7 @@ async fn apps(store: &Store) {
     changed.access = Access::Authenticated;
     changed.allow_groups = vec![];
     changed.allow_users = vec![];
-    store.upsert_app(&changed).await.unwrap();
+    store.upsert_app(&changed, &actor()).await.unwrap();
     let got = store.app("sales").await.unwrap().unwrap();
     assert_eq!(
         got,
@@ -351,44 +364,160 @@ async fn apps(store: &Store) {
     );
 
     assert!(matches!(
-        store.upsert_app(&app("", 1)).await,
+        store.upsert_app(&app("", 1), &actor()).await,
         Err(StoreError::Invalid(_))
     ));
 
     let slugs: Vec<_> = store.apps().await.unwrap().into_iter().map(|a| a.slug).collect();
     assert_eq!(slugs, ["hr", "sales"]);
-    assert!(store.delete_app("hr").await.unwrap());
-    assert!(!store.delete_app("hr").await.unwrap());
+    assert!(store.delete_app("hr", &actor()).await.unwrap());
+    assert!(!store.delete_app("hr", &actor()).await.unwrap());
     assert_eq!(store.apps().await.unwrap().len(), 1);
 }
 
+async fn audit_rows(store: &Store, action: &str, target: &str) -> Vec<AuditEvent> {
+    store
+        .audit_events(&AuditFilter {
+            action: Some(action.into()),
+            target: Some(target.into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The rows the changes above wrote in their transactions, then standalone events and the
+/// reader's filters.
 async fn audit(store: &Store) {
-    assert_eq!(store.recent_audit(10).await.unwrap(), vec![]);
+    let all = store
+        .audit_events(&AuditFilter {
+            limit: 10_000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.len() > 20, "{}", all.len());
+    for e in &all {
+        assert_eq!(e.actor, "root", "{e:?}");
+        assert_eq!(e.client.as_deref(), Some("192.0.2.7"), "{e:?}");
+        assert!(e.at >= now() - 60 && e.at <= now() + 1, "{e:?}");
+    }
+    let text = format!("{all:?}");
+    assert!(!text.contains("argon2"), "no password hash in the audit log");
+    assert!(!text.contains("PRIVATE KEY"), "no private key in the audit log");
+
+    // Created: no before; the after is the stored record (hash replaced by a flag).
+    let created = audit_rows(store, "user.create", "alice").await;
+    assert_eq!(created.len(), 1, "the refused duplicates left no row");
+    assert_eq!(created[0].before, None);
+    let after = created[0].after.clone().unwrap();
+    assert_eq!(after["username"], "alice");
+    assert_eq!(after["groups"], json!(["finance", "staff"]));
+    assert_eq!(after["admin"], true);
+    assert_eq!(after["has_password"], true);
+
+    // Updates: before and after of the same row, oldest last.
+    let groups = audit_rows(store, "user.set_groups", "bob").await;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].before.as_ref().unwrap()["groups"], json!([]));
+    assert_eq!(groups[0].after.as_ref().unwrap()["groups"], json!(["dev", "ops"]));
+    let admin: Vec<_> = audit_rows(store, "user.set_admin", "bob")
+        .await
+        .into_iter()
+        .map(|e| (e.before.unwrap()["admin"].clone(), e.after.unwrap()["admin"].clone()))
+        .collect();
+    assert_eq!(admin, [(json!(true), json!(false)), (json!(false), json!(true))]);
+    assert_eq!(
+        audit_rows(store, "user.set_admin", "nobody").await,
+        vec![],
+        "NotFound: no row"
+    );
+    assert_eq!(audit_rows(store, "user.set_password", "bob").await.len(), 1);
+
+    // Deleted: no after; what went with it is in the detail.
+    let deleted = audit_rows(store, "user.delete", "bob").await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].after, None);
+    assert_eq!(deleted[0].before.as_ref().unwrap()["username"], "bob");
+    assert_eq!(deleted[0].detail, json!({ "sessions_ended": 2 }));
+    assert_eq!(audit_rows(store, "user.delete", "carol").await, vec![]);
+
+    // Sessions: revocations name the user; the groups and provider data stay out.
+    let revoked = audit_rows(store, "session.delete", "dana").await;
+    assert_eq!(revoked.len(), 1);
+    let before = revoked[0].before.clone().unwrap();
+    assert_eq!(before["id_hash"], "h-mixed");
+    assert_eq!(before["provider"], "corp");
+    assert!(before.get("groups").is_none() && before.get("provider_data").is_none());
+    let all_of_dana = audit_rows(store, "user.sessions.delete", "dana").await;
+    assert_eq!(all_of_dana.len(), 1, "the second call deleted nothing and left no row");
+    assert_eq!(all_of_dana[0].detail, json!({ "count": 1 }));
+    assert_eq!(all_of_dana[0].before.as_ref().unwrap()[0]["id_hash"], "h-big");
+
+    // Keys: public half only.
+    let retired = audit_rows(store, "signing_key.retire", "k1").await;
+    assert_eq!(retired.len(), 2);
+    assert_eq!(retired[1].before.as_ref().unwrap()["retired_at"], json!(null));
+    assert_eq!(retired[1].after.as_ref().unwrap()["retired_at"], 250);
+    assert_eq!(
+        retired[0].after.as_ref().unwrap()["retired_at"],
+        250,
+        "the first time stays"
+    );
+    let created = audit_rows(store, "signing_key.create", "k1").await;
+    assert_eq!(created.len(), 1, "the duplicate left no row");
+    assert_eq!(created[0].after.as_ref().unwrap()["public_jwk"]["crv"], "P-256");
+    assert_eq!(audit_rows(store, "signing_key.delete", "k1").await.len(), 1);
+
+    // Apps: create, update (before → after), delete.
+    assert_eq!(audit_rows(store, "app.create", "hr").await.len(), 1);
+    let updated = audit_rows(store, "app.update", "sales").await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].before.as_ref().unwrap()["name"], "sales dashboard");
+    assert_eq!(updated[0].before.as_ref().unwrap()["access"], "restricted");
+    assert_eq!(updated[0].after.as_ref().unwrap()["name"], "Sales");
+    assert_eq!(updated[0].after.as_ref().unwrap()["access"], "authenticated");
+    assert_eq!(updated[0].after.as_ref().unwrap()["created_at"], 100);
+    let gone = audit_rows(store, "app.delete", "hr").await;
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].before.as_ref().unwrap()["allow_users"], json!(["alice"]));
+
+    // Standalone events (sign-ins), written out of time order; two in the same second.
+    let alice = Actor::new("alice", Some("2001:db8::1".parse().unwrap()));
     let event = |at: i64, action: &str| AuditEvent {
         at,
-        actor: "alice".into(),
-        action: action.into(),
-        target: "bob".into(),
         detail: json!({"groups": ["finance"], "n": at, "note": "ünïcode"}),
+        ..AuditEvent::new(&alice, action, "bob")
     };
-    // Written out of time order; two in the same second.
     for (at, action) in [(10, "a"), (30, "c"), (20, "b"), (30, "d"), (5, "first")] {
         store.audit(&event(at, action)).await.unwrap();
     }
-    let recent = store.recent_audit(10).await.unwrap();
-    let actions: Vec<_> = recent.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["d", "c", "b", "a", "first"]);
+    let by_alice = |since: Option<i64>, limit: i64| AuditFilter {
+        actor: Some("alice".into()),
+        since,
+        limit,
+        ..AuditFilter::default()
+    };
+    let actions = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.action).collect::<Vec<_>>();
+    let recent = store.audit_events(&by_alice(None, 10)).await.unwrap();
     assert_eq!(recent[0], event(30, "d"));
-    let top2: Vec<_> = store
-        .recent_audit(2)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
-    assert_eq!(top2, ["d", "c"]);
-    assert_eq!(store.recent_audit(0).await.unwrap(), vec![]);
-    assert_eq!(store.recent_audit(-1).await.unwrap(), vec![]);
+    assert_eq!(recent[0].client.as_deref(), Some("2001:db8::1"));
+    assert_eq!(actions(recent), ["d", "c", "b", "a", "first"]);
+    assert_eq!(
+        actions(store.audit_events(&by_alice(Some(20), 10)).await.unwrap()),
+        ["d", "c", "b"]
+    );
+    assert_eq!(
+        actions(store.audit_events(&by_alice(None, 2)).await.unwrap()),
+        ["d", "c"]
+    );
+    assert_eq!(store.audit_events(&by_alice(None, 0)).await.unwrap(), vec![]);
+    assert_eq!(store.audit_events(&by_alice(None, -1)).await.unwrap(), vec![]);
+    let only_b = AuditFilter {
+        action: Some("b".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(store.audit_events(&only_b).await.unwrap()), ["b"]);
 }
 
 /// Many writers at once: SQLite serialises them (busy timeout), PostgreSQL does not care;
@@ -411,7 +540,7 @@ async fn concurrent_writes(store: &Store) {
         done.unwrap().unwrap();
     }
     assert_eq!(store.sessions_of(&u("crowd")).await.unwrap().len(), 40);
-    assert_eq!(store.delete_user_sessions(&u("crowd")).await.unwrap(), 40);
+    assert_eq!(store.delete_user_sessions(&u("crowd"), &actor()).await.unwrap(), 40);
 }
 
 /// What the suite leaves behind, checked after reopening the database.
@@ -420,10 +549,14 @@ async fn check_left_over(store: &Store) {
     assert_eq!(names, [u("alice")]);
     assert_eq!(store.signing_keys().await.unwrap().len(), 2);
     assert_eq!(store.apps().await.unwrap()[0].name, "Sales");
-    assert_eq!(store.recent_audit(100).await.unwrap().len(), 5);
+    let by_alice = AuditFilter {
+        actor: Some("alice".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(store.audit_events(&by_alice).await.unwrap().len(), 5);
     // Still usable for writes after the (no-op) migration run.
     assert!(matches!(
-        store.create_user(&user("ALICE", &[])).await,
+        store.create_user(&user("ALICE", &[]), &actor()).await,
         Err(StoreError::Conflict { .. })
     ));
 }
@@ -552,8 +685,14 @@ fn random_hex() -> String {
     format!("{:016x}", hasher.finish())
 }
 
-#[tokio::test]
-async fn postgres_store() {
+/// Runs `test` with the URL of a fresh database on the PostgreSQL server named by
+/// `GATEHOUSE_TEST_PG_URL` (default: the local one), and drops that database afterwards,
+/// even when the test fails.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let admin_url = std::env::var("GATEHOUSE_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
     let shown = redact_url(&admin_url);
     let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
@@ -570,9 +709,24 @@ async fn postgres_store() {
         .await
         .unwrap_or_else(|e| panic!("cannot create a test database at {shown}: {e}; run tests/peers/postgres.sh"));
 
-    let url = with_database(&admin_url, &name);
     // Run in a task so that a failed assertion still drops the database below.
-    let outcome = tokio::spawn(async move {
+    let outcome = tokio::spawn(test(with_database(&admin_url, &name))).await;
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    on_postgres(|url| async move {
         let store = Store::connect(&url).await.unwrap();
         assert!(store.is_postgres());
         suite(&store).await;
@@ -586,17 +740,6 @@ async fn postgres_store() {
         reopened.close().await;
     })
     .await;
-
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 #[test]
