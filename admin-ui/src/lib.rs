@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Extension, Form, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Form, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use gatehouse_config::Branding;
-use gatehouse_policy::Identity;
+use gatehouse_policy::{Identity, MAX_USER_NAME_BYTES};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 
@@ -35,6 +35,11 @@ pub struct SsoError {
     /// Where "Try again" leads.
     pub retry: String,
 }
+
+/// Largest sign-in form body: room for a user name of [`MAX_USER_NAME_BYTES`], a long
+/// password and the return URL, all percent-encoded; a larger body gets a 400 page before
+/// anything in it is read.
+pub const LOGIN_BODY_LIMIT: usize = 32 * 1024;
 
 /// Static stylesheet served at `/.gatehouse/assets/gatehouse.css`.
 pub const STYLESHEET: &str = include_str!("assets/gatehouse.css");
@@ -151,7 +156,12 @@ pub fn router(gate: Shared) -> Router {
     Router::new()
         .route("/", get(portal))
         .route("/.gatehouse/healthz", get(|| async { "ok\n" }))
-        .route("/.gatehouse/login", get(login_page).post(login_submit))
+        .route(
+            "/.gatehouse/login",
+            get(login_page)
+                .post(login_submit)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
         .route("/.gatehouse/logout", get(logout_page).post(logout_submit))
         .route("/.gatehouse/oidc/{provider}/start", get(sso_start))
         .route("/.gatehouse/oidc/{provider}/callback", get(sso_callback))
@@ -316,14 +326,29 @@ async fn login_submit(
     form: Result<Form<LoginSubmit>, FormRejection>,
 ) -> Response {
     let site = gate.site();
-    let Ok(Form(f)) = form else {
-        return error(
-            &gate,
-            StatusCode::BAD_REQUEST,
-            "The sign-in form could not be read",
-            "Go back to the sign-in page and try again.",
-        );
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                &gate,
+                StatusCode::BAD_REQUEST,
+                "The sign-in form is too large",
+                &format!(
+                    "User names are at most {MAX_USER_NAME_BYTES} bytes. Go back to the sign-in page and try again."
+                ),
+            );
+        }
+        Err(_) => {
+            return error(
+                &gate,
+                StatusCode::BAD_REQUEST,
+                "The sign-in form could not be read",
+                "Go back to the sign-in page and try again.",
+            );
+        }
     };
+    // An over-long name is refused before it is counted, stored, logged or shown again.
+    let too_long = f.username.len() > MAX_USER_NAME_BYTES;
     let rd = safe_redirect(if f.rd.is_empty() { "/" } else { &f.rd });
     let (csrf, new_cookie) = csrf_token(site, &headers);
     let render = |status: StatusCode, err: &str| {
@@ -332,13 +357,19 @@ async fn login_submit(
             &pages::LoginForm {
                 rd: &rd,
                 csrf: &csrf,
-                username: &f.username,
+                username: if too_long { "" } else { &f.username },
                 error: Some(err),
                 notice: None,
             },
         );
         with_cookies((status, no_store(), Html(html)).into_response(), new_cookie.clone())
     };
+    if too_long {
+        return render(
+            StatusCode::BAD_REQUEST,
+            &format!("User names are at most {MAX_USER_NAME_BYTES} bytes."),
+        );
+    }
     if !csrf::verify(cookie(&headers, &site.csrf_cookie), &f.csrf) {
         return render(
             StatusCode::BAD_REQUEST,

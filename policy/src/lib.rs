@@ -14,30 +14,119 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserName(String);
 
+/// The longest user name accepted at sign-in, in bytes of what was typed. Longer names are
+/// refused before they are counted, stored or logged.
+pub const MAX_USER_NAME_BYTES: usize = 256;
+
+/// Why typed text is not a user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNameError {
+    /// Nothing is left once spaces and invisible characters are removed.
+    Empty,
+    /// More than [`MAX_USER_NAME_BYTES`] bytes were typed.
+    TooLong,
+}
+
+impl fmt::Display for UserNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserNameError::Empty => f.write_str("the user name is empty"),
+            UserNameError::TooLong => write!(f, "user names are at most {MAX_USER_NAME_BYTES} bytes"),
+        }
+    }
+}
+
+/// Code points that Unicode says to ignore when they cannot be shown (the
+/// Default_Ignorable_Code_Point property: zero-width spaces and joiners, the byte order mark,
+/// soft hyphen, variation selectors, bidi controls, tags, …). NFKC keeps them, so without
+/// this `car\u{200b}ol` would be a different user for Gatehouse but not for a directory whose
+/// matching rules map them to nothing (LDAP, RFC 4518).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
+/// One pass of [`normalize_user_name`].
+fn normalize_pass(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let compat: String = s.chars().filter(|c| !is_default_ignorable(*c)).nfkc().collect();
+    // Lower case can produce sequences NFKC writes otherwise (`İ` → `i̇`), hence NFKC again.
+    let folded: String = compat.to_lowercase().nfkc().collect();
+    folded.trim().to_string()
+}
+
+/// The one spelling of a user name that authentication, rate limits, sessions and grants all
+/// compare: Unicode white space trimmed at both ends (`' carol'`, `'carol\u{a0}'`,
+/// `'\u{3000}carol'`), default-ignorable code points removed, compatibility forms unified
+/// (Unicode NFKC: full-width `ＣＡＲＯＬ` and ligatures are plain letters), and case folded (Unicode
+/// lower case). Idempotent: a normalised name is its own normal form. Inner spaces stay.
+pub fn normalize_user_name(raw: &str) -> String {
+    let mut s = normalize_pass(raw);
+    // Removing a character can bring two others together that NFKC would join; a second
+    // pass settles it (the property test checks idempotence on arbitrary text).
+    for _ in 0..3 {
+        let again = normalize_pass(&s);
+        if again == s {
+            break;
+        }
+        s = again;
+    }
+    s
+}
+
+impl UserName {
+    /// Normalises `name` with [`normalize_user_name`], so every spelling of one name is one
+    /// user. Never fails; see [`UserName::parse`] for typed input.
+    pub fn new(name: &str) -> Self {
+        UserName(normalize_user_name(name))
+    }
+
+    /// A user name as typed at sign-in: refused when longer than [`MAX_USER_NAME_BYTES`]
+    /// (before any work on it) or empty once normalised.
+    pub fn parse(raw: &str) -> Result<UserName, UserNameError> {
+        if raw.len() > MAX_USER_NAME_BYTES {
+            return Err(UserNameError::TooLong);
+        }
+        let name = UserName::new(raw);
+        if name.0.is_empty() {
+            return Err(UserNameError::Empty);
+        }
+        Ok(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A group name, compared case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupName(String);
 
-macro_rules! folded_name {
-    ($t:ident) => {
-        impl $t {
-            /// Case-folds `name` (Unicode lower case) so equal names compare equal.
-            pub fn new(name: &str) -> Self {
-                $t(name.trim().to_lowercase())
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
+impl GroupName {
+    /// Case-folds `name` (Unicode lower case) so equal names compare equal.
+    pub fn new(name: &str) -> Self {
+        GroupName(name.trim().to_lowercase())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
-folded_name!(UserName);
-folded_name!(GroupName);
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Who is calling, as a provider established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +380,88 @@ mod tests {
             why(&fin, Some(&who("x", &["AUDIT"], false))),
             Decision::Allow(Allow::ListedGroup(GroupName::new("audit")))
         );
+    }
+
+    /// Every spelling of one name that people (or attackers) type is the same user.
+    #[test]
+    fn user_name_spellings_table() {
+        for (typed, want) in [
+            ("carol", "carol"),
+            (" carol", "carol"),
+            ("carol ", "carol"),
+            ("\tCAROL\n", "carol"),
+            ("\u{a0}carol\u{a0}", "carol"),     // no-break space
+            ("\u{3000}carol\u{3000}", "carol"), // ideographic space
+            ("\u{2007}carol\u{202f}", "carol"), // figure space, narrow no-break space
+            ("\u{feff}carol", "carol"),         // byte order mark
+            ("car\u{200b}ol", "carol"),         // zero-width space
+            ("c\u{ad}arol", "carol"),           // soft hyphen
+            ("ＣＡＲＯＬ", "carol"),            // full-width letters (NFKC)
+            ("ｃａｒｏｌ", "carol"),
+            ("\u{1d41a}lice", "alice"), // mathematical bold a (NFKC)
+            ("ﬁona", "fiona"),          // ligature (NFKC)
+            ("Ω", "ω"),
+            ("Åsa", "åsa"),
+            ("A\u{30a}sa", "åsa"),          // decomposed → composed
+            ("jean pierre", "jean pierre"), // inner spaces stay
+            ("o'b(r)i*e\\n", "o'b(r)i*e\\n"),
+            ("   ", ""),
+        ] {
+            assert_eq!(normalize_user_name(typed), want, "{typed:?}");
+            assert_eq!(UserName::new(typed).as_str(), want, "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn user_names_are_parsed_with_a_length_cap() {
+        assert_eq!(UserName::parse(" Carol ").unwrap(), UserName::new("carol"));
+        assert_eq!(UserName::parse(" \u{3000} "), Err(UserNameError::Empty));
+        let long = "a".repeat(MAX_USER_NAME_BYTES + 1);
+        assert_eq!(UserName::parse(&long), Err(UserNameError::TooLong));
+        assert!(UserName::parse(&long[1..]).is_ok());
+        // The cap is on what was typed: padding cannot smuggle in a longer name.
+        let padded = format!("{}carol", " ".repeat(MAX_USER_NAME_BYTES));
+        assert_eq!(UserName::parse(&padded), Err(UserNameError::TooLong));
+    }
+
+    /// Characters that are spaces, invisible, or other spellings of ASCII letters.
+    fn noise() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            " ", "\t", "\u{a0}", "\u{3000}", "\u{2002}", "\u{2009}", "\u{202f}", "\u{205f}", "\u{feff}",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest! {
+        /// Normalising is idempotent: a normalised name is its own normal form, for any text.
+        #[test]
+        fn user_name_normalisation_is_idempotent(s in any::<String>()) {
+            let once = normalize_user_name(&s);
+            prop_assert_eq!(normalize_user_name(&once), once.clone());
+            prop_assert_eq!(UserName::new(&once).to_string(), once);
+        }
+
+        /// Any padding with Unicode spaces, any case, and full-width forms of a name give the
+        /// same user.
+        #[test]
+        fn spaced_cased_and_wide_variants_are_one_user(
+            name in "[a-z][a-z0-9._-]{0,15}",
+            before in proptest::collection::vec(noise(), 0..4),
+            after in proptest::collection::vec(noise(), 0..4),
+            upper in proptest::collection::vec(any::<bool>(), 16),
+            wide in any::<bool>(),
+        ) {
+            let body: String = name
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+                .map(|c| if wide && c.is_ascii_alphanumeric() {
+                    char::from_u32(c as u32 - 0x21 + 0xff01).unwrap_or(c)
+                } else { c })
+                .collect();
+            let typed = format!("{}{body}{}", before.concat(), after.concat());
+            prop_assert_eq!(UserName::new(&typed), UserName::new(&name));
+        }
     }
 
     proptest! {

@@ -350,6 +350,91 @@ async fn login_form_needs_csrf_and_failures_are_rate_limited() {
     assert_eq!(other.login("alice", PW, None).await.status, 303);
 }
 
+/// A user name is normalised once (Unicode spaces trimmed, NFKC, case folded) for sign-in,
+/// the rate limit and the session: failures spread over spellings of one name lock them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_over_spellings_of_one_name_lock_every_spelling() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    // Any spelling signs in as the one user.
+    let mut b = gw.browser();
+    assert_eq!(b.login("\u{3000}ＣＡＲＯＬ\u{a0}", PW, None).await.status, 303);
+    assert_eq!(
+        header(&b.get("/apps/open/").await, "x-forwarded-user").as_deref(),
+        Some("carol")
+    );
+    let variants = [
+        " carol",
+        "carol ",
+        "\u{a0}carol",
+        "carol\u{a0}",
+        "\u{3000}carol",
+        "carol\u{3000}",
+        "CAROL",
+        "ｃａｒｏｌ",
+        "car\u{200b}ol",
+        "\tCarol\u{202f}",
+    ];
+    let mut b = gw.browser();
+    for v in variants {
+        assert_eq!(b.login(v, "wrong-password", None).await.status, 401, "{v:?}");
+    }
+    for v in ["carol", " carol", "ＣＡＲＯＬ", "carol\u{3000}"] {
+        let p = b.login(v, PW, None).await;
+        assert_eq!(p.status, 429, "{v:?} is not locked: {}", p.status);
+    }
+    assert_eq!(gw.browser().login("alice", PW, None).await.status, 303);
+}
+
+/// A huge user name is refused with a form error before it is counted, stored, logged or
+/// shown again: the gateway's memory stays flat.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_user_names_are_refused_before_anything_is_kept() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+    let mut b = gw.browser();
+    let csrf = b.get("/.gatehouse/login").await.input_value("csrf").unwrap();
+    let huge = |i: usize| format!("{i:03}{}", "x".repeat(900 * 1024));
+    let mut post = async |name: &str| {
+        b.post_form(
+            "/.gatehouse/login",
+            &[
+                ("username", name),
+                ("password", "wrong-password"),
+                ("csrf", &csrf),
+                ("rd", "/"),
+            ],
+        )
+        .await
+    };
+    for i in 0..3 {
+        post(&huge(i)).await;
+    }
+    let before = gw.rss_kib();
+    let mut answers = vec![];
+    for i in 3..53 {
+        let p = post(&huge(i)).await;
+        answers.push((p.status, p.body.len(), p.body.contains("at most 256 bytes")));
+    }
+    let grown = gw.rss_kib().saturating_sub(before);
+    eprintln!("RSS after 50 sign-ins with 900 KB user names: +{grown} KiB");
+    for (i, (status, len, says)) in answers.into_iter().enumerate() {
+        assert_eq!(status, 400, "post {i}");
+        assert!(says, "post {i}: the page says why");
+        assert!(len < 64 * 1024, "post {i}: the name is shown again ({len} bytes)");
+    }
+    assert!(grown < 8 * 1024, "RSS grew by {grown} KiB");
+    // Just over the cap, in a small body: the form's own error, the name not shown again.
+    let long = "y".repeat(257);
+    let p = post(&long).await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("User names are at most 256 bytes."), "{}", p.body);
+    assert!(!p.body.contains(&long));
+    assert!(!gw.log().contains(&"x".repeat(1000)), "a huge name reached the log");
+    // None of it counted against this address: a real sign-in still works.
+    assert_eq!(gw.browser().login("alice", PW, None).await.status, 303);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_and_absolute_timeouts_end_sessions() {
     let backend = Backend::start("app").await;

@@ -71,18 +71,22 @@ impl RateLimit {
         }
     }
 
-    fn keys(user: &str, client: Option<IpAddr>) -> (String, Option<String>) {
-        (format!("u:{}", user.to_lowercase()), client.map(|c| format!("c:{c}")))
+    /// The counters' keys. The user's is the normalised name ([`UserName::new`]), so
+    /// `' carol'`, `'CAROL\u{a0}'` and `'ｃａｒｏｌ'` share carol's counter: the spelling
+    /// authentication and sessions use too. Callers parse typed names with
+    /// [`UserName::parse`], which bounds their length, so keys stay small.
+    fn keys(user: &UserName, client: Option<IpAddr>) -> (String, Option<String>) {
+        (format!("u:{user}"), client.map(|c| format!("c:{c}")))
     }
 
     /// Whether another attempt is allowed now.
-    pub fn allowed(&self, user: &str, client: Option<IpAddr>) -> bool {
+    pub fn allowed(&self, user: &UserName, client: Option<IpAddr>) -> bool {
         let (u, c) = Self::keys(user, client);
         let count = |k: &str| self.failures.get(k).map(|n| n.load(Ordering::Relaxed)).unwrap_or(0);
         count(&u) < self.per_user && c.is_none_or(|c| count(&c) < self.per_client)
     }
 
-    pub fn record_failure(&self, user: &str, client: Option<IpAddr>) {
+    pub fn record_failure(&self, user: &UserName, client: Option<IpAddr>) {
         let (u, c) = Self::keys(user, client);
         for k in std::iter::once(u).chain(c) {
             self.failures
@@ -96,19 +100,18 @@ impl RateLimit {
     }
 }
 
-/// Checks a user name and password against the local accounts. Rate limits are the
-/// caller's (they span every password provider).
+/// Checks a user name (already normalised: [`UserName::parse`]) and password against the
+/// local accounts. Rate limits are the caller's (they span every password provider).
 pub async fn authenticate(
     store: &Store,
     provider_id: &str,
-    username: &str,
+    username: &UserName,
     password: &str,
 ) -> Result<NewIdentity, LoginFailure> {
-    let username = username.trim();
-    let user = if username.is_empty() || username.len() > 256 {
+    let user = if username.as_str().is_empty() {
         None
     } else {
-        store.user(&UserName::new(username)).await.map_err(|e| {
+        store.user(username).await.map_err(|e| {
             tracing::error!(error = %e, "store unavailable during sign-in");
             LoginFailure::Unavailable
         })?
@@ -148,19 +151,48 @@ mod tests {
         assert!(!verify_password("", &h));
     }
 
+    fn name(n: &str) -> UserName {
+        UserName::new(n)
+    }
+
     #[test]
     fn limits_per_user_and_per_client() {
         let l = RateLimit::new(Duration::from_secs(60), 3, 5);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(l.allowed("Alice", Some(ip)));
-            l.record_failure("alice", Some(ip));
+            assert!(l.allowed(&name("Alice"), Some(ip)));
+            l.record_failure(&name("alice"), Some(ip));
         }
-        assert!(!l.allowed("ALICE", None), "per user, case-insensitive");
-        assert!(l.allowed("bob", Some(ip)));
-        l.record_failure("bob", Some(ip));
-        l.record_failure("carol", Some(ip));
-        assert!(!l.allowed("dave", Some(ip)), "per client address");
-        assert!(l.allowed("dave", Some("192.0.2.2".parse().unwrap())));
+        assert!(!l.allowed(&name("ALICE"), None), "per user, case-insensitive");
+        assert!(l.allowed(&name("bob"), Some(ip)));
+        l.record_failure(&name("bob"), Some(ip));
+        l.record_failure(&name("carol"), Some(ip));
+        assert!(!l.allowed(&name("dave"), Some(ip)), "per client address");
+        assert!(l.allowed(&name("dave"), Some("192.0.2.2".parse().unwrap())));
+    }
+
+    /// Failures spread over spellings of one name lock every spelling.
+    #[test]
+    fn spellings_of_one_name_share_one_counter() {
+        let variants = [
+            "carol",
+            " carol",
+            "carol ",
+            "Carol",
+            "\u{a0}carol",
+            "carol\u{3000}",
+            "ＣＡＲＯＬ",
+            "car\u{200b}ol",
+            "\tCAROL\u{202f}",
+        ];
+        let l = RateLimit::new(Duration::from_secs(60), variants.len() as u32, 1000);
+        for v in variants {
+            assert!(l.allowed(&name(v), None), "{v:?}");
+            l.record_failure(&name(v), None);
+        }
+        for v in variants {
+            assert!(!l.allowed(&name(v), None), "{v:?} is still allowed");
+        }
+        assert!(l.allowed(&name("caroline"), None));
     }
 }

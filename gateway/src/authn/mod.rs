@@ -313,7 +313,15 @@ impl Gate for Authn {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<String, LoginError> {
-        if !self.limits.allowed(username, client) {
+        // One spelling of the name for the rate limit, every provider and the session, so
+        // `' carol'`, `'carol\u{a0}'` and `'CAROL'` are all carol and share one counter. The
+        // login form refuses over-long names before this; here they are refused uncounted
+        // and unlogged as well.
+        let Ok(name) = UserName::parse(username) else {
+            return Err(LoginError::Invalid);
+        };
+        let username = name.as_str();
+        if !self.limits.allowed(&name, client) {
             return Err(LoginError::RateLimited {
                 minutes: self.limits.window().as_secs().div_ceil(60),
             });
@@ -322,7 +330,7 @@ impl Gate for Authn {
         let mut who = None;
         for p in &self.providers {
             let result = match p {
-                PasswordProvider::Local(id) => local::authenticate(&self.store, id, username, password)
+                PasswordProvider::Local(id) => local::authenticate(&self.store, id, &name, password)
                     .await
                     .map_err(|f| f == LoginFailure::Unavailable),
                 PasswordProvider::Ldap(l) => l.authenticate(username, password).await.map_err(|f| match f {
@@ -345,7 +353,7 @@ impl Gate for Authn {
             if unavailable {
                 return Err(LoginError::Unavailable);
             }
-            self.limits.record_failure(username, client);
+            self.limits.record_failure(&name, client);
             tracing::info!(user = %username, client = ?client, "failed sign-in");
             return Err(LoginError::Invalid);
         };
