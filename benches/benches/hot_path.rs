@@ -11,8 +11,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gatehouse_benches::{apps_config, identity_in_groups};
 use gatehouse_gateway::forwarded::{forwarded, Incoming};
-use gatehouse_gateway::proxy::app_policy;
 use gatehouse_gateway::route::{canonicalize, Router};
+use gatehouse_gateway::snapshot::app_policy;
 use gatehouse_gateway::upstream::Pool;
 use gatehouse_policy::{evaluate, AppPolicy, Decision};
 

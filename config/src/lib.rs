@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use types::*;
+pub use validate::validate_app;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

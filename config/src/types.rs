@@ -306,6 +306,27 @@ pub struct Upstream {
     pub tls: bool,
 }
 
+/// An app defined outside the file (the store, the admin UI), in the terms of an `[[apps]]`
+/// entry; [`crate::validate_app`] turns it into an [`App`] by the same rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppDefinition {
+    pub slug: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub upstreams: Vec<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub strip_prefix: bool,
+    /// `public`, `authenticated` or `restricted` (default).
+    pub access: Option<String>,
+    pub allow_groups: Vec<String>,
+    pub allow_users: Vec<String>,
+    pub remote_headers: bool,
+    pub plotly_user_data: bool,
+    /// `all` (default) or `referenced`.
+    pub groups_sent: Option<String>,
+}
+
 /// One `[[apps]]` entry.
 #[derive(Debug, Clone)]
 pub struct App {

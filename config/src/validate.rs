@@ -774,133 +774,178 @@ fn apps(cx: &mut Ctx, raws: Vec<(String, raw::App)>, server: &Server) -> Vec<App
     let mut routes: BTreeSet<(Option<String>, String)> = BTreeSet::new();
     let mut out = vec![];
     for (at, r) in raws {
-        if !is_ident(&r.slug) {
-            cx.problem(
-                format!("{at}.slug"),
-                format!("{:?} is not a valid slug", r.slug),
-                Some("lower-case letters, digits and -, at most 63"),
-            );
-        } else if !slugs.insert(r.slug.clone()) {
+        if is_ident(&r.slug) && !slugs.insert(r.slug.clone()) {
             cx.problem(format!("{at}.slug"), format!("app {:?} is defined twice", r.slug), None);
         }
-        if r.upstreams.is_empty() {
-            cx.problem(
-                format!("{at}.upstreams"),
-                "an app needs at least one upstream",
-                Some("upstreams = [\"10.0.3.7:8050\"]"),
-            );
-        }
-        let upstreams: Vec<Upstream> = r
-            .upstreams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, u)| upstream(cx, u, &format!("{at}.upstreams[{i}]")))
-            .collect();
-        let host = r.host.map(|h| {
-            let h = h.to_ascii_lowercase();
-            if !is_hostname(&h) {
-                cx.problem(
-                    format!("{at}.host"),
-                    format!("{h:?} is not a host name"),
-                    Some("e.g. grafana.example.com, without scheme or port"),
-                );
-            }
-            h
-        });
-        let explicit = r.path.is_some();
-        let path = r.path.unwrap_or_else(|| {
-            if host.is_some() {
-                "/".into()
-            } else {
-                format!("/apps/{}/", r.slug)
-            }
-        });
-        let reportable = explicit || is_ident(&r.slug);
-        if let Some(why) = prefix_problem(&path).filter(|_| reportable) {
-            cx.problem(
-                format!("{at}.path"),
-                format!("{path:?} {why}"),
-                Some("e.g. /apps/sales/"),
-            );
-        }
-        if path == "/" && host.is_none() && server.app_domain.is_none() {
-            cx.problem(
-                format!("{at}.path"),
-                "\"/\" would hide the App Portal",
-                Some("route this app by host = … or give it a prefix"),
-            );
-        }
-        if !routes.insert((host.clone(), path.clone())) {
+        let app = app(cx, &at, r, server);
+        if !routes.insert((app.host.clone(), app.path.clone())) {
             cx.problem(
                 format!("{at}.path"),
                 format!(
-                    "another app is already routed at {}{path}",
-                    host.as_deref().unwrap_or("")
+                    "another app is already routed at {}{}",
+                    app.host.as_deref().unwrap_or(""),
+                    app.path
                 ),
                 None,
             );
         }
-        let access = match r.access.as_deref() {
-            None | Some("restricted") => Access::Restricted,
-            Some("authenticated") => Access::Authenticated,
-            Some("public") => Access::Public,
-            Some(o) => {
-                cx.problem(
-                    format!("{at}.access"),
-                    format!("unknown access {o:?}"),
-                    Some("public, authenticated or restricted"),
-                );
-                Access::Restricted
-            }
-        };
-        if access != Access::Restricted && !(r.allow_groups.is_empty() && r.allow_users.is_empty()) {
-            cx.problem(
-                format!("{at}.allow_groups"),
-                "allow lists only apply to access = \"restricted\"",
-                Some("remove them or set access = \"restricted\""),
-            );
-        }
-        let groups_sent = match r.headers.groups_sent.as_deref() {
-            None | Some("all") => GroupsSent::All,
-            Some("referenced") => GroupsSent::Referenced,
-            Some(o) => {
-                cx.problem(
-                    format!("{at}.headers.groups_sent"),
-                    format!("unknown value {o:?}"),
-                    Some("all or referenced"),
-                );
-                GroupsSent::All
-            }
-        };
-        let health_check = match &r.health_check {
-            Some(h) => health_check(cx, h, &format!("{at}.health_check"), &server.health_check),
-            None => server.health_check.clone(),
-        };
-        let timeouts = match &r.timeouts {
-            Some(t) => timeouts(cx, t, &format!("{at}.timeouts"), server.timeouts),
-            None => server.timeouts,
-        };
-        out.push(App {
-            name: r.name.unwrap_or_else(|| r.slug.clone()),
-            description: r.description.unwrap_or_default(),
-            slug: r.slug,
-            upstreams,
-            path,
-            host,
-            strip_prefix: r.strip_prefix,
-            access,
-            allow_groups: r.allow_groups,
-            allow_users: r.allow_users,
-            headers: AppHeaders {
-                remote_headers: r.headers.remote_headers,
-                plotly_user_data: r.headers.plotly_user_data,
-                groups_sent,
-            },
-            health_check,
-            timeouts,
-        });
+        out.push(app);
     }
     out
+}
+
+/// One app entry, validated on its own (slug and route clashes are the caller's).
+fn app(cx: &mut Ctx, at: &str, r: raw::App, server: &Server) -> App {
+    if !is_ident(&r.slug) {
+        cx.problem(
+            format!("{at}.slug"),
+            format!("{:?} is not a valid slug", r.slug),
+            Some("lower-case letters, digits and -, at most 63"),
+        );
+    }
+    if r.upstreams.is_empty() {
+        cx.problem(
+            format!("{at}.upstreams"),
+            "an app needs at least one upstream",
+            Some("upstreams = [\"10.0.3.7:8050\"]"),
+        );
+    }
+    let upstreams: Vec<Upstream> = r
+        .upstreams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| upstream(cx, u, &format!("{at}.upstreams[{i}]")))
+        .collect();
+    let host = r.host.map(|h| {
+        let h = h.to_ascii_lowercase();
+        if !is_hostname(&h) {
+            cx.problem(
+                format!("{at}.host"),
+                format!("{h:?} is not a host name"),
+                Some("e.g. grafana.example.com, without scheme or port"),
+            );
+        }
+        h
+    });
+    let explicit = r.path.is_some();
+    let path = r.path.unwrap_or_else(|| {
+        if host.is_some() {
+            "/".into()
+        } else {
+            format!("/apps/{}/", r.slug)
+        }
+    });
+    let reportable = explicit || is_ident(&r.slug);
+    if let Some(why) = prefix_problem(&path).filter(|_| reportable) {
+        cx.problem(
+            format!("{at}.path"),
+            format!("{path:?} {why}"),
+            Some("e.g. /apps/sales/"),
+        );
+    }
+    if path == "/" && host.is_none() && server.app_domain.is_none() {
+        cx.problem(
+            format!("{at}.path"),
+            "\"/\" would hide the App Portal",
+            Some("route this app by host = … or give it a prefix"),
+        );
+    }
+    let access = match r.access.as_deref() {
+        None | Some("restricted") => Access::Restricted,
+        Some("authenticated") => Access::Authenticated,
+        Some("public") => Access::Public,
+        Some(o) => {
+            cx.problem(
+                format!("{at}.access"),
+                format!("unknown access {o:?}"),
+                Some("public, authenticated or restricted"),
+            );
+            Access::Restricted
+        }
+    };
+    if access != Access::Restricted && !(r.allow_groups.is_empty() && r.allow_users.is_empty()) {
+        cx.problem(
+            format!("{at}.allow_groups"),
+            "allow lists only apply to access = \"restricted\"",
+            Some("remove them or set access = \"restricted\""),
+        );
+    }
+    let groups_sent = match r.headers.groups_sent.as_deref() {
+        None | Some("all") => GroupsSent::All,
+        Some("referenced") => GroupsSent::Referenced,
+        Some(o) => {
+            cx.problem(
+                format!("{at}.headers.groups_sent"),
+                format!("unknown value {o:?}"),
+                Some("all or referenced"),
+            );
+            GroupsSent::All
+        }
+    };
+    let health_check = match &r.health_check {
+        Some(h) => health_check(cx, h, &format!("{at}.health_check"), &server.health_check),
+        None => server.health_check.clone(),
+    };
+    let timeouts = match &r.timeouts {
+        Some(t) => timeouts(cx, t, &format!("{at}.timeouts"), server.timeouts),
+        None => server.timeouts,
+    };
+    App {
+        name: r.name.unwrap_or_else(|| r.slug.clone()),
+        description: r.description.unwrap_or_default(),
+        slug: r.slug,
+        upstreams,
+        path,
+        host,
+        strip_prefix: r.strip_prefix,
+        access,
+        allow_groups: r.allow_groups,
+        allow_users: r.allow_users,
+        headers: AppHeaders {
+            remote_headers: r.headers.remote_headers,
+            plotly_user_data: r.headers.plotly_user_data,
+            groups_sent,
+        },
+        health_check,
+        timeouts,
+    }
+}
+
+/// Validates an app defined outside the file (in the store, by the admin UI) exactly as an
+/// `[[apps]]` entry of a file with these `server` settings. `at` names it in problems, e.g.
+/// `store.apps["sales"]`. Clashes with other apps are the caller's to check.
+pub fn validate_app(def: AppDefinition, at: &str, server: &Server) -> Result<App, Problems> {
+    let env = std::collections::HashMap::<String, String>::new();
+    let mut cx = Ctx {
+        base: Path::new("."),
+        env: &env,
+        problems: Vec::new(),
+    };
+    let r = raw::App {
+        slug: def.slug,
+        name: def.name,
+        description: def.description,
+        upstreams: def.upstreams,
+        path: def.path,
+        host: def.host,
+        strip_prefix: def.strip_prefix,
+        access: def.access,
+        allow_groups: def.allow_groups,
+        allow_users: def.allow_users,
+        headers: raw::AppHeaders {
+            remote_headers: def.remote_headers,
+            plotly_user_data: def.plotly_user_data,
+            groups_sent: def.groups_sent,
+        },
+        health_check: None,
+        timeouts: None,
+    };
+    let app = app(&mut cx, at, r, server);
+    if cx.problems.is_empty() {
+        Ok(app)
+    } else {
+        Err(Problems(cx.problems))
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub fn is_identity_header(name: &str) -> bool {
 }
 
 /// Removes identity headers and the named cookies from a request going upstream.
-pub fn scrub(req: &mut RequestHeader, cookie_names: &[&str]) {
+pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
@@ -77,7 +77,7 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[&str]) {
 }
 
 /// Joins `Cookie` header values, without the pairs named in `names`.
-pub fn strip_cookies(values: &[String], names: &[&str]) -> String {
+pub fn strip_cookies<N: AsRef<str>>(values: &[String], names: &[N]) -> String {
     values
         .iter()
         .flat_map(|v| v.split(';'))
@@ -85,10 +85,40 @@ pub fn strip_cookies(values: &[String], names: &[&str]) -> String {
         .filter(|pair| !pair.is_empty())
         .filter(|pair| {
             let name = pair.split('=').next().unwrap_or("").trim();
-            !names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            !names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The name a `Set-Cookie` value sets.
+fn set_cookie_name(value: &http::HeaderValue) -> &[u8] {
+    let v = value.as_bytes();
+    let end = v.iter().position(|&b| b == b'=' || b == b';').unwrap_or(v.len());
+    v[..end].trim_ascii()
+}
+
+/// Whether any `Set-Cookie` in `headers` names one of `names` (ASCII case-insensitive).
+pub fn sets_gateway_cookie(headers: &http::HeaderMap, names: &[String]) -> bool {
+    headers.get_all(http::header::SET_COOKIE).iter().any(|v| {
+        names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(set_cookie_name(v)))
+    })
+}
+
+/// The `Set-Cookie` values of `headers` that do not name one of `names`.
+pub fn without_gateway_cookies(headers: &http::HeaderMap, names: &[String]) -> Vec<http::HeaderValue> {
+    headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            !names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(set_cookie_name(v)))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers, if any.
@@ -103,10 +133,15 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The groups an app is told about: all, or only those its policy names.
+/// The groups an app is told about: all, or only those its policy names (never an empty
+/// name, which no header could tell from "no groups").
 pub fn groups_for(app: &App, groups: &BTreeSet<gatehouse_policy::GroupName>) -> Vec<String> {
     match app.headers.groups_sent {
-        GroupsSent::All => groups.iter().map(|g| g.as_str().to_string()).collect(),
+        GroupsSent::All => groups
+            .iter()
+            .filter(|g| !g.as_str().is_empty())
+            .map(|g| g.as_str().to_string())
+            .collect(),
         GroupsSent::Referenced => app
             .allow_groups
             .iter()
@@ -115,6 +150,38 @@ pub fn groups_for(app: &App, groups: &BTreeSet<gatehouse_policy::GroupName>) -> 
             .map(|g| g.as_str().to_string())
             .collect(),
     }
+}
+
+/// One group name as an element of a comma-separated groups header
+/// (`X-Forwarded-Groups`, `Remote-Groups`): `%` becomes `%25` and `,` becomes `%2C`, nothing
+/// else changes, so names without either read as before. Splitting the header on `,` and
+/// percent-decoding each part gives back exactly the names: a group called `staff,admins`
+/// (or an LDAP CN like `R&D, Europe`) cannot make an app see another group.
+pub fn encode_group(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains([',', '%']) {
+        return name.into();
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ',' => out.push_str("%2C"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The value of a comma-separated groups header: each name encoded by [`encode_group`].
+pub fn groups_header(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&encode_group(g));
+    }
+    out
 }
 
 /// Claims of the assertion JWT.
@@ -132,10 +199,12 @@ struct Claims<'a> {
     exp: i64,
 }
 
-/// The headers to add for `session` calling `app`.
+/// The headers to add for `session` calling `app`. Group names go into the comma-separated
+/// headers encoded by [`groups_header`]; `Plotly-User-Data` has them as a JSON list.
 pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'static str, String)> {
     let user = s.identity.user.as_str().to_string();
-    let groups = groups_for(app, &s.identity.groups).join(",");
+    let group_list = groups_for(app, &s.identity.groups);
+    let groups = groups_header(&group_list);
     let email = s.email.clone().unwrap_or_default();
     let mut h = vec![
         ("x-forwarded-user", user.clone()),
@@ -151,7 +220,7 @@ pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'stati
         h.push(("remote-name", s.display_name.clone().unwrap_or_else(|| user.clone())));
     }
     if app.headers.plotly_user_data {
-        let data = serde_json::json!({ "username": user, "groups": groups_for(app, &s.identity.groups) });
+        let data = serde_json::json!({ "username": user, "groups": group_list });
         h.push(("plotly-user-data", data.to_string()));
     }
     h
@@ -163,12 +232,54 @@ pub struct Keys {
     encoding: EncodingKey,
     jwks: String,
     issuer: String,
-    cache: moka::sync::Cache<(String, usize), Arc<str>>,
+    cache: moka::sync::Cache<(String, u64), Arc<str>>,
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keys").field("kid", &self.kid).finish()
+    }
+}
+
+/// The signing keys in use, replaced whole when the store's keys change (rotation on any
+/// replica arrives through the change feed).
+#[derive(Debug)]
+pub struct KeyRing {
+    current: arc_swap::ArcSwap<Keys>,
+}
+
+impl KeyRing {
+    pub fn new(keys: Keys) -> KeyRing {
+        KeyRing {
+            current: arc_swap::ArcSwap::from_pointee(keys),
+        }
+    }
+
+    /// The keys in use now.
+    pub fn current(&self) -> Arc<Keys> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the keys from the store and uses them from the next assertion on (a new
+    /// key means new assertions: the cache goes with the old keys).
+    pub async fn reload(&self, store: &Store) -> Result<(), GatewayError> {
+        let issuer = self.current.load().issuer.clone();
+        let keys = Keys::load(store, &issuer).await?;
+        if keys.kid != self.current.load().kid || keys.jwks != self.current.load().jwks {
+            tracing::info!(kid = %keys.kid, "signing keys reloaded");
+            self.current.store(Arc::new(keys));
+        }
+        Ok(())
+    }
+
+    /// See [`Keys::assertion`].
+    pub fn assertion(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
+        self.current.load().assertion(app, app_id, s)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> String {
+        self.current.load().jwks.clone()
     }
 }
 
@@ -263,10 +374,10 @@ impl Keys {
         &self.jwks
     }
 
-    /// The assertion for `session` calling app number `app_index`, signed at most once per
-    /// four minutes per session and app.
-    pub fn assertion(&self, app: &App, app_index: usize, s: &Session) -> Result<Arc<str>, GatewayError> {
-        let key = (s.id_hash.clone(), app_index);
+    /// The assertion for `session` calling `app` (whose runtime id is `app_id`: a new one
+    /// for every compiled definition), signed at most once per four minutes per session and app.
+    pub fn assertion(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
+        let key = (s.id_hash.clone(), app_id);
         if let Some(t) = self.cache.get(&key) {
             return Ok(t);
         }
@@ -333,6 +444,26 @@ mod tests {
     }
 
     #[test]
+    fn apps_cannot_set_gateway_cookies() {
+        let names = vec!["gatehouse_session".to_string(), "gatehouse_csrf".to_string()];
+        let mut h = http::HeaderMap::new();
+        for v in [
+            "theme=dark; Path=/",
+            "Gatehouse_Session=planted; Path=/",
+            " gatehouse_csrf =x",
+            "gatehouse_sessionx=1",
+        ] {
+            h.append(http::header::SET_COOKIE, v.parse().unwrap());
+        }
+        assert!(sets_gateway_cookie(&h, &names));
+        let kept: Vec<_> = without_gateway_cookies(&h, &names)
+            .into_iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(kept, ["theme=dark; Path=/", "gatehouse_sessionx=1"]);
+    }
+
+    #[test]
     fn cookie_lookup() {
         let mut h = http::HeaderMap::new();
         h.append(http::header::COOKIE, "a=1; s=xyz".parse().unwrap());
@@ -355,5 +486,58 @@ mod tests {
         let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
         v.validate_aud = false;
         assert!(jsonwebtoken::decode::<serde_json::Value>(&t, &dec, &v).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod groups_header_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn group_names_are_encoded_only_where_they_would_be_ambiguous() {
+        let g = |names: &[&str]| groups_header(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(g(&[]), "");
+        assert_eq!(g(&["finance", "staff"]), "finance,staff");
+        assert_eq!(g(&["staff,admins"]), "staff%2Cadmins");
+        assert_eq!(g(&["r&d, europe", "staff"]), "r&d%2C europe,staff");
+        assert_eq!(g(&["100%"]), "100%25");
+        assert_eq!(g(&["a%2Cb"]), "a%252Cb", "an encoded-looking name stays itself");
+        assert_eq!(g(&["cn=x,ou=g,dc=corp"]), "cn=x%2Cou=g%2Cdc=corp");
+        assert_eq!(g(&["é ü", "x y"]), "é ü,x y", "other characters are left alone");
+    }
+
+    /// What an app does with the header: split on `,`, percent-decode each part.
+    fn decode_groups(header: &str) -> Vec<String> {
+        if header.is_empty() {
+            return vec![];
+        }
+        header
+            .split(',')
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Splitting the header on `,` and percent-decoding each part gives back exactly the
+        /// group names, whatever they contain.
+        #[test]
+        fn groups_header_round_trips(
+            names in proptest::collection::btree_set(
+                prop_oneof![any::<String>(), "[a-z,% 2C5]{1,12}"].prop_filter("non-empty", |s| !s.is_empty()),
+                0..8,
+            )
+        ) {
+            let names: Vec<String> = names.into_iter().collect();
+            let header = groups_header(&names);
+            prop_assert_eq!(decode_groups(&header), names.clone());
+            prop_assert_eq!(header.matches(',').count(), names.len().saturating_sub(1));
+        }
     }
 }

@@ -2,20 +2,24 @@
 //! host, decides access with `gatehouse_policy::evaluate`, tells apps who is calling, and
 //! serves the gateway's own endpoints under `/.gatehouse/`.
 //!
-//! Request path: `proxy::Gateway::request_filter` (canonicalise → reserved endpoints →
-//! route → policy) → `upstream_peer` (round robin over healthy upstreams) →
-//! `upstream_request_filter` (forwarding headers) → `logging` (metrics, access log).
+//! Request path: `proxy::Gateway::request_filter` asks `gatekeeper::Gatekeeper::judge`
+//! (canonicalise → reserved endpoints → route → session → policy, against the live
+//! `snapshot::Snapshot`) and renders its verdict → `upstream_peer` (round robin over the
+//! routed app's healthy upstreams) → `upstream_request_filter` (identity and forwarding
+//! headers) → `logging` (metrics, access log). `server::Reloader` keeps the snapshot live.
 #![forbid(unsafe_code)]
 
 pub mod authn;
 pub mod demo;
 pub mod forwarded;
+pub mod gatekeeper;
 pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod snapshot;
 pub mod upstream;
 pub mod web;
 pub mod whoami;

@@ -41,6 +41,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Validate a configuration file and, if it is valid, tell the running gateway (PID) to
+    /// re-read it (SIGHUP). An invalid file is reported and nothing is sent.
+    Reload {
+        /// Configuration file (TOML) the gateway was started with.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Process id of the running gateway.
+        #[arg(long)]
+        pid: u32,
+    },
     /// Validate configuration files; prints every problem, exits 1 if any.
     CheckConfig {
         #[arg(required = true)]
@@ -296,9 +306,22 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { files } => return check_config(&files),
-        Command::Serve { config } => {
-            load(&config).and_then(|c| Ok(gatehouse_gateway::server::run(c, env("GATEHOUSE_ADMIN_PASSWORD"))?))
-        }
+        Command::Reload { config, pid } => load(&config).and_then(|_| {
+            let status = std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "could not signal process {pid}");
+            println!("{}: valid; gateway {pid} told to reload it", config.display());
+            Ok(())
+        }),
+        Command::Serve { config } => load(&config).and_then(|c| {
+            let path = Some(config.clone());
+            Ok(gatehouse_gateway::server::run(
+                c,
+                path,
+                env("GATEHOUSE_ADMIN_PASSWORD"),
+            )?)
+        }),
         Command::Demo {
             listen,
             dir,
@@ -328,7 +351,7 @@ fn main() -> ExitCode {
             let mut out = std::io::stdout().lock();
             let _ = std::io::Write::write_all(&mut out, banner.as_bytes());
             let _ = std::io::Write::flush(&mut out);
-            Ok(server::run(config, None)?)
+            Ok(server::run(config, Some(path), None)?)
         })(),
         Command::User { command } => user_command(command),
         Command::Ldap {

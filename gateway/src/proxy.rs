@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use gatehouse_admin_ui::pages::ErrorText;
-use gatehouse_config::{Access, App, Config};
-use gatehouse_policy::{evaluate, AppPolicy, Decision, Deny, GroupName, UserName};
+use gatehouse_store::Store;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -17,27 +16,30 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::authn::session::{Session as UserSession, Sessions};
 use crate::forwarded::{forwarded, Forwarded, Incoming};
-use crate::identity::{self, Keys};
+use crate::gatekeeper::{Facts, Gatekeeper, Verdict};
+use crate::identity::{self, KeyRing};
 use crate::metrics::Metrics;
 use crate::respond;
-use crate::route::{canonicalize, normalize_host, RouteMatch, Router};
+use crate::snapshot::{AppRuntime, Live};
 use crate::upstream::{Pool, Transition};
 use crate::web;
 
-/// Everything the proxy phases read; built once at start.
+/// Everything the proxy phases read. What can change at runtime (apps, policies, pools,
+/// the config file's reloadable settings, signing keys) sits behind `live` and `keys`.
 pub struct State {
-    pub config: Config,
-    pub router: Router,
-    pub policies: Vec<AppPolicy>,
-    pub pools: Vec<Arc<Pool>>,
+    pub live: Arc<Live>,
+    pub gatekeeper: Gatekeeper,
     pub web: axum::Router,
     pub metrics: Metrics,
     pub sessions: Arc<Sessions>,
-    pub keys: Arc<Keys>,
+    pub keys: Arc<KeyRing>,
+    pub store: Arc<Store>,
     /// SAML providers (for metadata refresh in the background).
     pub saml: Vec<Arc<crate::authn::saml::SamlProvider>>,
-    /// The session cookie and the CSRF cookie: never forwarded to apps.
-    pub cookie_names: [String; 2],
+    /// The session cookie's name.
+    pub session_cookie: String,
+    /// Every cookie the gateway sets: never forwarded to apps, never set by apps.
+    pub gateway_cookies: Vec<String>,
     pub tls: bool,
     /// Requests being served; the shutdown drain waits for zero.
     pub in_flight: Arc<AtomicUsize>,
@@ -45,57 +47,45 @@ pub struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("apps", &self.config.apps.len()).finish()
+        f.debug_struct("State")
+            .field("apps", &self.live.peek().apps.len())
+            .finish()
     }
 }
 
-/// The policy `evaluate` sees for a config-defined app.
-pub fn app_policy(app: &App) -> AppPolicy {
-    let access = match app.access {
-        Access::Public => gatehouse_policy::Access::Public,
-        Access::Authenticated => gatehouse_policy::Access::Authenticated,
-        Access::Restricted => gatehouse_policy::Access::Restricted {
-            groups: app.allow_groups.iter().map(|g| GroupName::new(g)).collect(),
-            users: app.allow_users.iter().map(|u| UserName::new(u)).collect(),
-        },
-    };
-    AppPolicy {
-        slug: app.slug.clone(),
-        access,
-    }
-}
-
-impl State {
-    /// Records a health transition of member `i` of app `app` in logs and metrics.
-    pub fn health_changed(&self, app: usize, i: usize, t: Transition) {
-        let slug = &self.config.apps[app].slug;
-        let member = &self.pools[app].members[i];
-        let up = &member.upstream.address;
-        match t {
-            Transition::Unchanged => return,
-            Transition::WentDown => {
-                tracing::warn!(app = %slug, upstream = %up, "upstream marked unhealthy")
-            }
-            Transition::CameUp => {
-                tracing::info!(app = %slug, upstream = %up, "upstream healthy again")
-            }
+/// Records a health transition of member `i` of `pool` (serving app `slug`) in logs and metrics.
+pub fn health_changed(metrics: &Metrics, slug: &str, pool: &Pool, i: usize, t: Transition) {
+    let member = &pool.members[i];
+    let up = &member.upstream.address;
+    match t {
+        Transition::Unchanged => return,
+        Transition::WentDown => {
+            tracing::warn!(app = %slug, upstream = %up, "upstream marked unhealthy")
         }
-        self.metrics
-            .upstream_healthy
-            .with_label_values(&[slug.as_str(), up.as_str()])
-            .set(i64::from(member.is_healthy()));
+        Transition::CameUp => {
+            tracing::info!(app = %slug, upstream = %up, "upstream healthy again")
+        }
     }
+    metrics
+        .upstream_healthy
+        .with_label_values(&[slug, up.as_str()])
+        .set(i64::from(member.is_healthy()));
 }
 
 /// Per-request state.
 #[derive(Debug)]
 pub struct Ctx {
     start: Instant,
-    app: Option<usize>,
+    /// The app this request was routed to, held for the request's whole life.
+    app: Option<Arc<AppRuntime>>,
     upstream_path: String,
-    tried: Vec<usize>,
+    /// Members that refused a connection for this request (not tried again).
+    unreachable: Vec<usize>,
+    /// The member of the current attempt.
+    member: Option<usize>,
     upstream_sent: Option<Instant>,
     client: Option<IpAddr>,
+    /// Computed once in `request_filter`; set again on every upstream attempt (retries).
     forwarded: Option<Forwarded>,
     session: Option<Arc<UserSession>>,
     _in_flight: InFlight,
@@ -123,18 +113,78 @@ impl Gateway {
             message,
             action: Some(("Go to the App Portal", "/")),
         };
-        respond::error(session, &self.0.config.branding, &e).await?;
+        let snap = self.0.live.load();
+        respond::error(session, &snap.config.branding, &e).await?;
         Ok(true)
     }
-}
 
-/// Characters escaped in the `rd` parameter of the login redirect.
-const RD: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+    /// Writes the response a verdict calls for; `Ok(false)`: proxy the request.
+    async fn render(&self, session: &mut Session, ctx: &mut Ctx, verdict: Verdict) -> Result<bool> {
+        match verdict {
+            Verdict::Serve {
+                app,
+                upstream_path,
+                session: who,
+                ..
+            } => {
+                ctx.app = Some(app);
+                ctx.upstream_path = upstream_path;
+                ctx.session = who;
+                Ok(false)
+            }
+            Verdict::Gateway {
+                path_and_query,
+                session: who,
+            } => {
+                let info = gatehouse_admin_ui::RequestInfo {
+                    client: ctx.client,
+                    viewer: who.as_ref().map(|s| gatehouse_admin_ui::Viewer {
+                        identity: s.identity.clone(),
+                        display_name: s.display_name.clone(),
+                    }),
+                    session_cookie: identity::cookie(&session.req_header().headers, &self.0.session_cookie)
+                        .map(str::to_string),
+                };
+                ctx.session = who;
+                web::serve(session, &self.0.web, &path_and_query, info).await?;
+                Ok(true)
+            }
+            Verdict::SignIn { app, location } => {
+                ctx.app = Some(app);
+                respond::redirect(session, 302, &location).await?;
+                Ok(true)
+            }
+            Verdict::Unauthorized { app } => {
+                let msg = format!("{} needs you to sign in at /.gatehouse/login.", app.app.name);
+                ctx.app = Some(app);
+                self.page(session, 401, "Sign-in required", &msg).await
+            }
+            Verdict::Forbidden {
+                app,
+                session: who,
+                reason,
+            } => {
+                let title = format!("You cannot open {}", app.app.name);
+                let msg = format!(
+                    "Signed in as {}: {reason}. Ask an administrator of this gateway if you need access.",
+                    who.identity.user
+                );
+                ctx.app = Some(app);
+                ctx.session = Some(who);
+                self.page(session, 403, &title, &msg).await
+            }
+            Verdict::AddSlash { location } => {
+                respond::redirect(session, 308, &location).await?;
+                Ok(true)
+            }
+            Verdict::NotFound { path } => {
+                let msg = format!("No app is served at {path}. The App Portal lists the apps you can open.");
+                self.page(session, 404, "There is no app here", &msg).await
+            }
+            Verdict::BadRequest { reason } => self.page(session, 400, "This address is not valid", &reason).await,
+        }
+    }
+}
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
@@ -150,7 +200,8 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             app: None,
             upstream_path: String::new(),
-            tried: Vec::new(),
+            unreachable: Vec::new(),
+            member: None,
             upstream_sent: None,
             client: None,
             forwarded: None,
@@ -166,7 +217,7 @@ impl ProxyHttp for Gateway {
         let fwd = forwarded(
             peer,
             st.tls,
-            &st.config.server.trusted_proxies,
+            &st.live.peek().config.server.trusted_proxies,
             Incoming {
                 x_forwarded_for: header(req, "x-forwarded-for"),
                 x_forwarded_proto: header(req, "x-forwarded-proto"),
@@ -176,95 +227,36 @@ impl ProxyHttp for Gateway {
         );
         ctx.client = fwd.client;
         ctx.forwarded = Some(fwd);
-        let path = match canonicalize(req.uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                return self
-                    .page(session, 400, "This address is not valid", &e.to_string())
-                    .await
-            }
+        let facts = Facts {
+            path: req.uri.path(),
+            query: req.uri.query(),
+            host: header(req, "host"),
+            repeated_host: req.headers.get_all(http::header::HOST).iter().nth(1).is_some(),
+            authority: req.uri.authority().map(|a| a.as_str()),
+            wants_html: respond::wants_html(&req.headers),
+            session_cookie: identity::cookie(&req.headers, &st.session_cookie),
         };
-        let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        let cookie = identity::cookie(&req.headers, &st.cookie_names[0]).map(str::to_string);
-        let host = header(req, "host")
-            .or(req.uri.host())
-            .map(normalize_host)
-            .unwrap_or_default();
-        if let Some(c) = &cookie {
-            ctx.session = st.sessions.lookup(c).await;
-        }
-        let route = if web::is_reserved(&path) {
-            None
-        } else {
-            st.router.resolve(&host, &path)
-        };
-        if web::is_reserved(&path) || (route.is_none() && path == "/") {
-            let info = gatehouse_admin_ui::RequestInfo {
-                client: ctx.client,
-                viewer: ctx.session.as_ref().map(|s| gatehouse_admin_ui::Viewer {
-                    identity: s.identity.clone(),
-                    display_name: s.display_name.clone(),
-                }),
-                session_cookie: cookie,
-            };
-            web::serve(session, &st.web, &format!("{path}{query}"), info).await?;
-            return Ok(true);
-        }
-        match route {
-            None => {
-                let msg = format!("No app is served at {path}. The App Portal lists the apps you can open.");
-                self.page(session, 404, "There is no app here", &msg).await
-            }
-            Some(RouteMatch::AddSlash { location, .. }) => {
-                respond::redirect(session, 308, &format!("{location}{query}")).await?;
-                Ok(true)
-            }
-            Some(RouteMatch::App { app, upstream_path }) => {
-                ctx.app = Some(app);
-                let who = ctx.session.as_ref().map(|s| &s.identity);
-                match evaluate(&st.policies[app], who) {
-                    Decision::Allow(_) => {
-                        ctx.upstream_path = format!("{upstream_path}{query}");
-                        Ok(false)
-                    }
-                    Decision::Deny(Deny::NotSignedIn) => {
-                        if respond::wants_html(&session.req_header().headers) {
-                            let rd = percent_encoding::utf8_percent_encode(&format!("{path}{query}"), RD).to_string();
-                            respond::redirect(session, 302, &format!("/.gatehouse/login?rd={rd}")).await?;
-                            Ok(true)
-                        } else {
-                            let name = &st.config.apps[app].name;
-                            let msg = format!("{name} needs you to sign in at /.gatehouse/login.");
-                            self.page(session, 401, "Sign-in required", &msg).await
-                        }
-                    }
-                    Decision::Deny(reason) => {
-                        let name = &st.config.apps[app].name;
-                        let user = who.map(|w| w.user.as_str()).unwrap_or("");
-                        let msg = format!(
-                            "Signed in as {user}: {reason}. Ask an administrator of this gateway if you need access."
-                        );
-                        self.page(session, 403, &format!("You cannot open {name}"), &msg).await
-                    }
-                }
-            }
-        }
+        let verdict = st.gatekeeper.judge(&facts).await;
+        self.render(session, ctx, verdict).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let app = ctx
             .app
+            .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no app routed"))?;
-        let pool = &self.0.pools[app];
-        let Some(i) = pool.select(&ctx.tried) else {
+        let pool = &app.pool;
+        // A retry after a reused connection failed may go to the same member (a new
+        // connection); one that refused to connect is skipped.
+        let Some(i) = pool.select(&ctx.unreachable) else {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
         };
-        ctx.tried.push(i);
+        ctx.member = Some(i);
         let m = &pool.members[i];
         let addr = m
             .addr()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "upstream not resolved"))?;
-        let t = &self.0.config.apps[app].timeouts;
+        let t = &app.app.timeouts;
         let mut peer = HttpPeer::new(addr, m.upstream.tls, m.upstream.host.clone());
         peer.options.connection_timeout = Some(t.connect);
         peer.options.total_connection_timeout = Some(t.connect);
@@ -281,12 +273,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(app), Some(&i)) = (ctx.app, ctx.tried.last()) {
-            let pool = &self.0.pools[app];
+        if let (Some(app), Some(i)) = (&ctx.app, ctx.member) {
+            ctx.unreachable.push(i);
+            let pool = &app.pool;
             let t = pool.record_failure(i);
-            self.0.health_changed(app, i, t);
+            health_changed(&self.0.metrics, &app.app.slug, pool, i, t);
             // Nothing was sent yet, so any method may go to another upstream.
-            e.set_retry(pool.has_alternative(&ctx.tried));
+            e.set_retry(pool.has_alternative(&ctx.unreachable));
         }
         e
     }
@@ -303,8 +296,7 @@ impl ProxyHttp for Gateway {
             .parse()
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?;
         up.set_uri(uri);
-        let [session_cookie, csrf_cookie] = &st.cookie_names;
-        identity::scrub(up, &[session_cookie.as_str(), csrf_cookie.as_str()]);
+        identity::scrub(up, &st.gateway_cookies);
         for h in [
             "forwarded",
             "x-real-ip",
@@ -314,21 +306,22 @@ impl ProxyHttp for Gateway {
         ] {
             up.remove_header(h);
         }
-        if let Some(f) = ctx.forwarded.take() {
-            up.insert_header("x-forwarded-for", f.for_chain)?;
-            up.insert_header("x-forwarded-proto", f.proto)?;
-            if let Some(h) = f.host {
-                up.insert_header("x-forwarded-host", h)?;
+        // Not taken: pingora runs this phase again for every retry on another upstream.
+        if let Some(f) = &ctx.forwarded {
+            up.insert_header("x-forwarded-for", f.for_chain.as_str())?;
+            up.insert_header("x-forwarded-proto", f.proto.as_str())?;
+            if let Some(h) = &f.host {
+                up.insert_header("x-forwarded-host", h.as_str())?;
             }
             if let Some(c) = f.client {
                 up.insert_header("x-real-ip", c.to_string())?;
             }
         }
-        if let (Some(s), Some(app_idx)) = (&ctx.session, ctx.app) {
-            let app = &st.config.apps[app_idx];
+        if let (Some(s), Some(app)) = (&ctx.session, &ctx.app) {
+            let (id, app) = (app.id, &app.app);
             let assertion = st
                 .keys
-                .assertion(app, app_idx, s)
+                .assertion(app, id, s)
                 .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
             for (name, value) in identity::identity_headers(app, s, &assertion) {
                 // Values a directory supplies may not be valid header values; leave them out.
@@ -344,11 +337,22 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _res: &mut ResponseHeader,
+        res: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(app), Some(sent)) = (ctx.app, ctx.upstream_sent) {
-            let slug = self.0.config.apps[app].slug.as_str();
+        // An app must not set (or clear) the gateway's own cookies.
+        if identity::sets_gateway_cookie(&res.headers, &self.0.gateway_cookies) {
+            let kept = identity::without_gateway_cookies(&res.headers, &self.0.gateway_cookies);
+            res.remove_header(&http::header::SET_COOKIE);
+            for v in kept {
+                res.append_header(http::header::SET_COOKIE, v)?;
+            }
+            if let Some(app) = &ctx.app {
+                tracing::warn!(app = %app.app.slug, "dropped an app's Set-Cookie for a gateway cookie");
+            }
+        }
+        if let (Some(app), Some(sent)) = (&ctx.app, ctx.upstream_sent) {
+            let slug = app.app.slug.as_str();
             self.0
                 .metrics
                 .upstream_latency
@@ -373,10 +377,7 @@ impl ProxyHttp for Gateway {
             },
         };
         if code > 0 && session.response_written().is_none() {
-            let name = ctx
-                .app
-                .map(|a| self.0.config.apps[a].name.as_str())
-                .unwrap_or("This app");
+            let name = ctx.app.as_ref().map(|a| a.app.name.as_str()).unwrap_or("This app");
             let (title, msg) = match code {
                 503 => ("The app is unavailable", format!("{name} has no healthy server right now. Try again in a minute; if it persists, tell the app's owner.")),
                 504 => ("The app took too long", format!("{name} did not answer in time. Try again; if it persists, tell the app's owner.")),
@@ -390,7 +391,8 @@ impl ProxyHttp for Gateway {
                 message: &msg,
                 action: Some(("Go to the App Portal", "/")),
             };
-            if let Err(err) = respond::error(session, &self.0.config.branding, &page).await {
+            let snap = self.0.live.load();
+            if let Err(err) = respond::error(session, &snap.config.branding, &page).await {
                 tracing::debug!(error = %err, "could not write the error page");
             }
         }
@@ -403,14 +405,15 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let st = &self.0;
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
-        let slug = ctx.app.map(|a| st.config.apps[a].slug.as_str()).unwrap_or("-");
+        let slug = ctx.app.as_ref().map(|a| a.app.slug.as_str()).unwrap_or("-");
         let mut buf = itoa::Buffer::new();
         st.metrics.requests.with_label_values(&[slug, buf.format(status)]).inc();
         let req = session.req_header();
         let upstream = ctx
             .app
-            .zip(ctx.tried.last())
-            .map(|(a, &i)| st.pools[a].members[i].upstream.address.as_str())
+            .as_ref()
+            .zip(ctx.member)
+            .map(|(a, i)| a.pool.members[i].upstream.address.as_str())
             .unwrap_or("-");
         tracing::info!(
             target: "gatehouse::access",

@@ -28,12 +28,13 @@ pub async fn send(
     extra: &[(&str, &str)],
     body: Bytes,
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(8 + extra.len()))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    h.insert_header("x-content-type-options", "nosniff")?;
-    h.insert_header("referrer-policy", "same-origin")?;
+    for (k, v) in gatehouse_admin_ui::SECURITY_HEADERS {
+        h.insert_header(*k, *v)?;
+    }
     for (k, v) in extra {
         h.insert_header(k.to_string(), *v)?;
     }

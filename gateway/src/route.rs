@@ -20,6 +20,9 @@ pub enum PathError {
     AmbiguousCharacter,
     /// `..` above the root, or a dot segment hidden behind `;` (`..;`).
     EscapesRoot,
+    /// `%25` followed by the escape of `.`, `/`, `\`, `%` or a control character
+    /// (`%252e`): a server that decodes twice would see another path.
+    DoubleEncoded,
 }
 
 impl fmt::Display for PathError {
@@ -31,6 +34,7 @@ impl fmt::Display for PathError {
                 "the request path contains an encoded slash, backslash or control character"
             }
             PathError::EscapesRoot => "the request path climbs above the root with ..",
+            PathError::DoubleEncoded => "the request path has a double-encoded dot, slash, backslash or percent sign",
         })
     }
 }
@@ -79,6 +83,7 @@ pub fn canonicalize(path: &str) -> Result<String, PathError> {
                 if c == b'/' || c == b'\\' || c < 0x20 || c == 0x7f {
                     return Err(PathError::AmbiguousCharacter);
                 }
+
                 if is_unreserved(c) {
                     decoded.push(c);
                 } else {
@@ -91,6 +96,19 @@ pub fn canonicalize(path: &str) -> Result<String, PathError> {
             c => {
                 decoded.push(c);
                 i += 1;
+            }
+        }
+    }
+    // What an upstream that decodes once more would read: `%25` then an escape of a dot,
+    // slash, backslash, percent or control character. Checked on the decoded bytes, so
+    // `%25%32%65` (which decodes to `%252e`) is caught too.
+    for w in decoded.windows(5) {
+        if w.starts_with(b"%25") {
+            if let (Some(h), Some(l)) = (hex(w[3]), hex(w[4])) {
+                let inner = h * 16 + l;
+                if matches!(inner, b'.' | b'/' | b'\\' | b'%') || inner < 0x20 || inner == 0x7f {
+                    return Err(PathError::DoubleEncoded);
+                }
             }
         }
     }
@@ -127,18 +145,94 @@ pub fn canonicalize(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// The host a request names (Host header or URI authority), lower-case, without port.
-pub fn normalize_host(host: &str) -> String {
-    let h = host.trim();
-    let h = if let Some(rest) = h.strip_prefix('[') {
-        // IPv6 literal: keep up to the closing bracket.
-        rest.split(']').next().unwrap_or("")
+/// Why a request's host was refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// No `Host` header and no absolute-form target.
+    Missing,
+    /// Not a host name (RFC 3986 reg-name of letters, digits, `-`, `.`, `_`, `~`), an IPv4
+    /// address or a bracketed IPv6 literal, with an optional numeric port.
+    Malformed,
+    /// Several `Host` headers, or an absolute-form target naming another host than `Host`.
+    Conflicting,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostError::Missing => "the request names no host (Host header)",
+            HostError::Malformed => "the request's Host is not a host name with an optional numeric port",
+            HostError::Conflicting => "the request names two different hosts",
+        })
+    }
+}
+
+/// Parses a `Host` value (or an absolute-form target's authority) strictly: a reg-name
+/// (`[A-Za-z0-9._~-]`, not empty), or an IPv6 literal in brackets, then optionally `:` and a
+/// port of 1–5 digits up to 65535. Returns the host lower-cased, without port or a
+/// trailing dot — the name routing uses. Anything else is refused rather than guessed at,
+/// so that routing and the upstream can never read one value as two hosts.
+pub fn parse_host(value: &str) -> Result<String, HostError> {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (literal, after) = rest.split_once(']').ok_or(HostError::Malformed)?;
+        if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return Err(HostError::Malformed);
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(HostError::Malformed)?),
+        };
+        (&value[..literal.len() + 2], port)
     } else {
-        h.rsplit_once(':')
-            .map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
-            .unwrap_or(h)
+        match value.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (value, None),
+        }
     };
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535);
+        if !ok {
+            return Err(HostError::Malformed);
+        }
+    }
+    if !host.starts_with('[') {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
+        };
+        if !name.split('.').all(label_ok) {
+            return Err(HostError::Malformed);
+        }
+    }
+    Ok(normalize_host(host))
+}
+
+/// The host of `value` for routing: lower-case, without a trailing dot, without brackets
+/// around an IPv6 literal. `value` carries no port (see [`parse_host`]).
+fn normalize_host(host: &str) -> String {
+    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The host routing uses for a request: the absolute-form target's authority if any (which
+/// must then agree with `Host`), else the one `Host` header. Every value is parsed with
+/// [`parse_host`].
+pub fn request_host(host: Option<&str>, repeated: bool, target_authority: Option<&str>) -> Result<String, HostError> {
+    if repeated {
+        return Err(HostError::Conflicting);
+    }
+    let from_header = host.map(parse_host).transpose()?;
+    match (target_authority.map(parse_host).transpose()?, from_header) {
+        (Some(a), Some(h)) if a != h => Err(HostError::Conflicting),
+        (Some(a), _) => Ok(a),
+        (None, Some(h)) => Ok(h),
+        (None, None) => Err(HostError::Missing),
+    }
 }
 
 /// Where a request goes.
@@ -300,7 +394,6 @@ mod tests {
             ("/apps/a/%7e", "/apps/a/~"),
             ("/apps/a/b%20c", "/apps/a/b%20c"),
             ("/apps/a/%3f", "/apps/a/%3F"),
-            ("/apps/a/%252e%252e/", "/apps/a/%252e%252e/"),
             ("/apps/secret;x/", "/apps/secret;x/"),
             ("/apps/a/f;jsessionid=1", "/apps/a/f;jsessionid=1"),
         ];
@@ -316,6 +409,13 @@ mod tests {
             ("/apps/a%00", PathError::AmbiguousCharacter),
             ("/apps/a%zz", PathError::BadEncoding),
             ("/apps/a%2", PathError::BadEncoding),
+            ("/apps/public/%252e%252e/admins-only/", PathError::DoubleEncoded),
+            ("/apps/public/%252E%252E/x", PathError::DoubleEncoded),
+            ("/apps/a%252fb", PathError::DoubleEncoded),
+            ("/apps/a%255cb", PathError::DoubleEncoded),
+            ("/apps/a%25252e", PathError::DoubleEncoded),
+            ("/apps/a%2500", PathError::DoubleEncoded),
+            ("/apps/a%25%32%65%25%32%65/x", PathError::DoubleEncoded),
             ("/..", PathError::EscapesRoot),
             ("/apps/../../etc", PathError::EscapesRoot),
             ("/apps/public/..;/secret/", PathError::EscapesRoot),
@@ -348,7 +448,35 @@ mod tests {
         #[test]
         fn never_panics(input in "\\PC{0,40}") {
             let _ = canonicalize(&input);
-            let _ = normalize_host(&input);
+            let _ = parse_host(&input);
+        }
+
+        /// A Host that parses names exactly one host: the same one whatever is appended
+        /// after a `:` that is not a port, and every accepted value re-parses to itself.
+        #[test]
+        fn accepted_hosts_are_unambiguous(input in "[a-zA-Z0-9.:\\[\\]@_~% -]{0,24}") {
+            if let Ok(h) = parse_host(&input) {
+                prop_assert!(!h.contains(':') || input.starts_with('['), "port left in {h:?}");
+                prop_assert!(!h.contains(['@', ' ', '%']));
+                let again = if h.contains(':') { format!("[{h}]") } else { h.clone() };
+                prop_assert_eq!(parse_host(&again), Ok(h.clone()));
+                if let Some((_, port)) = input.rsplit_once(':').filter(|_| !input.ends_with(']')) {
+                    prop_assert!(port.bytes().all(|b| b.is_ascii_digit()), "port {port:?} of {input:?}");
+                }
+            }
+        }
+
+        /// No accepted path changes meaning when a server decodes it once more.
+        #[test]
+        fn accepted_paths_survive_a_second_decode(input in "/[a-z./%25ef0-9]{0,32}") {
+            if let Ok(p) = canonicalize(&input) {
+                let once = percent_encoding::percent_decode_str(&p).decode_utf8_lossy().into_owned();
+                let twice = percent_encoding::percent_decode_str(&once).decode_utf8_lossy().into_owned();
+                for seg in twice.split('/') {
+                    prop_assert!(seg != "." && seg != "..", "{input:?} -> {p:?} -> {twice:?}");
+                }
+                prop_assert!(!twice.contains('\\'));
+            }
         }
     }
 
@@ -452,10 +580,44 @@ mod tests {
     }
 
     #[test]
-    fn hosts_normalise() {
-        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
-        assert_eq!(normalize_host("example.com."), "example.com");
-        assert_eq!(normalize_host("[::1]:80"), "::1");
-        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
+    fn hosts_parse_strictly() {
+        let ok = [
+            ("Example.COM:8080", "example.com"),
+            ("example.com.", "example.com"),
+            ("[::1]:80", "::1"),
+            ("[::1]", "::1"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("app_1.internal:65535", "app_1.internal"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(parse_host(input).as_deref(), Ok(want), "{input}");
+        }
+        let bad = [
+            "secret.test:abc",
+            "secret.test:",
+            "secret.test:65536",
+            "secret.test:1:2",
+            "secret.test x",
+            "user@secret.test",
+            "secret%2etest",
+            "",
+            ".",
+            ":80",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "a/b",
+            "a\\b",
+            "..",
+            "a..b",
+            ".a",
+        ];
+        for input in bad {
+            assert_eq!(parse_host(input), Err(HostError::Malformed), "{input:?}");
+        }
+        assert_eq!(request_host(None, false, None), Err(HostError::Missing));
+        assert_eq!(request_host(Some("a"), true, None), Err(HostError::Conflicting));
+        assert_eq!(request_host(Some("a"), false, Some("b")), Err(HostError::Conflicting));
+        assert_eq!(request_host(Some("a:1"), false, Some("A")).as_deref(), Ok("a"));
     }
 }

@@ -1,7 +1,9 @@
 //! Assembling and running the pingora server from a [`Config`]: the proxy listener (plain or
-//! TLS), the HTTP→HTTPS redirect listener, the metrics listener, active health checks, and
-//! a graceful shutdown that lets in-flight requests finish.
+//! TLS), the HTTP→HTTPS redirect listener, the metrics listener, the [`Reloader`] that keeps
+//! the live snapshot current (store change feed, `SIGHUP`, periodic full reload, health
+//! loops), and a graceful shutdown that lets in-flight requests finish.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,17 +18,18 @@ use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownS
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
-use gatehouse_admin_ui::{PortalApp, Site};
-use gatehouse_config::{Access, App, AppHeaders, GroupsSent, Store as StoreConfig, Upstream};
-use gatehouse_store::{AppRecord, Store};
+use gatehouse_admin_ui::Site;
+use gatehouse_config::Store as StoreConfig;
+use gatehouse_store::{AppRecord, Change, Store};
 
 use crate::authn::local::RateLimit;
 use crate::authn::session::Sessions;
 use crate::authn::Authn;
-use crate::identity::Keys;
+use crate::gatekeeper::Gatekeeper;
+use crate::identity::{KeyRing, Keys};
 use crate::metrics::{Metrics, MetricsApp};
-use crate::proxy::{app_policy, Gateway, State};
-use crate::route::Router;
+use crate::proxy::{health_changed, Gateway, State};
+use crate::snapshot::{Live, Snapshot};
 use crate::upstream::{check_loop, Pool};
 use crate::GatewayError;
 
@@ -43,69 +46,16 @@ pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
     })
 }
 
-/// Apps defined in the store (admin UI) join the config's apps; a slug defined in the
-/// config wins.
-fn merge_store_apps(config: &mut Config, records: Vec<AppRecord>) {
-    for r in records {
-        if config.apps.iter().any(|a| a.slug == r.slug) {
-            tracing::warn!(app = %r.slug, "app defined in both config and store; using the config's");
-            continue;
-        }
-        let access = match r.access.as_str() {
-            "public" => Access::Public,
-            "authenticated" => Access::Authenticated,
-            _ => Access::Restricted,
-        };
-        let upstreams: Vec<Upstream> = r.upstreams.iter().filter_map(|u| parse_upstream(u)).collect();
-        if upstreams.is_empty() {
-            tracing::warn!(app = %r.slug, "app from the store has no usable upstream; skipped");
-            continue;
-        }
-        config.apps.push(App {
-            path: format!("/apps/{}/", r.slug),
-            slug: r.slug,
-            name: r.name,
-            description: r.description,
-            upstreams,
-            host: None,
-            strip_prefix: false,
-            access,
-            allow_groups: r.allow_groups.iter().map(ToString::to_string).collect(),
-            allow_users: r.allow_users.iter().map(ToString::to_string).collect(),
-            headers: AppHeaders {
-                remote_headers: false,
-                plotly_user_data: false,
-                groups_sent: GroupsSent::All,
-            },
-            health_check: config.server.health_check.clone(),
-            timeouts: config.server.timeouts,
-        });
-    }
-}
-
-fn parse_upstream(u: &str) -> Option<Upstream> {
-    let text = format!("[[apps]]\nslug = \"x\"\nupstreams = [{}]", toml_string(u));
-    Config::from_toml(&text, std::path::Path::new("."), &gatehouse_config::ProcessEnv)
-        .ok()
-        .and_then(|c| c.apps.into_iter().next())
-        .and_then(|a| a.upstreams.into_iter().next())
-}
-
-fn toml_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
 /// Builds the shared state of the proxy from a validated config: opens the store, creates
-/// the first admin if asked, loads signing keys, and prepares routing and pools.
-pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Result<Arc<State>, GatewayError> {
+/// the first admin if asked, loads signing keys, and compiles the first snapshot.
+pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result<Arc<State>, GatewayError> {
     let store = Arc::new(open_store(&config).await?);
     crate::authn::bootstrap_admin(&store, admin_password).await?;
     let _ = tokio::task::spawn_blocking(crate::authn::local::warm_up).await;
-    merge_store_apps(&mut config, store.apps().await?);
-    let keys = Arc::new(Keys::load(&store, &config.server.public_url).await?);
+    let keys = Arc::new(KeyRing::new(Keys::load(&store, &config.server.public_url).await?));
     let providers = crate::authn::password_providers(&config)?;
-    let oidc = crate::authn::oidc_providers(&config);
-    let saml = crate::authn::saml_providers(&config)?;
+    let oidc = crate::authn::oidc_providers(&config, &store);
+    let saml = crate::authn::saml_providers(&config, &store)?;
     for p in &oidc {
         // Discovery is tried now and retried on demand: a provider that is down does not
         // stop the gateway.
@@ -123,52 +73,45 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
         .with_recheck(recheck),
     );
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
-    let router = Router::new(&config.apps, config.server.app_domain.as_deref());
-    let policies: Vec<_> = config.apps.iter().map(app_policy).collect();
-    let pools: Vec<Arc<Pool>> = config
-        .apps
-        .iter()
-        .map(|a| Arc::new(Pool::new(&a.upstreams, a.health_check.clone())))
-        .collect();
-    for (app, pool) in config.apps.iter().zip(&pools) {
-        for m in &pool.members {
+    let config = Arc::new(config);
+    let first = Snapshot::compile(config.clone(), &store.apps().await?, None);
+    for app in &first.apps {
+        for m in &app.pool.members {
             if m.addr().is_none() {
-                tracing::warn!(app = %app.slug, upstream = %m.upstream.address, "cannot resolve upstream; will retry");
+                tracing::warn!(app = %app.app.slug, upstream = %m.upstream.address, "cannot resolve upstream; will retry");
             }
-            metrics
-                .upstream_healthy
-                .with_label_values(&[app.slug.as_str(), m.upstream.address.as_str()])
-                .set(i64::from(m.is_healthy()));
         }
     }
+    let live = Arc::new(Live::new(first));
     let session_cookie = config.session.cookie_name.clone();
-    let csrf_cookie = format!("{session_cookie}_csrf");
     let tls = config.server.tls.is_some();
-    let authn = Authn {
-        site: Site {
-            branding: config.branding.clone(),
-            session_cookie: session_cookie.clone(),
-            csrf_cookie: csrf_cookie.clone(),
-            secure: tls,
-            session_max_age: config.session.absolute_timeout.as_secs(),
-            password_form: !providers.is_empty(),
-            sso: config
-                .providers
-                .iter()
-                .filter_map(|p| {
-                    let href = match p.kind {
-                        gatehouse_config::ProviderKind::Oidc(_) => format!("/.gatehouse/oidc/{}/start", p.id),
-                        gatehouse_config::ProviderKind::Saml(_) => format!("/.gatehouse/saml/{}/start", p.id),
-                        _ => return None,
-                    };
-                    Some(gatehouse_admin_ui::pages::SsoButton {
-                        label: p.label.clone(),
-                        href,
-                    })
+    let site = Site {
+        branding: config.branding.clone(),
+        session_cookie: session_cookie.clone(),
+        csrf_cookie: format!("{session_cookie}_csrf"),
+        secure: tls,
+        session_max_age: config.session.absolute_timeout.as_secs(),
+        password_form: !providers.is_empty(),
+        sso: config
+            .providers
+            .iter()
+            .filter_map(|p| {
+                let href = match p.kind {
+                    gatehouse_config::ProviderKind::Oidc(_) => format!("/.gatehouse/oidc/{}/start", p.id),
+                    gatehouse_config::ProviderKind::Saml(_) => format!("/.gatehouse/saml/{}/start", p.id),
+                    _ => return None,
+                };
+                Some(gatehouse_admin_ui::pages::SsoButton {
+                    label: p.label.clone(),
+                    href,
                 })
-                .collect(),
-            login_cookie: format!("{session_cookie}_login"),
-        },
+            })
+            .collect(),
+        login_cookie: format!("{session_cookie}_login"),
+    };
+    let gateway_cookies = site.gateway_cookies();
+    let authn = Authn {
+        site,
         store: store.clone(),
         sessions: sessions.clone(),
         limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
@@ -177,40 +120,235 @@ pub async fn build_state(mut config: Config, admin_password: Option<&str>) -> Re
         saml: saml.clone(),
         public_url: config.server.public_url.clone(),
         keys: keys.clone(),
-        apps: config
-            .apps
-            .iter()
-            .zip(&policies)
-            .map(|(a, p)| {
-                let href = match &a.host {
-                    Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, a.path),
-                    None => a.path.clone(),
-                };
-                (
-                    p.clone(),
-                    PortalApp {
-                        name: a.name.clone(),
-                        description: a.description.clone(),
-                        href,
-                    },
-                )
-            })
-            .collect(),
+        live: live.clone(),
     };
     Ok(Arc::new(State {
-        tls,
-        router,
-        policies,
-        pools,
+        gatekeeper: Gatekeeper {
+            live: live.clone(),
+            sessions: sessions.clone(),
+        },
+        live,
         web: gatehouse_admin_ui::router(Arc::new(authn)),
         metrics,
         sessions,
         keys,
+        store,
         saml,
-        cookie_names: [session_cookie, csrf_cookie],
+        session_cookie,
+        gateway_cookies,
+        tls,
         in_flight: Arc::new(AtomicUsize::new(0)),
-        config,
     }))
+}
+
+/// How often everything is re-read from the store even without a change notification: the
+/// safety net for notifications that were missed.
+/// Cheap when nothing changed (two small reads; nothing is recompiled), and it is how a
+/// change made by another process on SQLite (which has no notifications) arrives.
+pub const FULL_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps the live state current: recompiles the snapshot when the store's apps or the
+/// config file change, drops cached sessions the store revoked, reloads signing keys, and
+/// runs the active health checks of every pool in use.
+pub struct Reloader {
+    state: Arc<State>,
+    /// The file `SIGHUP` re-reads; `None`: no file (the demo), reload re-reads the store only.
+    config_path: Option<PathBuf>,
+    /// One rebuild at a time, so snapshots are published in the order they were compiled;
+    /// holds the store records the current snapshot was compiled from.
+    rebuilding: tokio::sync::Mutex<Vec<AppRecord>>,
+    /// Pools whose health loop runs (weak: a pool no snapshot uses ends its loop).
+    watched: std::sync::Mutex<Vec<std::sync::Weak<Pool>>>,
+}
+
+impl Reloader {
+    pub fn new(state: Arc<State>, config_path: Option<PathBuf>) -> Reloader {
+        Reloader {
+            state,
+            config_path,
+            rebuilding: tokio::sync::Mutex::new(Vec::new()),
+            watched: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Recompiles the snapshot from `config` (default: the current one) and the store's
+    /// apps, and publishes it — unless neither changed. On a store error the current
+    /// snapshot stays.
+    pub async fn rebuild(&self, config: Option<Arc<Config>>) -> Result<(), GatewayError> {
+        let mut last = self.rebuilding.lock().await;
+        let records = self.state.store.apps().await?;
+        let previous = self.state.live.load();
+        if config.is_none() && *last == records {
+            return Ok(());
+        }
+        *last = records.clone();
+        let config = config.unwrap_or_else(|| previous.config.clone());
+        let next = tokio::task::spawn_blocking(move || Snapshot::compile(config, &records, Some(&previous)))
+            .await
+            .map_err(|e| GatewayError::Io(format!("compiling the snapshot: {e}")))?;
+        let published = self.state.live.publish(next);
+        self.watch_pools(&published);
+        tracing::debug!(apps = published.apps.len(), "snapshot published");
+        Ok(())
+    }
+
+    /// Starts the health loop of every pool in `snap` that has none yet.
+    fn watch_pools(&self, snap: &Snapshot) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.retain(|w| w.strong_count() > 0);
+        for app in &snap.apps {
+            if watched.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&app.pool))) {
+                continue;
+            }
+            let pool = Arc::downgrade(&app.pool);
+            watched.push(pool.clone());
+            for m in &app.pool.members {
+                self.state
+                    .metrics
+                    .upstream_healthy
+                    .with_label_values(&[app.app.slug.as_str(), m.upstream.address.as_str()])
+                    .set(i64::from(m.is_healthy()));
+            }
+            let (metrics, slug) = (self.state.metrics.clone(), app.app.slug.clone());
+            tokio::spawn(check_loop(pool, move |p, i, t| {
+                health_changed(&metrics, &slug, p, i, t)
+            }));
+        }
+    }
+
+    /// Re-reads the config file (`SIGHUP`, `gatehouse reload`). A valid file is swapped in
+    /// for everything a snapshot holds; settings that need a restart are named in the log.
+    /// An invalid one is refused with every problem logged, and the running config stays.
+    pub async fn reload_config(&self) -> Result<(), GatewayError> {
+        let Some(path) = &self.config_path else {
+            tracing::info!("no config file to re-read; reloading from the store");
+            return self.full_reload().await;
+        };
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Config::load(&path))
+                .await
+                .map_err(|e| GatewayError::Io(format!("reading the config: {e}")))?
+        };
+        let next = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                let text = e.to_string();
+                tracing::error!(config = %path.display(), problems = %text.trim_end(), "config reload refused; the running configuration stays");
+                return Err(GatewayError::Io(format!("{}: {}", path.display(), text.trim_end())));
+            }
+        };
+        let current = self.state.live.load().config.clone();
+        let restart = needs_restart(&current, &next);
+        if !restart.is_empty() {
+            tracing::warn!(settings = %restart.join(", "), "changed settings take effect only after a restart");
+        }
+        self.rebuild(Some(Arc::new(next))).await?;
+        tracing::info!(config = %path.display(), apps = self.state.live.peek().apps.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Everything again: apps, sessions' cache, signing keys.
+    pub async fn full_reload(&self) -> Result<(), GatewayError> {
+        self.state.sessions.forget_all();
+        self.refresh().await
+    }
+
+    /// Re-reads apps and signing keys; swaps only what changed (the periodic safety net;
+    /// cached sessions already expire within the session cache's time to live).
+    pub async fn refresh(&self) -> Result<(), GatewayError> {
+        self.state.keys.reload(&self.state.store).await?;
+        self.rebuild(None).await
+    }
+
+    /// Applies one change from the store's feed.
+    pub async fn apply(&self, change: Change) {
+        let result = match change {
+            Change::App { .. } => self.rebuild(None).await,
+            Change::Session { id_hash } => {
+                self.state.sessions.forget(&id_hash).await;
+                Ok(())
+            }
+            Change::User { username } => {
+                self.state.sessions.forget_user(&username).await;
+                Ok(())
+            }
+            Change::SigningKeys => self.state.keys.reload(&self.state.store).await,
+            Change::Resync => self.full_reload().await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not apply a store change; the periodic reload will retry");
+        }
+    }
+
+    /// Runs until shutdown: health loops, the change feed, the periodic full reload, and
+    /// `SIGHUP`.
+    async fn run(&self) {
+        self.watch_pools(&self.state.live.load());
+        let mut feed = self.state.store.subscribe();
+        let mut every = tokio::time::interval(FULL_RELOAD_INTERVAL);
+        every.tick().await;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            tokio::select! {
+                change = feed.recv() => match change {
+                    Ok(c) => self.apply(c).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "change feed lagged; reloading everything");
+                        self.apply(Change::Resync).await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tracing::error!("change feed closed; relying on the periodic reload");
+                        feed = self.state.store.subscribe();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                _ = every.tick() => {
+                    if let Err(e) = self.refresh().await {
+                        tracing::warn!(error = %e, "periodic reload failed; keeping the current state");
+                    }
+                }
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = self.reload_config().await;
+                }
+            }
+        }
+    }
+}
+
+/// The settings of `next` that differ from `current` and cannot change while running.
+pub fn needs_restart(current: &Config, next: &Config) -> Vec<&'static str> {
+    let (a, b) = (&current.server, &next.server);
+    let mut out = vec![];
+    let mut check = |name, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("server.listen", a.listen != b.listen);
+    check("server.public_url", a.public_url != b.public_url);
+    check("server.metrics_listen", a.metrics_listen != b.metrics_listen);
+    check("server.tls", format!("{:?}", a.tls) != format!("{:?}", b.tls));
+    check(
+        "server.http_redirect_listen",
+        a.http_redirect_listen != b.http_redirect_listen,
+    );
+    check("server.threads", a.threads != b.threads);
+    check("store", format!("{:?}", current.store) != format!("{:?}", next.store));
+    check(
+        "session",
+        format!("{:?}", current.session) != format!("{:?}", next.session),
+    );
+    check(
+        "branding",
+        format!("{:?}", current.branding) != format!("{:?}", next.branding),
+    );
+    check(
+        "providers",
+        format!("{:?}", current.providers) != format!("{:?}", next.providers),
+    );
+    out
 }
 
 /// How long a cached session may go unchecked against the store (another replica's
@@ -238,17 +376,15 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, GatewayError>
     Ok(rt.block_on(f))
 }
 
-/// Active health checks of every app's upstreams, and the sweep of expired sessions.
-struct HealthChecks(Arc<State>);
+/// Background work: the reloader (change feed, health loops, SIGHUP), the sweep of expired
+/// sessions, and IdP metadata refresh.
+struct Background(Arc<Reloader>);
 
 #[async_trait]
-impl BackgroundService for HealthChecks {
+impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let st = self.0.clone();
-        let loops = st.pools.iter().enumerate().map(|(app, pool)| {
-            let st = st.clone();
-            check_loop(pool.clone(), move |i, t| st.health_changed(app, i, t))
-        });
+        let st = self.0.state.clone();
+        let reloader = self.0.clone();
         let sweep = async {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {
@@ -271,19 +407,13 @@ impl BackgroundService for HealthChecks {
                 }
             })
         }));
-        // The loops run until shutdown; an empty set (no apps, no SAML URL metadata) must
-        // not end the others, so each set is followed by waiting forever.
-        let forever = std::future::pending::<()>;
-        let loops = async {
-            futures_util::future::join_all(loops).await;
-            forever().await
-        };
+        // An empty set (no SAML URL metadata) must not end the others.
         let metadata = async {
             metadata.await;
-            forever().await
+            std::future::pending::<()>().await
         };
         tokio::select! {
-            _ = loops => {}
+            _ = reloader.run() => {}
             _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}
@@ -362,7 +492,7 @@ fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Durati
 }
 
 /// Starts every service of `config` and blocks until shutdown. Returns only on error.
-pub fn run(config: Config, admin_password: Option<String>) -> Result<(), GatewayError> {
+pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<String>) -> Result<(), GatewayError> {
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.shutdown_grace_period.as_secs().max(1)),
@@ -416,9 +546,10 @@ pub fn run(config: Config, admin_password: Option<String>) -> Result<(), Gateway
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    server.add_service(background_service("health checks", HealthChecks(state.clone())));
+    let reloader = Arc::new(Reloader::new(state.clone(), config_path));
+    server.add_service(background_service("live state", Background(reloader)));
 
-    tracing::info!(%listen, %public_url, apps = state.config.apps.len(), "gatehouse listening");
+    tracing::info!(%listen, %public_url, apps = state.live.peek().apps.len(), "gatehouse listening");
     exit_when_drained(&server, state.in_flight.clone(), grace);
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal),

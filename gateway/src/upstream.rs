@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{RwLock, Weak};
 use std::time::Duration;
 
 use gatehouse_config::{HealthCheck, Upstream};
@@ -157,13 +157,17 @@ fn status_ok(head: &[u8]) -> bool {
     head.len() >= 12 && head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3')
 }
 
-/// Runs the active checks of one pool forever; calls `on_change` when a member changes.
-pub async fn check_loop(pool: Arc<Pool>, on_change: impl Fn(usize, Transition) + Send + Sync) {
-    let interval = pool.check.interval.max(Duration::from_millis(100));
+/// Runs the active checks of one pool for as long as the pool is in use (a snapshot still
+/// holds it); calls `on_change` when a member changes.
+pub async fn check_loop(pool: Weak<Pool>, on_change: impl Fn(&Pool, usize, Transition) + Send + Sync) {
+    let Some(interval) = pool.upgrade().map(|p| p.check.interval.max(Duration::from_millis(100))) else {
+        return;
+    };
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
         let results = futures_util::future::join_all(pool.members.iter().map(|m| probe(m, &pool.check))).await;
         for (i, ok) in results.into_iter().enumerate() {
             let t = if ok {
@@ -171,7 +175,7 @@ pub async fn check_loop(pool: Arc<Pool>, on_change: impl Fn(usize, Transition) +
             } else {
                 pool.record_failure(i)
             };
-            on_change(i, t);
+            on_change(&pool, i, t);
         }
     }
 }

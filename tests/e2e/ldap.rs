@@ -61,7 +61,7 @@ async fn directory_sign_in_accepts_the_right_people_only() {
         .to_string();
     for g in ["finance", "staff", "r&d, europe"] {
         assert!(
-            groups.split(',').any(|x| x.trim() == g) || groups.contains(g),
+            gatehouse_tests::identity::split_groups(&groups).iter().any(|x| x == g),
             "{g} missing from {groups}"
         );
     }
@@ -107,6 +107,42 @@ async fn directory_sign_in_accepts_the_right_people_only() {
     for secret in ["service-pw", "alice-pw", "bob-pw", "odd-pw"] {
         assert!(!log.contains(secret), "{secret} appears in the gateway log");
     }
+}
+
+/// Directory group names hold commas (`R&D\, Europe`; `staff\,admins` is one group): in the
+/// comma-separated headers each name has `,` and `%` percent-encoded, so no name can add
+/// another group; `Plotly-User-Data` and the assertion carry real JSON lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_names_with_commas_cannot_inject_groups() {
+    let slapd = Slapd::start().await;
+    let backend = Backend::start("app").await;
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .raw(&provider(&slapd, &slapd.url, NESTED))
+        .app(
+            "dash",
+            &b,
+            "access = \"authenticated\"\nheaders = { remote_headers = true, plotly_user_data = true }",
+        )
+        .app("admins", &b, "access = \"restricted\"\nallow_groups = [\"admins\"]")
+        .start()
+        .await;
+    let mut alice = gw.browser();
+    assert_eq!(alice.login("alice", "alice-pw", None).await.status, 303);
+    let p = alice.get("/apps/dash/").await;
+    let headers = &p.json()["headers"];
+    assert_eq!(
+        headers["x-forwarded-groups"][0],
+        "finance,r&d%2C europe,staff,staff%2Cadmins"
+    );
+    assert_eq!(
+        headers["remote-groups"][0],
+        "finance,r&d%2C europe,staff,staff%2Cadmins"
+    );
+    gatehouse_tests::identity::assert_groups(headers, &["finance", "r&d, europe", "staff", "staff,admins"]);
+    let seen = gatehouse_tests::identity::split_groups(headers["x-forwarded-groups"][0].as_str().unwrap());
+    assert!(!seen.iter().any(|g| g == "admins"), "{seen:?}");
+    assert_eq!(alice.get("/apps/admins/").await.status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ mod cli;
 mod forwarding;
 mod ldap;
 mod lifecycle;
+mod live;
 mod oidc;
 mod routing;
 mod saml;

@@ -290,6 +290,60 @@ async fn provider_filters_refuse_other_domains_and_groups() {
     assert!(p.body.contains("none of the groups"), "{}", p.body);
 }
 
+/// `allowed_email_domains` trusts verified addresses only: `email_verified = false` is
+/// refused with a page that says why, `true` is admitted, and `require_verified_email =
+/// false` admits unverified addresses again.
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_email_domains_need_a_verified_email() {
+    let s = setup(false, "allowed_email_domains = [\"example.org\"]", "").await;
+    s.op.set_claims("bob", serde_json::json!({"email_verified": false}))
+        .await;
+    let mut bob = s.gw.browser();
+    let cb = to_callback(&s, &mut bob, "op", "bob", "bob-pw").await;
+    let p = visit(&s, &mut bob, &cb).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("email address is not verified"), "{}", p.body);
+    assert!(!bob.cookies.contains_key("gatehouse_session"));
+    assert_eq!(bob.get("/apps/any/").await.status, 302);
+
+    s.op.set_claims("bob", serde_json::json!({"email_verified": true}))
+        .await;
+    let mut bob = sign_in(&s, "bob", "bob-pw").await;
+    assert_eq!(
+        header(&bob.get("/apps/any/").await, "x-forwarded-email"),
+        "bob@example.org"
+    );
+
+    let s = setup(
+        false,
+        "allowed_email_domains = [\"example.org\"]\nrequire_verified_email = false",
+        "",
+    )
+    .await;
+    s.op.set_claims("bob", serde_json::json!({"email_verified": false}))
+        .await;
+    let mut bob = sign_in(&s, "bob", "bob-pw").await;
+    assert_eq!(
+        header(&bob.get("/apps/any/").await, "x-forwarded-email"),
+        "bob@example.org"
+    );
+}
+
+/// Group claims with commas and `%` reach the app as one group each: percent-encoded
+/// inside the comma-separated header, real lists in the assertion.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_claims_with_commas_cannot_inject_groups() {
+    let s = setup(false, "", "").await;
+    s.op.set_groups("bob", &["staff,admins", "R&D, Europe", "50%"]).await;
+    let mut bob = sign_in(&s, "bob", "bob-pw").await;
+    let p = bob.get("/apps/any/").await;
+    let headers = &p.json()["headers"];
+    assert_eq!(headers["x-forwarded-groups"][0], "50%25,r&d%2C europe,staff%2Cadmins");
+    gatehouse_tests::identity::assert_groups(headers, &["50%", "r&d, europe", "staff,admins"]);
+    let seen = gatehouse_tests::identity::split_groups(headers["x-forwarded-groups"][0].as_str().unwrap());
+    assert!(!seen.iter().any(|g| g == "admins"), "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_updates_groups_and_logout_reaches_the_provider() {
     let s = setup(false, "refresh_interval = \"1s\"", "").await;
@@ -452,4 +506,45 @@ async fn gateway_starts_while_the_provider_is_down_and_recovers() {
     };
     let mut alice = sign_in(&s, "alice", "alice-pw").await;
     assert_eq!(alice.get("/apps/any/").await.status, 200);
+}
+
+/// Behind a load balancer without stickiness the provider's callback may reach another
+/// replica than the one that started the sign-in: the login record is in the shared store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_started_on_one_replica_completes_on_another() {
+    let db = gatehouse_tests::cluster::PgDatabase::create();
+    let store = format!("\n[store]\nurl = \"{}\"\n", db.url);
+    let s = setup(false, &store, "").await;
+    let backend = Backend::start("app").await;
+    let other = gatehouse()
+        .server(&format!("public_url = \"{}\"", s.base))
+        .raw(&provider_block("op", &s.op, "gatehouse", &store))
+        .app("any", &[backend.addr], "access = \"authenticated\"")
+        .start()
+        .await;
+    for (starts, finishes) in [(&s.gw, &other), (&other, &s.gw)] {
+        let mut on_start = starts.browser();
+        let p = on_start.get("/.gatehouse/oidc/op/start?rd=/apps/any/x").await;
+        assert_eq!(p.status, 303, "start: {}", p.body);
+        let cb =
+            s.op.login(
+                &OpenIdProvider::browser_client(),
+                p.location().unwrap(),
+                "alice",
+                "alice-pw",
+            )
+            .await
+            .expect("OP login");
+        let mut on_finish = finishes.browser();
+        on_finish.cookies = on_start.cookies.clone();
+        let p = visit(&s, &mut on_finish, &cb).await;
+        assert_eq!(p.status, 303, "callback on the other replica: {}", p.body);
+        assert_eq!(p.location(), Some("/apps/any/x"));
+        let page = on_finish.get("/apps/any/x").await;
+        assert_eq!(header(&page, "x-forwarded-user"), "alice");
+        // Single use across replicas: the same callback again, anywhere, is refused.
+        let mut again = starts.browser();
+        again.cookies = on_start.cookies.clone();
+        assert_ne!(visit(&s, &mut again, &cb).await.status, 303, "replayed callback");
+    }
 }

@@ -274,6 +274,23 @@ async fn group_values_are_mapped_to_gatehouse_groups() {
     assert_eq!(sid.get("/apps/fin/").await.status, 200);
 }
 
+/// Attribute values with commas and `%` reach the app as one group each: percent-encoded
+/// inside the comma-separated header, real lists in the assertion.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_values_with_commas_cannot_inject_groups() {
+    let s = setup("", &[], false).await;
+    let mut rnd = sign_in(&s, "rnd").await;
+    let p = rnd.get("/apps/any/").await;
+    let headers = &p.json()["headers"];
+    assert_eq!(
+        headers["x-forwarded-groups"][0],
+        "100%25 remote,r&d%2C europe,staff%2Cadmins"
+    );
+    gatehouse_tests::identity::assert_groups(headers, &["100% remote", "r&d, europe", "staff,admins"]);
+    let seen = gatehouse_tests::identity::split_groups(headers["x-forwarded-groups"][0].as_str().unwrap());
+    assert!(!seen.iter().any(|g| g == "admins"), "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idp_initiated_login_only_when_enabled() {
     let s = setup("", &[], false).await;
@@ -459,4 +476,36 @@ async fn under_tls_a_sign_in_started_in_one_browser_cannot_end_in_another() {
     let p = post(&mut alice, &acs, &resp, relay.as_deref()).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(alice.get("/apps/any/").await.status, 200);
+}
+
+/// Behind a load balancer without stickiness the IdP's POST may reach another replica than
+/// the one that started the sign-in; and an assertion used on one replica is refused on all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_started_on_one_replica_completes_on_another() {
+    let db = gatehouse_tests::cluster::PgDatabase::create();
+    let store = format!("\n[store]\nurl = \"{}\"\n", db.url);
+    let s = setup(&store, &[], false).await;
+    let md = s._files.path().join("idp-metadata.xml");
+    let backend = Backend::start("app").await;
+    let other = gatehouse()
+        .server(&format!("public_url = \"{}\"", s.base))
+        .raw(&format!(
+            "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nlabel = \"Company SSO\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\n{store}\n",
+            md.display()
+        ))
+        .app("any", &[backend.addr], "access = \"authenticated\"")
+        .start()
+        .await;
+    let mut on_start = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut on_start, "alice").await;
+    let mut on_finish = other.browser();
+    on_finish.cookies = on_start.cookies.clone();
+    let p = post(&mut on_finish, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "ACS on the other replica: {}", p.body);
+    assert_eq!(p.location(), Some("/apps/any/x"));
+    assert_eq!(header(&on_finish.get("/apps/any/x").await, "x-forwarded-user"), "alice");
+    // The same response again on the first replica: the RelayState record is used up.
+    let mut again = s.gw.browser();
+    let p = post(&mut again, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 401, "{}", p.body);
 }

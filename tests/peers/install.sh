@@ -23,18 +23,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# OpenLDAP for the LDAP suite (tests/peers/ldap/start.sh runs private instances on loopback
-# ports). Installed without configuring or starting a system slapd: debconf is told
-# slapd/no_configuration, and a temporary policy-rc.d forbids service starts.
-LDAP_PKGS=(slapd ldap-utils openssl)
-ldap_missing=()
-for p in "${LDAP_PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    ldap_missing+=("$p")
-  fi
-done
-if [ "${#ldap_missing[@]}" -gt 0 ]; then
-  echo "installing: ${ldap_missing[*]} (no system slapd is configured or started)"
+# Installs packages without letting them configure or start a system service: debconf is
+# told slapd/no_configuration, and a temporary policy-rc.d forbids service starts. Tests run
+# private instances on loopback ports instead.
+install_without_services() {
+  local missing=()
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  echo "installing: ${missing[*]} (no system service is configured or started)"
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
   policy=/usr/sbin/policy-rc.d
   policy_backup=""
@@ -54,10 +54,16 @@ if [ "${#ldap_missing[@]}" -gt 0 ]; then
   printf '#!/bin/sh\n# temporary, from gatehouse tests/peers/install.sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod 755 "$policy"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${ldap_missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
   restore_policy
   trap - EXIT
-fi
+}
+
+# OpenLDAP for the LDAP suite (tests/peers/ldap/start.sh runs private instances).
+install_without_services slapd ldap-utils openssl
+# HAProxy as the plain round-robin load balancer in front of several replicas, and wrk for
+# bounded load while the live state changes (tests/e2e/replicas.rs).
+install_without_services haproxy wrk
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2

@@ -4,6 +4,7 @@
 //! - `…/ws`: WebSocket echo;
 //! - `…/upload`: counts the request body bytes as they stream in, answers `{"bytes": n}`;
 //! - `…/slow?ms=N`: answers after N ms;
+//! - `…/set-cookie?set=a,b`: sets a cookie of each name;
 //! - anything else: `{"backend", "method", "path", "headers"}` as JSON.
 //!
 //! [`Backend::stop`] closes the listener and every open connection, like a crashed app.
@@ -143,6 +144,22 @@ async fn handle(shared: Shared, req: Request) -> Response {
                 }
             }
             axum::Json(serde_json::json!({ "bytes": n })).into_response()
+        }
+        "set-cookie" => {
+            // Sets a cookie for each name in `?set=a,b,c` (an app trying to set any cookie).
+            let names: Vec<String> = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("set="))
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default();
+            let mut res = axum::Json(serde_json::json!({ "backend": shared.name })).into_response();
+            for n in names {
+                if let Ok(v) = http::HeaderValue::from_str(&format!("{n}=from-app; Path=/")) {
+                    res.headers_mut().append(http::header::SET_COOKIE, v);
+                }
+            }
+            res
         }
         "slow" => {
             let ms: u64 = req

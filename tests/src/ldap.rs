@@ -9,8 +9,9 @@
 //!
 //! The seed (tests/peers/ldap/seed.ldif, whose header lists every entry) has: the service
 //! account [`SERVICE_DN`] / `service-pw`; users under `ou=people,dc=example,dc=org` with password
-//! `<uid>-pw`: `alice` (finance, staff, `R&D, Europe`), `bob` (staff; `memberUid` of the posixGroup
-//! `posix-staff`), `many` (staff + `bulk-0000` … `bulk-1999`), `nested` (inner ∈ middle ∈ outer;
+//! `<uid>-pw`: `alice` (finance, staff, `R&D, Europe`, `staff,admins`: one group each, commas
+//! in their CNs), `bob` (staff; `memberUid` of the posixGroup `posix-staff`), `many` (staff +
+//! `bulk-0000` … `bulk-1999`), `nested` (inner ∈ middle ∈ outer;
 //! cycle-a ⇄ cycle-b), [`ODD_UID`] (password `odd-pw`, staff), `locked` (ppolicy-locked: binds
 //! answer 49), and `dup` twice (also in `ou=contractors,dc=example,dc=org`, a sibling of
 //! `ou=people`). `memberOf` holds direct groups only. [`ADMIN_DN`] / `admin-pw` is the rootdn.
@@ -319,13 +320,13 @@ mod tests {
             &["memberOf", "mail", "cn", "userPassword"],
         );
         let groups = values(&alice, "memberOf");
-        for g in ["cn=finance", "cn=staff", r"cn=R&D\, Europe"] {
+        for g in ["cn=finance", "cn=staff", r"cn=R&D\, Europe", r"cn=staff\,admins"] {
             assert!(
                 groups.contains(&format!("{g},{GROUPS}").as_str()),
                 "alice lacks {g}: {alice}"
             );
         }
-        assert_eq!(groups.len(), 3, "{alice}");
+        assert_eq!(groups.len(), 4, "{alice}");
         assert_eq!(values(&alice, "mail"), ["alice@example.org"]);
         assert_eq!(values(&alice, "cn"), ["Alice Able"]);
         assert!(!alice.to_lowercase().contains("userpassword"), "{alice}");

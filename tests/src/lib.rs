@@ -11,7 +11,9 @@
 
 pub mod backend;
 pub mod browser;
+pub mod cluster;
 pub mod demo;
+pub mod identity;
 pub mod ldap;
 pub mod oidc;
 pub mod raw;

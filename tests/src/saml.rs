@@ -16,7 +16,8 @@
 //!
 //! Users (user / password): `alice`/`alice-pw` (groups finance, staff; email alice@example.org;
 //! displayName "Alice Able"), `bob`/`bob-pw` (staff), `many`/`many-pw` (bulk-0000 … bulk-1999 and
-//! staff: a ~150 KB response), `sid`/`sid-pw` (AD-style groups [`SID_GROUP`] and [`DN_GROUP`]).
+//! staff: a ~150 KB response), `sid`/`sid-pw` (AD-style groups [`SID_GROUP`] and [`DN_GROUP`]),
+//! `rnd`/`rnd-pw` (groups `R&D, Europe`, `staff,admins` and `100% remote`: commas and `%`).
 //! NameID: persistent, value = uid. Attributes (NameFormat basic): `uid`, `email`,
 //! `displayName`, `groups`. The Assertion is signed (RSA-SHA256); start options (flags of
 //! start.sh): `--sign-response` (Response too), `--sign-response-only`, `--encrypt-assertion`

@@ -1,5 +1,5 @@
-//! Authentication: providers establish an identity (`local` now; LDAP, OIDC and SAML as they
-//! land), sessions keep it. Providers never decide access — that is `policy::evaluate`.
+//! Authentication: providers (local accounts, LDAP, OIDC, SAML) establish an identity,
+//! sessions keep it. Providers never decide access — that is `policy::evaluate`.
 
 pub mod ldap;
 pub mod local;
@@ -13,10 +13,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
-use gatehouse_policy::{evaluate, AppPolicy, Identity, UserName};
+use gatehouse_policy::{Identity, UserName};
 use gatehouse_store::{Actor, NewUser, Store};
 
-use crate::identity::Keys;
+use crate::identity::KeyRing;
+use crate::snapshot::Live;
 use crate::GatewayError;
 use ldap::{LdapFailure, LdapProvider};
 use local::{LoginFailure, RateLimit};
@@ -50,13 +51,13 @@ pub fn password_providers(config: &Config) -> Result<Vec<PasswordProvider>, Gate
 
 /// The SAML providers of a config; a provider that cannot be set up safely (no IdP
 /// signing certificate, unreadable metadata) stops the start.
-pub fn saml_providers(config: &Config) -> Result<Vec<Arc<SamlProvider>>, GatewayError> {
+pub fn saml_providers(config: &Config, store: &Arc<Store>) -> Result<Vec<Arc<SamlProvider>>, GatewayError> {
     config
         .providers
         .iter()
         .filter_map(|p| match &p.kind {
             ProviderKind::Saml(s) => {
-                Some(SamlProvider::new(&p.id, &p.label, s, &config.server.public_url).map(Arc::new))
+                Some(SamlProvider::new(&p.id, &p.label, s, &config.server.public_url, store.clone()).map(Arc::new))
             }
             _ => None,
         })
@@ -73,7 +74,7 @@ fn saml_error(p: &SamlProvider, why: &str) -> SsoError {
 }
 
 /// The OIDC providers of a config.
-pub fn oidc_providers(config: &Config) -> Vec<Arc<OidcProvider>> {
+pub fn oidc_providers(config: &Config, store: &Arc<Store>) -> Vec<Arc<OidcProvider>> {
     config
         .providers
         .iter()
@@ -83,6 +84,7 @@ pub fn oidc_providers(config: &Config) -> Vec<Arc<OidcProvider>> {
                 &p.label,
                 o,
                 &config.server.public_url,
+                store.clone(),
             ))),
             _ => None,
         })
@@ -282,9 +284,9 @@ pub struct Authn {
     pub oidc: Vec<Arc<OidcProvider>>,
     pub saml: Vec<Arc<SamlProvider>>,
     pub public_url: String,
-    pub keys: Arc<Keys>,
-    /// (app index, policy, name, description, href) for the portal.
-    pub apps: Vec<(AppPolicy, PortalApp)>,
+    pub keys: Arc<KeyRing>,
+    /// The live apps, for the portal.
+    pub live: Arc<Live>,
 }
 
 impl Authn {
@@ -446,7 +448,7 @@ impl Gate for Authn {
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        p.start(rd, binding).map_err(|e| saml_error(p, &e.0))
+        p.start(rd, binding).await.map_err(|e| saml_error(p, &e.0))
     }
 
     async fn saml_acs(
@@ -461,7 +463,7 @@ impl Gate for Authn {
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        let (who, data, rd) = p.acs(response, relay_state, binding).map_err(|e| {
+        let (who, data, rd) = p.acs(response, relay_state, binding).await.map_err(|e| {
             tracing::warn!(provider = %provider, refused = %e, "SAML response refused");
             saml_error(p, &e.0)
         })?;
@@ -523,14 +525,10 @@ impl Gate for Authn {
     }
 
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp> {
-        self.apps
-            .iter()
-            .filter(|(policy, _)| evaluate(policy, who).is_allowed())
-            .map(|(_, card)| card.clone())
-            .collect()
+        self.live.peek().portal(who)
     }
 
     fn jwks(&self) -> String {
-        self.keys.jwks().to_string()
+        self.keys.jwks()
     }
 }

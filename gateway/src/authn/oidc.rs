@@ -20,6 +20,8 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
+use gatehouse_store::Store;
+
 use super::session::NewIdentity;
 
 /// The JWKS (with the discovery document) is fetched again on an unknown key at most this
@@ -73,11 +75,19 @@ struct Discovered {
     algs: Vec<CoreJwsSigningAlgorithm>,
 }
 
+/// A sign-in in flight, kept in the store (any replica may receive the callback) under the
+/// SHA-256 of its `state`, single use.
+#[derive(Serialize, Deserialize)]
 struct Attempt {
-    nonce: Nonce,
+    nonce: String,
     pkce: String,
     rd: String,
     binding: String,
+}
+
+/// The store key of the attempt a `state` names: its hash, so the table holds no live value.
+fn attempt_key(state: &str) -> String {
+    format!("oidc:{}", super::session::hash_id(state))
 }
 
 /// The query of a callback.
@@ -98,7 +108,8 @@ pub struct OidcProvider {
     http: reqwest::Client,
     discovered: tokio::sync::RwLock<Option<Arc<Discovered>>>,
     last_fetch: Mutex<Option<Instant>>,
-    attempts: moka::sync::Cache<String, Arc<Attempt>>,
+    /// Where attempts are kept (shared by every replica).
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -161,7 +172,7 @@ fn describe(e: &ClaimsVerificationError) -> String {
 }
 
 impl OidcProvider {
-    pub fn new(id: &str, label: &str, cfg: &OidcConfig, public_url: &str) -> OidcProvider {
+    pub fn new(id: &str, label: &str, cfg: &OidcConfig, public_url: &str, store: Arc<Store>) -> OidcProvider {
         let http = reqwest::Client::builder()
             // Following redirects would open the token and userinfo calls to SSRF.
             .redirect(reqwest::redirect::Policy::none())
@@ -176,10 +187,7 @@ impl OidcProvider {
             http,
             discovered: tokio::sync::RwLock::new(None),
             last_fetch: Mutex::new(None),
-            attempts: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ATTEMPT_TTL)
-                .build(),
+            store,
         }
     }
 
@@ -279,15 +287,18 @@ impl OidcProvider {
             req = req.add_scope(Scope::new(s.clone()));
         }
         let (url, state, nonce) = req.url();
-        self.attempts.insert(
-            state.secret().clone(),
-            Arc::new(Attempt {
-                nonce,
-                pkce: verifier.secret().clone(),
-                rd: rd.to_string(),
-                binding: binding.to_string(),
-            }),
-        );
+        let attempt = Attempt {
+            nonce: nonce.secret().clone(),
+            pkce: verifier.secret().clone(),
+            rd: rd.to_string(),
+            binding: binding.to_string(),
+        };
+        let data = serde_json::to_string(&attempt).map_err(|e| OidcError::Unreachable(e.to_string()))?;
+        let expires = super::session::now() + ATTEMPT_TTL.as_secs() as i64;
+        self.store
+            .put_login_attempt(&attempt_key(state.secret()), &self.id, &data, expires)
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("the session store: {e}")))?;
         Ok(url.to_string())
     }
 
@@ -300,7 +311,14 @@ impl OidcProvider {
     ) -> Result<(NewIdentity, ProviderData, String), OidcError> {
         let state = q.state.as_deref().unwrap_or_default();
         // Single use: the attempt is removed whatever happens next.
-        let attempt = self.attempts.remove(state).ok_or(OidcError::Expired)?;
+        let taken = self
+            .store
+            .take_login_attempt(&attempt_key(state), super::session::now())
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("the session store: {e}")))?
+            .filter(|a| a.provider == self.id)
+            .ok_or(OidcError::Expired)?;
+        let attempt: Attempt = serde_json::from_str(&taken.data).map_err(|_| OidcError::Expired)?;
         if binding != Some(attempt.binding.as_str()) {
             return Err(OidcError::Expired);
         }
@@ -332,7 +350,7 @@ impl OidcProvider {
             .id_token()
             .ok_or_else(|| OidcError::Rejected("the provider sent no ID token".into()))?;
         let raw_jwt = id_token.to_string();
-        let nonce = attempt.nonce.clone();
+        let nonce = Nonce::new(attempt.nonce.clone());
         // Verify; on an unknown key, fetch the JWKS again once (key rotation).
         let verify = |d: &Discovered| {
             let now = chrono::Utc::now();

@@ -22,6 +22,8 @@ use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use samael::traits::ToXml;
 use serde::{Deserialize, Serialize};
 
+use gatehouse_store::Store;
+
 use super::session::NewIdentity;
 use crate::GatewayError;
 
@@ -52,11 +54,18 @@ pub struct SamlSessionData {
     pub session_index: Option<String>,
 }
 
+/// A sign-in in flight, kept in the store (the IdP's POST may reach any replica) under its
+/// RelayState, single use.
+#[derive(Serialize, Deserialize)]
 struct Attempt {
     request_id: String,
     rd: String,
     /// The browser's binding value, when the sign-in was started under TLS.
     binding: Option<String>,
+}
+
+fn attempt_key(relay_state: &str) -> String {
+    format!("saml:{relay_state}")
 }
 
 /// One configured SAML provider.
@@ -72,8 +81,8 @@ pub struct SamlProvider {
     acs_url: String,
     slo_url: String,
     public_url: String,
-    attempts: moka::sync::Cache<String, Arc<Attempt>>,
-    seen_assertions: moka::sync::Cache<String, ()>,
+    /// Login attempts and the assertion ids already used, shared by every replica.
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for SamlProvider {
@@ -218,7 +227,13 @@ fn hex(b: &[u8]) -> String {
 impl SamlProvider {
     /// Builds the provider from its configuration. Refuses an IdP metadata without a
     /// signing certificate, and unknown signature algorithms.
-    pub fn new(id: &str, label: &str, cfg: &SamlConfig, public_url: &str) -> Result<SamlProvider, GatewayError> {
+    pub fn new(
+        id: &str,
+        label: &str,
+        cfg: &SamlConfig,
+        public_url: &str,
+        store: Arc<Store>,
+    ) -> Result<SamlProvider, GatewayError> {
         let err = |m: String| GatewayError::Io(format!("SAML provider {id}: {m}"));
         let xml = match &cfg.idp_metadata {
             MetadataSource::File(p) => {
@@ -238,14 +253,7 @@ impl SamlProvider {
             acs_url,
             slo_url,
             public_url: public_url.to_string(),
-            attempts: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ATTEMPT_TTL)
-                .build(),
-            seen_assertions: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(REPLAY_TTL)
-                .build(),
+            store,
         })
     }
 
@@ -277,7 +285,7 @@ impl SamlProvider {
 
     /// Starts a sign-in: the IdP URL (HTTP-Redirect binding) carrying an AuthnRequest, and
     /// a RelayState that refers to a login record holding where to go next.
-    pub fn start(&self, rd: &str, binding: Option<&str>) -> Result<String, SamlError> {
+    pub async fn start(&self, rd: &str, binding: Option<&str>) -> Result<String, SamlError> {
         let sp = self.sp();
         let sso = sp
             .sso_binding_location(HTTP_REDIRECT_BINDING)
@@ -286,14 +294,17 @@ impl SamlProvider {
             .make_authentication_request(&sso)
             .map_err(|e| refuse(format!("AuthnRequest: {e}")))?;
         let relay = hex(&rand::random::<[u8; 16]>());
-        self.attempts.insert(
-            relay.clone(),
-            Arc::new(Attempt {
-                request_id: req.id.clone(),
-                rd: rd.to_string(),
-                binding: binding.map(str::to_string),
-            }),
-        );
+        let attempt = Attempt {
+            request_id: req.id.clone(),
+            rd: rd.to_string(),
+            binding: binding.map(str::to_string),
+        };
+        let data = serde_json::to_string(&attempt).map_err(|e| refuse(format!("login record: {e}")))?;
+        let expires = crate::authn::session::now() + ATTEMPT_TTL.as_secs() as i64;
+        self.store
+            .put_login_attempt(&attempt_key(&relay), &self.id, &data, expires)
+            .await
+            .map_err(|e| refuse(format!("the session store is unavailable ({e})")))?;
         let url = match &sp.key {
             Some(key) => req.signed_redirect(&relay, key),
             None => req.redirect(&relay),
@@ -305,7 +316,7 @@ impl SamlProvider {
 
     /// Checks a posted SAMLResponse. Returns the identity, the data for single logout and
     /// where to go next.
-    pub fn acs(
+    pub async fn acs(
         &self,
         saml_response: &str,
         relay_state: Option<&str>,
@@ -324,7 +335,16 @@ impl SamlProvider {
                 return Err(refuse("the response was sent to another Destination"));
             }
         }
-        let attempt = relay_state.and_then(|r| self.attempts.remove(r));
+        let attempt: Option<Attempt> = match relay_state {
+            Some(r) => self
+                .store
+                .take_login_attempt(&attempt_key(r), crate::authn::session::now())
+                .await
+                .map_err(|e| refuse(format!("the session store is unavailable ({e})")))?
+                .filter(|a| a.provider == self.id)
+                .and_then(|a| serde_json::from_str(&a.data).ok()),
+            None => None,
+        };
         // A sign-in started in one browser cannot be completed in another (login CSRF).
         if let Some(expected) = attempt.as_ref().and_then(|a| a.binding.as_deref()) {
             if binding != Some(expected) {
@@ -355,27 +375,42 @@ impl SamlProvider {
                 ))
             }
         };
-        let id_refs: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
-        let possible = ids.as_ref().map(|_| id_refs.as_slice());
-        // samael can panic on documents it does not expect; a response must never crash us.
-        // With one signature, the strictest reduction (exactly the signed bytes, as xmlsec
-        // digested them) is also the fastest; with several, samael's default keeps only
-        // what the signatures cover.
-        let signatures = element_names(&xml).iter().filter(|n| **n == "Signature").count();
-        let mode = if signatures == 1 {
-            ReduceMode::PreDigest
-        } else {
-            ReduceMode::default()
-        };
-        let parsed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            sp.parse_xml_response_with_mode(&xml, possible, mode)
-        }))
-        .map_err(|_| refuse("the response could not be read"))?;
-        let assertion = parsed.map_err(|e| refuse(describe(&e)))?;
-        if self.seen_assertions.contains_key(&assertion.id) {
+        // Signature verification and parsing are CPU work (a 2,000-group response is
+        // ~150 KB of XML): off the async workers, so one sign-in never delays requests.
+        let assertion = tokio::task::spawn_blocking(move || {
+            let id_refs: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
+            let possible = ids.as_ref().map(|_| id_refs.as_slice());
+            // samael can panic on documents it does not expect; a response must never crash
+            // us. With one signature, the strictest reduction (exactly the signed bytes, as
+            // xmlsec digested them) is also the fastest; with several, samael's default keeps
+            // only what the signatures cover.
+            let signatures = element_names(&xml).iter().filter(|n| **n == "Signature").count();
+            let mode = if signatures == 1 {
+                ReduceMode::PreDigest
+            } else {
+                ReduceMode::default()
+            };
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                sp.parse_xml_response_with_mode(&xml, possible, mode)
+            }))
+            .map_err(|_| refuse("the response could not be read"))?
+            .map_err(|e| refuse(describe(&e)))
+        })
+        .await
+        .map_err(|_| refuse("the response could not be read"))??;
+        let now = crate::authn::session::now();
+        let first = self
+            .store
+            .first_sighting(
+                &format!("saml:{}:{}", self.id, assertion.id),
+                now + REPLAY_TTL.as_secs() as i64,
+                now,
+            )
+            .await
+            .map_err(|e| refuse(format!("the session store is unavailable ({e})")))?;
+        if !first {
             return Err(refuse("this assertion was already used (replay)"));
         }
-        self.seen_assertions.insert(assertion.id.clone(), ());
         let (who, data) = self.identity(&assertion)?;
         Ok((who, data, rd))
     }

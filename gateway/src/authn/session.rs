@@ -58,6 +58,23 @@ impl Session {
         }
     }
 
+    /// A session that exists only in memory (tests, and requests judged without a store
+    /// record): no id, no provider.
+    pub fn detached(identity: Identity) -> Session {
+        let t = now();
+        Session {
+            id_hash: String::new(),
+            identity,
+            email: None,
+            display_name: None,
+            provider: String::new(),
+            created_at: t,
+            last_seen: AtomicI64::new(t),
+            persisted_last_seen: AtomicI64::new(t),
+            checked_at: AtomicI64::new(t),
+        }
+    }
+
     pub fn last_seen(&self) -> i64 {
         self.last_seen.load(Ordering::Relaxed)
     }
@@ -298,8 +315,19 @@ impl Sessions {
             .delete_user_sessions(&UserName::new(username), &Actor::gateway())
             .await
             .unwrap_or(0);
-        // Entries for other sessions of the user expire from the cache within its TTL;
-        // sweep them now so this replica stops honouring them at once.
+        // Other replicas hear of it through the store's change feed; this one at once.
+        self.forget_user(username).await;
+        n
+    }
+
+    /// Drops a session from this replica's cache (the store changed it: revoked, logged out
+    /// or re-checked elsewhere); the next request reads the store again.
+    pub async fn forget(&self, id_hash: &str) {
+        self.cache.invalidate(id_hash).await;
+    }
+
+    /// Drops every cached session of `username` (the account changed).
+    pub async fn forget_user(&self, username: &str) {
         let user = UserName::new(username);
         let stale: Vec<String> = self
             .cache
@@ -310,7 +338,11 @@ impl Sessions {
         for k in stale {
             self.cache.invalidate(&k).await;
         }
-        n
+    }
+
+    /// Drops every cached session (change notifications may have been missed).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
     }
 
     /// Deletes sessions past their timeouts from the store.

@@ -33,6 +33,7 @@
 #   bob:bob-pw      uid bob, groups staff
 #   many:many-pw    uid many, groups bulk-0000 … bulk-1999 and staff (2,001 values, ~150 KB response)
 #   sid:sid-pw      uid sid, groups S-1-5-21-1-2-3-1101 and CN=Finance,OU=Groups,DC=corp (AD-style)
+#   rnd:rnd-pw      uid rnd, groups "R&D, Europe", "staff,admins" and "100% remote" (one group each)
 # NameID: format persistent, value = uid. Attributes (NameFormat basic): uid, email, displayName,
 # groups. Admin password: admin-pw.
 #
@@ -235,6 +236,12 @@ $config = [
             'mail' => ['sid@example.org'],
             'displayName' => ['Sid Windows'],
             'groups' => ['S-1-5-21-1-2-3-1101', 'CN=Finance,OU=Groups,DC=corp'],
+        ],
+        'rnd:rnd-pw' => [
+            'uid' => ['rnd'],
+            'mail' => ['rnd@example.org'],
+            'displayName' => ['Rae Comma'],
+            'groups' => ['R&D, Europe', 'staff,admins', '100% remote'],
         ],
     ],
 ];

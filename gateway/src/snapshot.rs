@@ -1,0 +1,350 @@
+//! The live access model. Everything a request is judged by — the routing table, each app's
+//! policy, header options and upstream pool — is one immutable [`Snapshot`], compiled from
+//! the config file and the store's app records by [`Snapshot::compile`] and published whole
+//! through [`Live`] (an atomic swap). A request keeps the `Arc<AppRuntime>` it was routed to
+//! for its whole life, so a swap never changes the app a request is served by; indices into
+//! [`Snapshot::apps`] are only meaningful inside the snapshot they came from.
+//!
+//! Upstream pools are carried over from the previous snapshot when an app keeps the same
+//! upstreams and health check, so health state survives every swap.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_admin_ui::PortalApp;
+use gatehouse_config::{Access, App, AppDefinition, Config};
+use gatehouse_policy::{evaluate, AppPolicy, GroupName, Identity, UserName};
+use gatehouse_store::AppRecord;
+
+use crate::route::Router;
+use crate::upstream::Pool;
+
+/// Where an app was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppSource {
+    /// The config file: read-only at runtime (changed by editing the file and reloading).
+    File,
+    /// The store (admin UI, CLI): changes take effect at once on every replica.
+    Store,
+}
+
+impl AppSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppSource::File => "config file",
+            AppSource::Store => "store",
+        }
+    }
+}
+
+/// One app as the proxy serves it: its validated definition, the policy `evaluate` sees,
+/// and its upstream pool.
+#[derive(Debug)]
+pub struct AppRuntime {
+    /// Unique for every compiled app, never reused: keys caches (assertion JWTs) so that
+    /// an edited app is never served what was made for its earlier definition.
+    pub id: u64,
+    pub app: App,
+    pub policy: AppPolicy,
+    pub pool: Arc<Pool>,
+    pub source: AppSource,
+    /// The portal card's link.
+    pub href: String,
+}
+
+/// Everything requests are judged by, at one moment. Immutable; replaced whole.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The config file this snapshot was compiled from.
+    pub config: Arc<Config>,
+    pub router: Router,
+    /// Config apps in file order, then store apps by slug.
+    pub apps: Vec<Arc<AppRuntime>>,
+    /// Store apps that could not be served (slug or route clash, invalid definition), each
+    /// with the reason; logged at every compile and shown to admins.
+    pub problems: Vec<String>,
+}
+
+static NEXT_APP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The policy `evaluate` sees for a validated app.
+pub fn app_policy(app: &App) -> AppPolicy {
+    let access = match app.access {
+        Access::Public => gatehouse_policy::Access::Public,
+        Access::Authenticated => gatehouse_policy::Access::Authenticated,
+        Access::Restricted => gatehouse_policy::Access::Restricted {
+            groups: app.allow_groups.iter().map(|g| GroupName::new(g)).collect(),
+            users: app.allow_users.iter().map(|u| UserName::new(u)).collect(),
+        },
+    };
+    AppPolicy {
+        slug: app.slug.clone(),
+        access,
+    }
+}
+
+/// A store record in the terms of an `[[apps]]` entry, for the same validation.
+pub fn definition(r: &AppRecord) -> AppDefinition {
+    AppDefinition {
+        slug: r.slug.clone(),
+        name: Some(r.name.clone()),
+        description: Some(r.description.clone()),
+        upstreams: r.upstreams.clone(),
+        access: Some(r.access.as_str().to_string()),
+        allow_groups: r.allow_groups.iter().map(|g| g.as_str().to_string()).collect(),
+        allow_users: r.allow_users.iter().map(|u| u.as_str().to_string()).collect(),
+        ..AppDefinition::default()
+    }
+}
+
+impl Snapshot {
+    /// Compiles `config` and the store's app records into a snapshot. Store apps are
+    /// validated by the same rules as the file's; one whose slug or route is taken by a
+    /// file app (or that is invalid) is left out and reported in `problems`. Pools of
+    /// `previous` are reused where an app's upstreams and health check are unchanged.
+    pub fn compile(config: Arc<Config>, stored: &[AppRecord], previous: Option<&Snapshot>) -> Snapshot {
+        let tls = config.server.tls.is_some();
+        let mut problems = Vec::new();
+        let mut defined: Vec<(App, AppSource)> = config.apps.iter().map(|a| (a.clone(), AppSource::File)).collect();
+        let mut stored: Vec<&AppRecord> = stored.iter().collect();
+        stored.sort_by(|a, b| a.slug.cmp(&b.slug));
+        for r in stored {
+            let at = format!("store.apps[{:?}]", r.slug);
+            match gatehouse_config::validate_app(definition(r), &at, &config.server) {
+                Err(p) => problems.push(format!("{at} is not served: {}", p.to_string().trim_end())),
+                Ok(app) => {
+                    if let Some((clash, source)) = defined.iter().find(|(a, _)| a.slug == app.slug) {
+                        problems.push(format!(
+                            "{at} is not served: the slug {:?} is taken by the app of the same slug in the {}",
+                            clash.slug,
+                            source.as_str()
+                        ));
+                    } else if let Some((clash, source)) =
+                        defined.iter().find(|(a, _)| a.path == app.path && a.host == app.host)
+                    {
+                        problems.push(format!(
+                            "{at} is not served: its route {}{} is taken by app {:?} from the {}",
+                            app.host.as_deref().unwrap_or(""),
+                            app.path,
+                            clash.slug,
+                            source.as_str()
+                        ));
+                    } else {
+                        defined.push((app, AppSource::Store));
+                    }
+                }
+            }
+        }
+        for p in &problems {
+            tracing::warn!(problem = %p, "app from the store not served");
+        }
+        let plain: Vec<App> = defined.iter().map(|(a, _)| a.clone()).collect();
+        let router = Router::new(&plain, config.server.app_domain.as_deref());
+        let apps = defined
+            .into_iter()
+            .map(|(app, source)| {
+                let pool = previous
+                    .and_then(|prev| {
+                        prev.apps.iter().find(|p| {
+                            p.app.slug == app.slug
+                                && p.app.upstreams == app.upstreams
+                                && p.app.health_check == app.health_check
+                        })
+                    })
+                    .map(|p| p.pool.clone())
+                    .unwrap_or_else(|| Arc::new(Pool::new(&app.upstreams, app.health_check.clone())));
+                let href = match &app.host {
+                    Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, app.path),
+                    None => app.path.clone(),
+                };
+                Arc::new(AppRuntime {
+                    id: NEXT_APP_ID.fetch_add(1, Ordering::Relaxed),
+                    policy: app_policy(&app),
+                    pool,
+                    source,
+                    href,
+                    app,
+                })
+            })
+            .collect();
+        Snapshot {
+            config,
+            router,
+            apps,
+            problems,
+        }
+    }
+
+    /// The app of this snapshot with slug `slug`.
+    pub fn app(&self, slug: &str) -> Option<&Arc<AppRuntime>> {
+        self.apps.iter().find(|a| a.app.slug == slug)
+    }
+
+    /// The portal cards of the apps `who` may open, decided by `evaluate`.
+    pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
+        self.apps
+            .iter()
+            .filter(|a| evaluate(&a.policy, who).is_allowed())
+            .map(|a| PortalApp {
+                name: a.app.name.clone(),
+                description: a.app.description.clone(),
+                href: a.href.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The published snapshot. Readers take it with one atomic load; writers swap it whole.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Live {
+    pub fn new(first: Snapshot) -> Live {
+        Live {
+            current: ArcSwap::from_pointee(first),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// A cheap, short-lived view of the current snapshot (hot path: no reference count
+    /// change). Hold it only briefly; clone what must outlive it.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Publishes `next`; requests already routed keep the apps they hold.
+    pub fn publish(&self, next: Snapshot) -> Arc<Snapshot> {
+        let next = Arc::new(next);
+        self.current.store(next.clone());
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use gatehouse_config::ProcessEnv;
+    use gatehouse_store::Access as StoredAccess;
+
+    use super::*;
+
+    fn config(apps: &str) -> Arc<Config> {
+        Arc::new(Config::from_toml(apps, Path::new("."), &ProcessEnv).expect("valid config"))
+    }
+
+    fn record(slug: &str, upstream: &str, access: StoredAccess, groups: &[&str]) -> AppRecord {
+        AppRecord {
+            slug: slug.into(),
+            name: format!("{slug} app"),
+            description: String::new(),
+            upstreams: vec![upstream.into()],
+            access,
+            allow_groups: groups.iter().map(|g| GroupName::new(g)).collect(),
+            allow_users: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    const FILE: &str = r#"
+[[apps]]
+slug = "sales"
+upstreams = ["127.0.0.1:9"]
+access = "authenticated"
+"#;
+
+    #[test]
+    fn store_apps_join_file_apps_and_clashes_are_reported() {
+        let stored = [
+            record("sales", "127.0.0.1:10", StoredAccess::Public, &[]),
+            record("hr", "127.0.0.1:11", StoredAccess::Restricted, &["hr"]),
+            record("bad", "not an address", StoredAccess::Public, &[]),
+        ];
+        let s = Snapshot::compile(config(FILE), &stored, None);
+        let slugs: Vec<&str> = s.apps.iter().map(|a| a.app.slug.as_str()).collect();
+        assert_eq!(slugs, ["sales", "hr"]);
+        assert_eq!(s.app("sales").map(|a| a.source), Some(AppSource::File));
+        assert_eq!(s.app("hr").map(|a| a.source), Some(AppSource::Store));
+        assert_eq!(s.problems.len(), 2, "{:?}", s.problems);
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| p.contains("\"sales\"") && p.contains("config file")));
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| p.contains("\"bad\"") && p.contains("upstreams[0]")));
+        // The file's definition is the one served.
+        assert_eq!(s.app("sales").map(|a| a.app.access), Some(Access::Authenticated));
+    }
+
+    #[test]
+    fn store_apps_are_validated_like_file_apps() {
+        let hr = record("hr", "127.0.0.1:11", StoredAccess::Restricted, &["HR"]);
+        let s = Snapshot::compile(config(FILE), &[hr], None);
+        let app = s.app("hr").expect("hr served");
+        assert_eq!(app.app.path, "/apps/hr/");
+        assert_eq!(app.app.timeouts, s.config.server.timeouts);
+        let Some(crate::route::RouteMatch::App { app: i, .. }) = s.router.resolve("x", "/apps/hr/a") else {
+            panic!("hr routed")
+        };
+        assert_eq!(s.apps[i].app.slug, "hr");
+    }
+
+    #[test]
+    fn pools_survive_a_swap_when_upstreams_are_unchanged() {
+        let hr = record("hr", "127.0.0.1:11", StoredAccess::Public, &[]);
+        let first = Snapshot::compile(config(FILE), std::slice::from_ref(&hr), None);
+        first.app("hr").expect("hr").pool.record_failure(0);
+        let second = Snapshot::compile(config(FILE), std::slice::from_ref(&hr), Some(&first));
+        let (a, b) = (first.app("hr").expect("hr"), second.app("hr").expect("hr"));
+        assert!(Arc::ptr_eq(&a.pool, &b.pool));
+        assert!(!b.pool.members[0].is_healthy(), "health state carried over");
+        assert_ne!(a.id, b.id, "each compile gives apps new ids");
+        let moved = record("hr", "127.0.0.1:12", StoredAccess::Public, &[]);
+        let third = Snapshot::compile(config(FILE), &[moved], Some(&second));
+        assert!(!Arc::ptr_eq(
+            &second.app("hr").expect("hr").pool,
+            &third.app("hr").expect("hr").pool
+        ));
+    }
+
+    #[test]
+    fn a_request_keeps_its_app_across_a_swap() {
+        let live = Live::new(Snapshot::compile(
+            config(FILE),
+            &[record("hr", "127.0.0.1:11", StoredAccess::Public, &[])],
+            None,
+        ));
+        let held = live.load().app("hr").cloned().expect("hr");
+        live.publish(Snapshot::compile(config(FILE), &[], Some(&live.load())));
+        assert!(live.load().app("hr").is_none());
+        assert_eq!(held.app.slug, "hr");
+        assert_eq!(held.app.upstreams[0].port, 11);
+    }
+
+    #[test]
+    fn portal_lists_what_evaluate_allows() {
+        let stored = [
+            record("hr", "127.0.0.1:11", StoredAccess::Restricted, &["hr"]),
+            record("pub", "127.0.0.1:12", StoredAccess::Public, &[]),
+        ];
+        let s = Snapshot::compile(config(FILE), &stored, None);
+        let names = |who: Option<&Identity>| -> Vec<String> { s.portal(who).into_iter().map(|p| p.name).collect() };
+        assert_eq!(names(None), ["pub app"]);
+        let bob = Identity {
+            user: UserName::new("bob"),
+            groups: [GroupName::new("HR")].into_iter().collect(),
+            admin: false,
+        };
+        assert_eq!(names(Some(&bob)), ["sales", "hr app", "pub app"]);
+    }
+}
