@@ -150,7 +150,7 @@ pub trait Gate: Send + Sync + 'static {
     ) -> Result<String, LoginError>;
     /// Ends the session with this cookie value; returns where to send the browser next when
     /// the provider wants to end its own session too (RP-initiated logout).
-    async fn logout(&self, session_cookie: &str) -> Option<String>;
+    async fn logout(&self, session_cookie: &str, client: Option<IpAddr>) -> Option<String>;
     /// The apps `who` may open, as decided by `gatehouse_policy::evaluate`.
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp>;
     /// The JWKS document that verifies assertions.
@@ -164,6 +164,7 @@ pub trait Gate: Send + Sync + 'static {
         provider: &str,
         query: &str,
         binding: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(String, String), SsoError>;
     /// The SP metadata of SAML provider `provider`.
     fn saml_metadata(&self, provider: &str) -> Result<String, SsoError>;
@@ -177,6 +178,7 @@ pub trait Gate: Send + Sync + 'static {
         response: &str,
         relay_state: Option<&str>,
         binding: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(String, String), SsoError>;
     /// Handles a message at the SAML single-logout endpoint; returns where to send the browser.
     async fn saml_slo(&self, provider: &str, query: &str) -> Result<String, SsoError>;
@@ -473,8 +475,9 @@ async fn logout_submit(
         );
     }
     let mut next = None;
-    if let Some(c) = info.and_then(|i| i.0.session_cookie) {
-        next = gate.logout(&c).await;
+    let info = info.map(|i| i.0).unwrap_or_default();
+    if let Some(c) = &info.session_cookie {
+        next = gate.logout(c, info.client).await;
     }
     let clear = set_cookie(site, &site.session_cookie, "", Some(0), "Lax");
     let next = next.unwrap_or_else(|| "/.gatehouse/login?signed_out=1".to_string());
@@ -534,11 +537,16 @@ async fn sso_callback(
     State(gate): State<Shared>,
     axum::extract::Path(provider): axum::extract::Path<String>,
     uri: http::Uri,
+    info: Option<Extension<RequestInfo>>,
     headers: HeaderMap,
 ) -> Response {
     let site = gate.site();
     let binding = cookie(&headers, &site.login_cookie);
-    match gate.sso_callback(&provider, uri.query().unwrap_or(""), binding).await {
+    let client = info.and_then(|i| i.0.client);
+    match gate
+        .sso_callback(&provider, uri.query().unwrap_or(""), binding, client)
+        .await
+    {
         Ok((session, rd)) => signed_in(site, &session, &rd),
         Err(e) => sso_error(&gate, &e),
     }
@@ -599,10 +607,12 @@ struct AcsForm {
 async fn saml_acs(
     State(gate): State<Shared>,
     axum::extract::Path(provider): axum::extract::Path<String>,
+    info: Option<Extension<RequestInfo>>,
     headers: HeaderMap,
     form: Result<Form<AcsForm>, FormRejection>,
 ) -> Response {
     let site = gate.site();
+    let client = info.and_then(|i| i.0.client);
     let binding = cookie(&headers, &saml_binding_cookie(site)).map(str::to_string);
     let Ok(Form(f)) = form else {
         let e = SsoError {
@@ -619,6 +629,7 @@ async fn saml_acs(
             &f.saml_response,
             f.relay_state.as_deref(),
             binding.as_deref(),
+            client,
         )
         .await
     {

@@ -70,7 +70,16 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
             config.session.absolute_timeout,
             SESSION_CACHE_TTL,
         )
-        .with_recheck(recheck),
+        .with_recheck(recheck)
+        .with_local_providers(
+            providers
+                .iter()
+                .filter_map(|p| match p {
+                    crate::authn::PasswordProvider::Local(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
     );
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
@@ -114,7 +123,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         site,
         store: store.clone(),
         sessions: sessions.clone(),
-        limits: RateLimit::new(Duration::from_secs(15 * 60), 10, 50),
+        limits: RateLimit::new(store.clone(), Duration::from_secs(15 * 60), 10, 50),
         providers,
         oidc,
         saml: saml.clone(),
@@ -390,6 +399,11 @@ impl BackgroundService for Background {
             loop {
                 tick.tick().await;
                 st.sessions.sweep().await;
+                match st.store.sweep_expired(crate::authn::session::now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "expired sign-in state removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not remove expired sign-in state"),
+                }
             }
         };
         let metadata = futures_util::future::join_all(st.saml.iter().filter_map(|p| {

@@ -112,6 +112,39 @@ async fn replicas_see_grants_apps_revocations_and_keys_within_a_second() {
     .await;
     assert!(revoked.is_some(), "grant removal not live everywhere");
 
+    // A local account's groups changed through the store API: every replica judges alice
+    // by her new groups within 1 s (the cached sessions are dropped and re-read).
+    let store = gatehouse_store::Store::open_postgres(&db.url).await.expect("store");
+    let admin = gatehouse_store::Actor::new("test-admin", None);
+    db.sql("UPDATE apps SET allow_groups_json = '[\"finance\"]', updated_at = 3 WHERE slug = 'fin'");
+    store
+        .set_user_groups(
+            &gatehouse_policy::UserName::new("alice"),
+            &[gatehouse_policy::GroupName::new("finance")],
+            &admin,
+        )
+        .await
+        .expect("set groups");
+    let regrouped = within(PROPAGATION, || async {
+        status_everywhere(&alice, &gws, "/apps/fin/").await == [200, 200, 200]
+    })
+    .await;
+    assert!(
+        regrouped.is_some(),
+        "new groups not live everywhere: {:?}",
+        status_everywhere(&alice, &gws, "/apps/fin/").await
+    );
+    store
+        .set_user_groups(&gatehouse_policy::UserName::new("alice"), &[], &admin)
+        .await
+        .expect("set groups");
+    let ungrouped = within(PROPAGATION, || async {
+        status_everywhere(&alice, &gws, "/apps/fin/").await == [403, 403, 403]
+    })
+    .await;
+    assert!(ungrouped.is_some(), "removed group still honoured somewhere");
+    store.close().await;
+
     // Signing keys rotated through the CLI: every replica signs with the new key within 1 s;
     // the JWKS keeps the old key while its tokens may be valid.
     let kid_of = |page: &gatehouse_tests::Page| -> String {
@@ -487,5 +520,67 @@ async fn every_gateway_page_carries_the_security_headers() {
             h("content-security-policy").contains("frame-ancestors 'none'"),
             "{what}"
         );
+    }
+}
+
+/// Sign-ins (both outcomes), sign-outs and revocations are in the audit log with who, from
+/// where, and why — on SQLite and on PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_sign_outs_and_revocations_are_audited() {
+    let backend = Backend::start("app").await;
+    for postgres in [false, true] {
+        let db = postgres.then(PgDatabase::create);
+        let mut b = gatehouse()
+            .app("team", &[backend.addr], "access = \"authenticated\"")
+            .user("alice", PW, false, &[]);
+        if let Some(db) = &db {
+            b = b.raw(&format!("[store]\nurl = \"{}\"\n", db.url));
+        }
+        let gw = b.start().await;
+        let mut alice = gw.browser();
+        assert_eq!(alice.login("alice", "wrong password", None).await.status, 401);
+        assert_eq!(alice.login(" Alice", PW, None).await.status, 303);
+        assert_eq!(alice.logout().await.status, 303);
+        let mut again = gw.browser();
+        assert_eq!(again.login("alice", PW, None).await.status, 303);
+        // Revocation: a new password ends every session of the user.
+        let out = gw.cli(&["user", "set-password", "alice"], Some("a brand new password 123\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        let store = match &db {
+            Some(db) => gatehouse_store::Store::open_postgres(&db.url).await,
+            None => gatehouse_store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db")).await,
+        }
+        .expect("store");
+        let events = store
+            .audit_events(&gatehouse_store::AuditFilter::default())
+            .await
+            .expect("audit");
+        let find = |action: &str| {
+            events
+                .iter()
+                .find(|e| e.action == action)
+                .unwrap_or_else(|| panic!("no {action} event (postgres: {postgres}): {events:#?}"))
+        };
+        let failure = find("signin.failure");
+        assert_eq!((failure.actor.as_str(), failure.target.as_str()), ("alice", "alice"));
+        assert_eq!(failure.client.as_deref(), Some("127.0.0.1"));
+        assert!(
+            failure.detail["reason"].as_str().is_some_and(|r| r.contains("wrong")),
+            "{failure:?}"
+        );
+        let success = find("signin.success");
+        assert_eq!(success.target, "alice");
+        assert_eq!(success.client.as_deref(), Some("127.0.0.1"));
+        assert_eq!(success.detail["provider"], "local");
+        let signout = find("signout");
+        assert_eq!(
+            (signout.actor.as_str(), signout.client.as_deref()),
+            ("alice", Some("127.0.0.1"))
+        );
+        let revoked = find("user.sessions.delete");
+        assert!(revoked.actor.starts_with("cli:"), "{revoked:?}");
+        assert_eq!(events.iter().filter(|e| e.action == "signin.success").count(), 2);
+        store.close().await;
     }
 }

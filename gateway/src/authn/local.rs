@@ -3,16 +3,15 @@
 //! are rate-limited per user and per client address.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use gatehouse_policy::UserName;
-use gatehouse_store::Store;
+use gatehouse_store::{Store, StoreError};
 
-use super::session::NewIdentity;
+use super::session::{now, NewIdentity};
 use crate::GatewayError;
 
 /// Hashes a password with argon2id (default parameters), as a PHC string.
@@ -49,22 +48,21 @@ pub enum LoginFailure {
     Unavailable,
 }
 
-/// Failure counters per user and per client address over a window.
+/// Failure counters per user and per client address over a window, kept in the store so
+/// that every replica counts the same failures (a balancer spreading guesses over replicas
+/// gains nothing).
 #[derive(Debug)]
 pub struct RateLimit {
-    failures: moka::sync::Cache<String, Arc<AtomicU32>>,
+    store: Arc<Store>,
     window: Duration,
     per_user: u32,
     per_client: u32,
 }
 
 impl RateLimit {
-    pub fn new(window: Duration, per_user: u32, per_client: u32) -> RateLimit {
+    pub fn new(store: Arc<Store>, window: Duration, per_user: u32, per_client: u32) -> RateLimit {
         RateLimit {
-            failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
+            store,
             window,
             per_user,
             per_client,
@@ -79,19 +77,27 @@ impl RateLimit {
         (format!("u:{user}"), client.map(|c| format!("c:{c}")))
     }
 
-    /// Whether another attempt is allowed now.
-    pub fn allowed(&self, user: &UserName, client: Option<IpAddr>) -> bool {
+    /// Whether another attempt is allowed now. `Err`: the store cannot say.
+    pub async fn allowed(&self, user: &UserName, client: Option<IpAddr>) -> Result<bool, StoreError> {
         let (u, c) = Self::keys(user, client);
-        let count = |k: &str| self.failures.get(k).map(|n| n.load(Ordering::Relaxed)).unwrap_or(0);
-        count(&u) < self.per_user && c.is_none_or(|c| count(&c) < self.per_client)
+        let since = now() - self.window.as_secs() as i64;
+        if self.store.failed_signins_since(&u, since).await? >= i64::from(self.per_user) {
+            return Ok(false);
+        }
+        match c {
+            Some(c) => Ok(self.store.failed_signins_since(&c, since).await? < i64::from(self.per_client)),
+            None => Ok(true),
+        }
     }
 
-    pub fn record_failure(&self, user: &UserName, client: Option<IpAddr>) {
+    /// Counts a failed sign-in for the user and the client address.
+    pub async fn record_failure(&self, user: &UserName, client: Option<IpAddr>) {
         let (u, c) = Self::keys(user, client);
+        let at = now();
         for k in std::iter::once(u).chain(c) {
-            self.failures
-                .get_with(k, || Arc::new(AtomicU32::new(0)))
-                .fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.store.record_failed_signin(&k, at).await {
+                tracing::warn!(error = %e, "could not count a failed sign-in");
+            }
         }
     }
 
@@ -155,25 +161,40 @@ mod tests {
         UserName::new(n)
     }
 
-    #[test]
-    fn limits_per_user_and_per_client() {
-        let l = RateLimit::new(Duration::from_secs(60), 3, 5);
+    async fn limits(per_user: u32, per_client: u32) -> (RateLimit, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        (
+            RateLimit::new(Arc::new(store), Duration::from_secs(60), per_user, per_client),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn limits_per_user_and_per_client() {
+        let (l, _dir) = limits(3, 5).await;
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(l.allowed(&name("Alice"), Some(ip)));
-            l.record_failure(&name("alice"), Some(ip));
+            assert!(l.allowed(&name("Alice"), Some(ip)).await.unwrap());
+            l.record_failure(&name("alice"), Some(ip)).await;
         }
-        assert!(!l.allowed(&name("ALICE"), None), "per user, case-insensitive");
-        assert!(l.allowed(&name("bob"), Some(ip)));
-        l.record_failure(&name("bob"), Some(ip));
-        l.record_failure(&name("carol"), Some(ip));
-        assert!(!l.allowed(&name("dave"), Some(ip)), "per client address");
-        assert!(l.allowed(&name("dave"), Some("192.0.2.2".parse().unwrap())));
+        assert!(
+            !l.allowed(&name("ALICE"), None).await.unwrap(),
+            "per user, case-insensitive"
+        );
+        assert!(l.allowed(&name("bob"), Some(ip)).await.unwrap());
+        l.record_failure(&name("bob"), Some(ip)).await;
+        l.record_failure(&name("carol"), Some(ip)).await;
+        assert!(!l.allowed(&name("dave"), Some(ip)).await.unwrap(), "per client address");
+        assert!(l
+            .allowed(&name("dave"), Some("192.0.2.2".parse().unwrap()))
+            .await
+            .unwrap());
     }
 
     /// Failures spread over spellings of one name lock every spelling.
-    #[test]
-    fn spellings_of_one_name_share_one_counter() {
+    #[tokio::test]
+    async fn spellings_of_one_name_share_one_counter() {
         let variants = [
             "carol",
             " carol",
@@ -185,14 +206,14 @@ mod tests {
             "car\u{200b}ol",
             "\tCAROL\u{202f}",
         ];
-        let l = RateLimit::new(Duration::from_secs(60), variants.len() as u32, 1000);
+        let (l, _dir) = limits(variants.len() as u32, 1000).await;
         for v in variants {
-            assert!(l.allowed(&name(v), None), "{v:?}");
-            l.record_failure(&name(v), None);
+            assert!(l.allowed(&name(v), None).await.unwrap(), "{v:?}");
+            l.record_failure(&name(v), None).await;
         }
         for v in variants {
-            assert!(!l.allowed(&name(v), None), "{v:?} is still allowed");
+            assert!(!l.allowed(&name(v), None).await.unwrap(), "{v:?} is still allowed");
         }
-        assert!(l.allowed(&name("caroline"), None));
+        assert!(l.allowed(&name("caroline"), None).await.unwrap());
     }
 }

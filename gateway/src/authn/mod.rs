@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
 use gatehouse_policy::{Identity, UserName};
-use gatehouse_store::{Actor, NewUser, Store};
+use gatehouse_store::{Actor, AuditEvent, NewUser, Store};
 
 use crate::identity::KeyRing;
 use crate::snapshot::Live;
@@ -290,6 +290,23 @@ pub struct Authn {
 }
 
 impl Authn {
+    /// Writes a sign-in or sign-out event to the audit log. A store failure is logged, not
+    /// fatal: the person is already signed in (or refused) by then.
+    async fn audit(&self, actor: &str, client: Option<IpAddr>, action: &str, target: &str, detail: serde_json::Value) {
+        let mut e = AuditEvent::new(&Actor::new(actor, client), action, target);
+        e.detail = detail;
+        if let Err(err) = self.store.audit(&e).await {
+            tracing::warn!(error = %err, action, "could not write the audit log");
+        }
+    }
+
+    /// Audits a failed single sign-on (the user is not known yet: the provider is the target).
+    async fn audit_sso_failure(&self, provider: &str, client: Option<IpAddr>, reason: &str) {
+        let detail = serde_json::json!({ "provider": provider, "reason": reason });
+        self.audit("anonymous", client, "signin.failure", provider, detail)
+            .await;
+    }
+
     /// What a provider stored with session `id_hash` (OIDC tokens, SAML NameID), if readable.
     async fn provider_data<T: serde::de::DeserializeOwned>(&self, id_hash: &str) -> Option<T> {
         let text = self.store.session_provider_data(id_hash).await.ok().flatten()?;
@@ -323,7 +340,11 @@ impl Gate for Authn {
             return Err(LoginError::Invalid);
         };
         let username = name.as_str();
-        if !self.limits.allowed(&name, client) {
+        let allowed = self.limits.allowed(&name, client).await.map_err(|e| {
+            tracing::error!(error = %e, "store unavailable during sign-in");
+            LoginError::Unavailable
+        })?;
+        if !allowed {
             return Err(LoginError::RateLimited {
                 minutes: self.limits.window().as_secs().div_ceil(60),
             });
@@ -352,10 +373,17 @@ impl Gate for Authn {
             }
         }
         let Some(who) = who else {
+            let reason = if unavailable {
+                "directory unavailable"
+            } else {
+                "wrong user name or password"
+            };
+            let detail = serde_json::json!({ "provider": "password", "reason": reason });
+            self.audit(username, client, "signin.failure", username, detail).await;
             if unavailable {
                 return Err(LoginError::Unavailable);
             }
-            self.limits.record_failure(&name, client);
+            self.limits.record_failure(&name, client).await;
             tracing::info!(user = %username, client = ?client, "failed sign-in");
             return Err(LoginError::Invalid);
         };
@@ -365,11 +393,18 @@ impl Gate for Authn {
             LoginError::Unavailable
         })?;
         tracing::info!(user = %user, provider = %provider, "signed in");
+        let detail = serde_json::json!({ "provider": provider });
+        self.audit(&user, client, "signin.success", &user, detail).await;
         Ok(id)
     }
 
-    async fn logout(&self, session_cookie: &str) -> Option<String> {
+    async fn logout(&self, session_cookie: &str, client: Option<IpAddr>) -> Option<String> {
         let session = self.sessions.lookup(session_cookie).await;
+        if let Some(s) = &session {
+            let user = s.identity.user.as_str();
+            let detail = serde_json::json!({ "provider": s.provider });
+            self.audit(user, client, "signout", user, detail).await;
+        }
         let mut next = None;
         if let Some(s) = &session {
             if let Some(p) = self.saml.iter().find(|p| p.id == s.provider) {
@@ -402,6 +437,7 @@ impl Gate for Authn {
         provider: &str,
         query: &str,
         binding: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(String, String), SsoError> {
         let p = self
             .oidc
@@ -409,10 +445,14 @@ impl Gate for Authn {
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
         let q: oidc::Callback = serde_urlencoded::from_str(query).unwrap_or_default();
-        let (who, data, rd) = p.callback(&q, binding).await.map_err(|e| {
-            tracing::info!(provider = %provider, error = %e, "OIDC sign-in refused");
-            sso_error(p, &e)
-        })?;
+        let (who, data, rd) = match p.callback(&q, binding).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(provider = %provider, error = %e, "OIDC sign-in refused");
+                self.audit_sso_failure(provider, client, &e.to_string()).await;
+                return Err(sso_error(p, &e));
+            }
+        };
         let user = who.username.clone();
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
@@ -430,6 +470,8 @@ impl Gate for Authn {
                 .await;
         }
         tracing::info!(user = %user, provider = %provider, "signed in");
+        let detail = serde_json::json!({ "provider": provider });
+        self.audit(&user, client, "signin.success", &user, detail).await;
         Ok((id, rd))
     }
 
@@ -457,16 +499,21 @@ impl Gate for Authn {
         response: &str,
         relay_state: Option<&str>,
         binding: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(String, String), SsoError> {
         let p = self
             .saml
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        let (who, data, rd) = p.acs(response, relay_state, binding).await.map_err(|e| {
-            tracing::warn!(provider = %provider, refused = %e, "SAML response refused");
-            saml_error(p, &e.0)
-        })?;
+        let (who, data, rd) = match p.acs(response, relay_state, binding).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(provider = %provider, refused = %e, "SAML response refused");
+                self.audit_sso_failure(provider, client, &e.0).await;
+                return Err(saml_error(p, &e.0));
+            }
+        };
         let user = who.username.clone();
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
@@ -479,6 +526,8 @@ impl Gate for Authn {
                 .await;
         }
         tracing::info!(user = %user, provider = %provider, "signed in");
+        let detail = serde_json::json!({ "provider": provider });
+        self.audit(&user, client, "signin.success", &user, detail).await;
         Ok((id, rd))
     }
 

@@ -122,6 +122,8 @@ pub struct Sessions {
     cache: moka::future::Cache<String, Arc<Session>>,
     idle: i64,
     absolute: i64,
+    /// Provider ids of local accounts (see [`Sessions::with_local_providers`]).
+    local_providers: Vec<String>,
 }
 
 /// Hex SHA-256 of a cookie value.
@@ -156,6 +158,7 @@ impl Sessions {
     pub fn new(store: Arc<Store>, idle: Duration, absolute: Duration, cache_ttl: Duration) -> Sessions {
         Sessions {
             recheck: None,
+            local_providers: Vec::new(),
             store,
             cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -207,7 +210,12 @@ impl Sessions {
             Some(s) => s,
             None => match self.store.session(&id_hash).await {
                 Ok(Some(r)) => {
-                    let s = Arc::new(Session::from_record(r));
+                    let mut s = Session::from_record(r);
+                    if self.local_providers.contains(&s.provider) && !self.with_current_account(&mut s).await {
+                        self.end(&id_hash, &Actor::gateway()).await;
+                        return None;
+                    }
+                    let s = Arc::new(s);
                     self.cache.insert(id_hash.clone(), s.clone()).await;
                     s
                 }
@@ -318,6 +326,28 @@ impl Sessions {
         // Other replicas hear of it through the store's change feed; this one at once.
         self.forget_user(username).await;
         n
+    }
+
+    /// A local account's session carries the account as it is now: groups and admin flag
+    /// changed by an administrator apply from the next read of the session (the change
+    /// feed drops the cached copies at once). False: the account is gone or disabled.
+    async fn with_current_account(&self, s: &mut Session) -> bool {
+        match self.store.user(&s.identity.user).await {
+            Ok(Some(u)) if !u.disabled => {
+                s.identity.groups = u.groups.into_iter().collect();
+                s.identity.admin = u.admin;
+                true
+            }
+            Ok(_) => false,
+            // The store just answered for the session; keep it as signed in.
+            Err(_) => true,
+        }
+    }
+
+    /// Sessions of these providers are local accounts, re-read with the session.
+    pub fn with_local_providers(mut self, ids: Vec<String>) -> Sessions {
+        self.local_providers = ids;
+        self
     }
 
     /// Drops a session from this replica's cache (the store changed it: revoked, logged out
