@@ -531,6 +531,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     {
         std::net::TcpListener::bind(addr).map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
     }
+    // From here on SIGHUP means "reload", never the default "terminate": the handler stays
+    // installed for the life of the process, even before the reloader listens.
+    block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(drop) })?
+        .map_err(|e| GatewayError::Io(format!("cannot handle SIGHUP: {e}")))?;
     let state = block_on(build_state(config, admin_password.as_deref()))??;
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
