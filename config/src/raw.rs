@@ -113,6 +113,7 @@ pub enum Provider {
         groups_claim: Option<String>,
         #[serde(default)]
         allowed_email_domains: Vec<String>,
+        require_verified_email: Option<bool>,
         #[serde(default)]
         required_groups: Vec<String>,
         refresh_interval: Option<String>,

@@ -243,6 +243,9 @@ pub struct Oidc {
     pub user_claim: String,
     pub groups_claim: String,
     pub allowed_email_domains: Vec<String>,
+    /// With `allowed_email_domains`, refuse an email whose `email_verified` claim is present
+    /// and not true. Default true.
+    pub require_verified_email: bool,
     pub required_groups: Vec<String>,
     pub refresh_interval: Option<Duration>,
 }

@@ -613,6 +613,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 user_claim,
                 groups_claim,
                 allowed_email_domains,
+                require_verified_email,
                 required_groups,
                 refresh_interval,
                 ..
@@ -643,6 +644,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                     user_claim: user_claim.unwrap_or_else(|| "preferred_username".into()),
                     groups_claim: groups_claim.unwrap_or_else(|| "groups".into()),
                     allowed_email_domains,
+                    require_verified_email: require_verified_email.unwrap_or(true),
                     required_groups,
                     refresh_interval: refresh_interval
                         .map(|v| cx.duration(Some(&v), &format!("{at}.refresh_interval"), Duration::ZERO)),
@@ -1125,13 +1127,25 @@ mod tests {
             kind = "oidc"
             issuer = "https://example.okta.com"
             client_id = "abc"
+            [[providers]]
+            id = "google"
+            kind = "oidc"
+            issuer = "https://accounts.google.com"
+            client_id = "def"
+            allowed_email_domains = ["example.org"]
+            require_verified_email = false
             "#,
             Path::new("."),
             &env,
         )
         .unwrap();
-        assert_eq!(c.providers.len(), 3);
+        assert_eq!(c.providers.len(), 4);
         assert!(matches!(&c.providers[1].kind, ProviderKind::Ldap(l) if l.user_filter == "(uid={username})"));
+        assert!(
+            matches!(&c.providers[2].kind, ProviderKind::Oidc(o) if o.require_verified_email),
+            "verified emails are required by default"
+        );
+        assert!(matches!(&c.providers[3].kind, ProviderKind::Oidc(o) if !o.require_verified_email));
         let got = paths("[[providers]]\nid='x'\nkind='kerberos'");
         assert_eq!(got, ["providers[0].kind"]);
     }

@@ -125,6 +125,72 @@ fn unreachable(e: impl std::fmt::Display) -> OidcError {
     OidcError::Unreachable(e.to_string())
 }
 
+/// An email address as the provider sent it, with the `email_verified` claim that came in
+/// the same claims (ID token or userinfo), if any.
+#[derive(Debug, Clone, PartialEq)]
+struct Email {
+    address: String,
+    verified: Option<serde_json::Value>,
+}
+
+impl Email {
+    fn of(claims: &serde_json::Value) -> Option<Email> {
+        Some(Email {
+            address: claims.get("email")?.as_str()?.to_string(),
+            verified: claims.get("email_verified").cloned(),
+        })
+    }
+
+    /// Whether the provider did not say the address is unverified: no `email_verified`
+    /// claim, or `true` (some providers send the string `"true"`). Anything else — `false`,
+    /// `null`, `"false"`, a number — is not a verification.
+    fn not_unverified(&self) -> bool {
+        match &self.verified {
+            None => true,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            Some(_) => false,
+        }
+    }
+}
+
+/// The provider-level filters: `allowed_email_domains` (on a verified address unless
+/// `require_verified_email = false`) and `required_groups` (any of).
+fn admit(cfg: &OidcConfig, email: Option<&Email>, groups: &[String]) -> Result<(), OidcError> {
+    if !cfg.allowed_email_domains.is_empty() {
+        let domain = email
+            .and_then(|e| e.address.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase());
+        let ok = domain.as_deref().is_some_and(|d| {
+            cfg.allowed_email_domains
+                .iter()
+                .any(|a| a.trim_start_matches('@').eq_ignore_ascii_case(d))
+        });
+        if !ok {
+            return Err(OidcError::NotAllowed(
+                "your email domain is not allowed to sign in here".into(),
+            ));
+        }
+        // Anyone can type an address into some providers' profiles; only a verified one
+        // proves membership of the domain.
+        if cfg.require_verified_email && !email.is_some_and(Email::not_unverified) {
+            return Err(OidcError::NotAllowed(
+                "your email address is not verified there, so its domain cannot be trusted".into(),
+            ));
+        }
+    }
+    if !cfg.required_groups.is_empty()
+        && !groups
+            .iter()
+            .any(|g| cfg.required_groups.iter().any(|r| r.eq_ignore_ascii_case(g)))
+    {
+        return Err(OidcError::NotAllowed(
+            "you are in none of the groups allowed to sign in here".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The value at a dotted path (`realm_access.roles`) of a JSON object.
 pub fn claim_at<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     if let Some(v) = claims.get(path) {
@@ -423,7 +489,7 @@ impl OidcProvider {
         let mut user = claim_at(claims, &self.cfg.user_claim)
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        let mut email = claims.get("email").and_then(|v| v.as_str()).map(str::to_string);
+        let mut email = Email::of(claims);
         let mut name = claims.get("name").and_then(|v| v.as_str()).map(str::to_string);
         if groups.is_none() || user.is_none() {
             let info = self.userinfo(access_token, sub).await?;
@@ -433,51 +499,21 @@ impl OidcProvider {
                     .and_then(|v| v.as_str())
                     .map(str::to_string)
             });
-            email = email.or_else(|| info.get("email").and_then(|v| v.as_str()).map(str::to_string));
+            email = email.or_else(|| Email::of(&info));
             name = name.or_else(|| info.get("name").and_then(|v| v.as_str()).map(str::to_string));
         }
         let user =
             user.ok_or_else(|| OidcError::Rejected(format!("the provider sent no {} claim", self.cfg.user_claim)))?;
         let groups = groups.unwrap_or_default();
-        self.admit(email.as_deref(), &groups)?;
+        admit(&self.cfg, email.as_ref(), &groups)?;
         Ok(NewIdentity {
             username: user,
-            email,
+            email: email.map(|e| e.address),
             display_name: name,
             groups,
             admin: false,
             provider: self.id.clone(),
         })
-    }
-
-    /// The provider-level filters: `allowed_email_domains` and `required_groups` (any of).
-    fn admit(&self, email: Option<&str>, groups: &[String]) -> Result<(), OidcError> {
-        if !self.cfg.allowed_email_domains.is_empty() {
-            let domain = email
-                .and_then(|e| e.rsplit_once('@'))
-                .map(|(_, d)| d.to_ascii_lowercase());
-            let ok = domain.as_deref().is_some_and(|d| {
-                self.cfg
-                    .allowed_email_domains
-                    .iter()
-                    .any(|a| a.trim_start_matches('@').eq_ignore_ascii_case(d))
-            });
-            if !ok {
-                return Err(OidcError::NotAllowed(
-                    "your email domain is not allowed to sign in here".into(),
-                ));
-            }
-        }
-        if !self.cfg.required_groups.is_empty()
-            && !groups
-                .iter()
-                .any(|g| self.cfg.required_groups.iter().any(|r| r.eq_ignore_ascii_case(g)))
-        {
-            return Err(OidcError::NotAllowed(
-                "you are in none of the groups allowed to sign in here".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// Uses the refresh token: returns the current groups and the new data to keep.
@@ -564,6 +600,136 @@ mod tests {
         assert_eq!(groups_of(claim_at(&c, "one")), Some(vec!["g".to_string()]));
         assert_eq!(groups_of(claim_at(&c, "missing.path")), None);
         assert_eq!(groups_of(Some(&json!(42))), None);
+    }
+
+    fn config(domains: &[&str], require_verified_email: bool, required_groups: &[&str]) -> OidcConfig {
+        OidcConfig {
+            issuer: "https://op.example".into(),
+            client_id: "gatehouse".into(),
+            client_secret: None,
+            scopes: vec![],
+            user_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            allowed_email_domains: domains.iter().map(|d| d.to_string()).collect(),
+            require_verified_email,
+            required_groups: required_groups.iter().map(|g| g.to_string()).collect(),
+            refresh_interval: None,
+        }
+    }
+
+    /// Who the provider-level filters admit: the domain, its verification, the groups.
+    #[test]
+    fn admission_table() {
+        let domain = config(&["example.org"], true, &[]);
+        let lax = config(&["example.org"], false, &[]);
+        let open = config(&[], true, &[]);
+        let staff = config(&[], true, &["staff"]);
+        let claims = |c: serde_json::Value| Email::of(&c);
+        /// (why, provider config, email claims, groups, admitted?)
+        type Case<'a> = (&'a str, &'a OidcConfig, Option<Email>, &'a [&'a str], bool);
+        let cases: Vec<Case> = vec![
+            (
+                "verified, allowed domain",
+                &domain,
+                claims(json!({"email": "a@example.org", "email_verified": true})),
+                &[],
+                true,
+            ),
+            (
+                "no email_verified claim",
+                &domain,
+                claims(json!({"email": "a@example.org"})),
+                &[],
+                true,
+            ),
+            (
+                "\"true\" as a string",
+                &domain,
+                claims(json!({"email": "a@Example.ORG", "email_verified": "true"})),
+                &[],
+                true,
+            ),
+            (
+                "unverified",
+                &domain,
+                claims(json!({"email": "a@example.org", "email_verified": false})),
+                &[],
+                false,
+            ),
+            (
+                "\"false\" as a string",
+                &domain,
+                claims(json!({"email": "a@example.org", "email_verified": "false"})),
+                &[],
+                false,
+            ),
+            (
+                "null",
+                &domain,
+                claims(json!({"email": "a@example.org", "email_verified": null})),
+                &[],
+                false,
+            ),
+            (
+                "1",
+                &domain,
+                claims(json!({"email": "a@example.org", "email_verified": 1})),
+                &[],
+                false,
+            ),
+            (
+                "verified, other domain",
+                &domain,
+                claims(json!({"email": "a@evil.example", "email_verified": true})),
+                &[],
+                false,
+            ),
+            (
+                "look-alike domain",
+                &domain,
+                claims(json!({"email": "a@example.org.evil.example", "email_verified": true})),
+                &[],
+                false,
+            ),
+            ("no email", &domain, None, &[], false),
+            (
+                "unverified, check off",
+                &lax,
+                claims(json!({"email": "a@example.org", "email_verified": false})),
+                &[],
+                true,
+            ),
+            (
+                "check off, other domain",
+                &lax,
+                claims(json!({"email": "a@evil.example", "email_verified": false})),
+                &[],
+                false,
+            ),
+            (
+                "no domain filter: unverified is fine",
+                &open,
+                claims(json!({"email": "a@x.example", "email_verified": false})),
+                &[],
+                true,
+            ),
+            ("required group", &staff, None, &["Staff"], true),
+            ("no required group", &staff, None, &["sales"], false),
+        ];
+        for (why, cfg, email, groups, want) in cases {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            let got = admit(cfg, email.as_ref(), &groups);
+            assert_eq!(got.is_ok(), want, "{why}: {got:?}");
+        }
+        let why = admit(
+            &domain,
+            claims(json!({"email": "a@example.org", "email_verified": false})).as_ref(),
+            &[],
+        );
+        assert!(
+            matches!(&why, Err(OidcError::NotAllowed(m)) if m.contains("email address is not verified")),
+            "{why:?}"
+        );
     }
 
     #[test]
