@@ -381,6 +381,136 @@ async fn idp_initiated_logout_ends_the_session() {
     assert_eq!(alice.get("/apps/any/").await.status, 302, "session ended by the IdP");
 }
 
+/// Signs `bob` in with an IdP session of his own, then has the IdP log him out: returns the
+/// signed LogoutRequest URL the IdP sends to the gateway (not delivered) and its XML.
+async fn bobs_logout_request(s: &Setup) -> (String, String) {
+    let mut bob = s.gw.browser();
+    let p = bob.get("/.gatehouse/saml/idp/start?rd=/apps/any/").await;
+    s.idp.clear_session();
+    let (resp, relay, acs) = s.idp.login(p.location().unwrap(), "bob", "bob-pw").await;
+    let acs = acs.strip_prefix(&s.base).unwrap().to_string();
+    assert_eq!(post(&mut bob, &acs, &resp, relay.as_deref()).await.status, 303);
+    let hop = s
+        .idp
+        .follow(
+            &s.idp
+                .idp_initiated_logout_url(&format!("{}/.gatehouse/healthz", s.base)),
+        )
+        .await;
+    let to_sp = hop.location.expect("LogoutRequest to the gateway");
+    let path = to_sp.strip_prefix(&s.base).unwrap().to_string();
+    let xml = gatehouse_tests::saml::redirect_decode(
+        &gatehouse_tests::saml::query_param(&to_sp, "SAMLRequest").expect("SAMLRequest"),
+    );
+    assert!(xml.contains(">bob</"), "{xml}");
+    (path, xml)
+}
+
+/// Single logout takes exactly one of each parameter and verifies the bytes it reads: a
+/// forged SAMLRequest for alice in front of bob's signed one (the signature was checked over
+/// the last, the message read from the first) is refused and alice stays signed in; so is
+/// any duplicated parameter, and a validly signed message for another Destination, too old,
+/// or seen before.
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_requests_are_verified_exactly_as_read() {
+    let s = setup("", &[], false).await;
+    let mut alice = sign_in(&s, "alice").await;
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+    let (legit, xml) = bobs_logout_request(&s).await;
+    let (slo, query) = legit.split_once('?').unwrap();
+    let forged = xml.replace(">bob</", ">alice</");
+    let forged = gatehouse_tests::browser::urlencode(&gatehouse_tests::saml::redirect_encode(&forged));
+    let mut stranger = s.gw.browser();
+    let attacks = [
+        format!("{slo}?SAMLRequest={forged}&{query}"),
+        format!("{slo}?{query}&SAMLRequest={forged}"),
+        format!("{slo}?SAMLRe%71uest={forged}&{query}"),
+        format!("{slo}?{query}&RelayState=elsewhere"),
+        format!("{slo}?{query}&SigAlg=x"),
+        format!("{slo}?{query}&Signature=x"),
+        format!("{slo}?{query}&SAMLResponse={forged}"),
+    ];
+    for (i, attack) in attacks.iter().enumerate() {
+        let p = stranger.get(attack).await;
+        assert_eq!(p.status, 401, "attack {i} was not refused: {}", p.body);
+        assert_eq!(
+            alice.get("/apps/any/").await.status,
+            200,
+            "attack {i} ended alice's session"
+        );
+    }
+    assert!(stranger
+        .get(&format!("{slo}?SAMLRequest={forged}&{query}"))
+        .await
+        .body
+        .contains("more than once"));
+
+    // Signed with the IdP's key, but for another SP's endpoint, stale, or from the future.
+    let now_id = |xml: &str, id: &str| {
+        let at = xml.find(" ID=\"").unwrap() + 5;
+        let end = at + xml[at..].find('"').unwrap();
+        format!("{}{id}{}", &xml[..at], &xml[end..])
+    };
+    let instant = |xml: &str, t: &str| {
+        let at = xml.find("IssueInstant=\"").unwrap() + 14;
+        let end = at + xml[at..].find('"').unwrap();
+        format!("{}{t}{}", &xml[..at], &xml[end..])
+    };
+    let dest = {
+        let at = xml.find("Destination=\"").unwrap() + 13;
+        xml[at..at + xml[at..].find('"').unwrap()].to_string()
+    };
+    assert!(dest.ends_with("/.gatehouse/saml/idp/slo"), "{dest}");
+    let for_alice = xml.replace(">bob</", ">alice</");
+    for (why, bad, says) in [
+        (
+            "another Destination",
+            now_id(&for_alice, "_d1").replace(&dest, "http://127.0.0.1:9/other/slo"),
+            "another Destination",
+        ),
+        (
+            "no Destination",
+            now_id(&for_alice, "_d2").replace(&format!(" Destination=\"{dest}\""), ""),
+            "another Destination",
+        ),
+        (
+            "issued 10 minutes ago",
+            instant(&now_id(&for_alice, "_d3"), &gatehouse_tests::saml::instant(-600)),
+            "too old",
+        ),
+        (
+            "issued 10 minutes ahead",
+            instant(&now_id(&for_alice, "_d4"), &gatehouse_tests::saml::instant(600)),
+            "in the future",
+        ),
+    ] {
+        let p = stranger
+            .get(&format!("{slo}?{}", s.idp.sign_redirect("SAMLRequest", &bad, None)))
+            .await;
+        assert_eq!(p.status, 401, "{why}: {}", p.body);
+        assert!(p.body.contains(says), "{why}: {}", p.body);
+        assert_eq!(alice.get("/apps/any/").await.status, 200, "{why} ended alice's session");
+    }
+
+    // bob's own request is accepted once; the same message again is a replay.
+    let p = stranger.get(&legit).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = stranger.get(&legit).await;
+    assert_eq!(p.status, 401, "replayed LogoutRequest: {}", p.body);
+    assert!(p.body.contains("already"), "{}", p.body);
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+    // A fresh, correctly addressed and signed request for alice does end her session.
+    let good = instant(&now_id(&for_alice, "_fresh"), &gatehouse_tests::saml::instant(0));
+    let p = stranger
+        .get(&format!(
+            "{slo}?{}",
+            s.idp.sign_redirect("SAMLRequest", &good, Some("r"))
+        ))
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(alice.get("/apps/any/").await.status, 302);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn responses_signed_at_both_levels_are_accepted() {
     let s = setup("", &["--sign-response"], false).await;

@@ -537,7 +537,7 @@ impl Gate for Authn {
             .iter()
             .find(|p| p.id == provider)
             .ok_or_else(|| unknown_provider(provider))?;
-        match p.slo(query, &self.public_url).map_err(|e| {
+        match p.slo(query, &self.public_url).await.map_err(|e| {
             tracing::warn!(provider = %provider, refused = %e, "SAML logout message refused");
             saml_error(p, &e.0)
         })? {

@@ -5,7 +5,9 @@
 //! guarantee: a provider refuses to start without an IdP signing certificate (samael would
 //! silently skip verification), algorithms are pinned, exactly one assertion, no XML
 //! comments or DTDs, single-use login records for `InResponseTo`, an assertion-ID replay
-//! cache, attribute → identity mapping, and single logout both ways.
+//! cache, attribute → identity mapping, and single logout both ways (logout messages: one of
+//! each parameter, the IdP's signature over exactly the bytes read, Destination,
+//! IssueInstant and a replay check).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -31,6 +33,9 @@ use crate::GatewayError;
 const ATTEMPT_TTL: Duration = Duration::from_secs(600);
 /// How long assertion ids are remembered (longer than any assertion is accepted).
 const REPLAY_TTL: Duration = Duration::from_secs(3600);
+/// How old a logout message may be (its IssueInstant), and how far ahead of our clock.
+const LOGOUT_MAX_AGE: Duration = Duration::from_secs(300);
+const LOGOUT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Why a SAML sign-in or logout was refused — which check failed, in words an admin can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +227,86 @@ fn new_id() -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The parameters of the HTTP-Redirect binding that Gatehouse reads.
+const REDIRECT_PARAMS: [&str; 5] = ["SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature"];
+
+/// `application/x-www-form-urlencoded` decoding of one query component (`+` is a space).
+fn form_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// An HTTP-Redirect binding message as received: each parameter is the exact, still
+/// URL-encoded text of the query, so the bytes whose signature is checked are the bytes
+/// that are then decoded and read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectQuery<'a> {
+    /// `SAMLRequest` or `SAMLResponse`.
+    pub param: &'static str,
+    pub message: &'a str,
+    pub relay_state: Option<&'a str>,
+    pub sig_alg: Option<&'a str>,
+    pub signature: Option<&'a str>,
+}
+
+/// Splits a query of the HTTP-Redirect binding. Refuses a query that has any of
+/// `SAMLRequest`, `SAMLResponse`, `RelayState`, `SigAlg` and `Signature` more than once —
+/// compared by decoded name, so `SAMLRe%71uest` is `SAMLRequest` — and one with both or
+/// neither of `SAMLRequest` and `SAMLResponse`. Other parameters are ignored (nothing reads
+/// them, and they are not signed).
+pub fn parse_redirect_query(query: &str) -> Result<RedirectQuery<'_>, SamlError> {
+    let mut found: [Option<&str>; 5] = [None; 5];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = form_decode(name);
+        if let Some(i) = REDIRECT_PARAMS.iter().position(|p| *p == name) {
+            if found[i].replace(value).is_some() {
+                return Err(refuse(format!("the logout message has {name} more than once")));
+            }
+        }
+    }
+    let [request, response, relay_state, sig_alg, signature] = found;
+    let (param, message) = match (request, response) {
+        (Some(m), None) => ("SAMLRequest", m),
+        (None, Some(m)) => ("SAMLResponse", m),
+        (Some(_), Some(_)) => return Err(refuse("the logout message has both a SAMLRequest and a SAMLResponse")),
+        (None, None) => return Err(refuse("no SAMLRequest or SAMLResponse")),
+    };
+    Ok(RedirectQuery {
+        param,
+        message,
+        relay_state,
+        sig_alg,
+        signature,
+    })
+}
+
+impl RedirectQuery<'_> {
+    /// What the binding signs: `SAMLRequest=…[&RelayState=…]&SigAlg=…` (or `SAMLResponse`), the
+    /// values exactly as received, in this order whatever the query's.
+    pub fn signed_bytes(&self) -> Option<String> {
+        let mut s = format!("{}={}", self.param, self.message);
+        if let Some(rs) = self.relay_state {
+            s.push_str("&RelayState=");
+            s.push_str(rs);
+        }
+        s.push_str("&SigAlg=");
+        s.push_str(self.sig_alg?);
+        Some(s)
+    }
+
+    /// The message's XML: URL-decoded, base64, raw DEFLATE (at most 4 MiB inflated).
+    fn xml(&self) -> Result<String, SamlError> {
+        // Some IdPs leave `+` of the base64 unencoded; it then reads as a space.
+        let b64 = form_decode(self.message).replace(' ', "+");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| refuse(format!("the {} is not base64", self.param)))?;
+        inflate(&raw).ok_or_else(|| refuse(format!("the {} is not deflated XML", self.param)))
+    }
 }
 
 impl SamlProvider {
@@ -496,31 +581,83 @@ impl SamlProvider {
         Some(url.to_string())
     }
 
-    /// Handles a message at our SLO endpoint (HTTP-Redirect binding): a LogoutRequest from
-    /// the IdP (signature required) names the user whose sessions must end, and gets a
-    /// LogoutResponse URL; a LogoutResponse (to our request) needs no action.
-    pub fn slo(&self, query: &str, public_url: &str) -> Result<SloOutcome, SamlError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(query).map_err(|_| refuse("malformed logout message"))?;
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        if get("SAMLResponse").is_some() {
-            return Ok(SloOutcome::LoggedOut);
+    /// Handles a message at our SLO endpoint (HTTP-Redirect binding). Every parameter at most
+    /// once; the IdP's signature is required on both kinds and checked over exactly the bytes
+    /// then read; the message must come from the IdP, name this endpoint as its Destination,
+    /// be issued within the last [`LOGOUT_MAX_AGE`], and not have been seen before (its ID, in
+    /// the store shared by replicas). A LogoutRequest names the user whose sessions must end
+    /// and gets a LogoutResponse URL; a LogoutResponse (to our request) needs no action.
+    pub async fn slo(&self, query: &str, public_url: &str) -> Result<SloOutcome, SamlError> {
+        let q = parse_redirect_query(query)?;
+        let kind = if q.param == "SAMLRequest" {
+            "LogoutRequest"
+        } else {
+            "LogoutResponse"
+        };
+        self.verify_redirect_signature(&q, kind)?;
+        let xml = q.xml()?;
+        if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") || xml.contains("<!--") {
+            return Err(refuse(format!("the {kind} contains a DTD or comments")));
         }
-        let req_b64 = get("SAMLRequest").ok_or_else(|| refuse("no SAMLRequest or SAMLResponse"))?;
-        self.verify_redirect_signature(query)?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(req_b64.replace(' ', "+"))
-            .map_err(|_| refuse("the LogoutRequest is not base64"))?;
-        let xml = inflate(&raw).ok_or_else(|| refuse("the LogoutRequest is not deflated XML"))?;
-        if xml.contains("<!DOCTYPE") || xml.contains("<!--") {
-            return Err(refuse("the LogoutRequest contains a DTD or comments"));
+        if element_names(&xml).first() != Some(&kind) {
+            return Err(refuse(format!("the {} is not a {kind}", q.param)));
+        }
+        let (id, issuer, destination, issued) = if kind == "LogoutRequest" {
+            let m: samael::schema::LogoutRequest =
+                xml.parse().map_err(|_| refuse("the LogoutRequest could not be read"))?;
+            (m.id, m.issuer.and_then(|i| i.value), m.destination, m.issue_instant)
+        } else {
+            let m: samael::schema::LogoutResponse = xml
+                .parse()
+                .map_err(|_| refuse("the LogoutResponse could not be read"))?;
+            (m.id, m.issuer.and_then(|i| i.value), m.destination, m.issue_instant)
+        };
+        if issuer != self.sp().idp_metadata.entity_id {
+            return Err(refuse(format!("the {kind} comes from another issuer")));
+        }
+        // A signed message names where it was sent (SAML bindings 3.4.5.2): one signed for
+        // another SP's endpoint is not ours to act on.
+        if destination.as_deref() != Some(self.slo_url.as_str()) {
+            return Err(refuse(format!("the {kind} was sent to another Destination")));
+        }
+        let now = chrono::Utc::now();
+        let issued = issued.ok_or_else(|| refuse(format!("the {kind} has no IssueInstant")))?;
+        let skew = chrono::Duration::from_std(LOGOUT_CLOCK_SKEW).unwrap_or_default();
+        let max_age = chrono::Duration::from_std(LOGOUT_MAX_AGE).unwrap_or_default();
+        if issued > now + skew {
+            return Err(refuse(format!("the {kind} was issued in the future")));
+        }
+        if issued < now - max_age {
+            return Err(refuse(format!("the {kind} is too old (issued {issued})")));
+        }
+        if let Some(end) = root_attribute(&xml, "NotOnOrAfter") {
+            let end = chrono::DateTime::parse_from_rfc3339(&end)
+                .map_err(|_| refuse(format!("the {kind} has an unreadable NotOnOrAfter")))?;
+            if now - skew >= end {
+                return Err(refuse(format!("the {kind} has expired")));
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| refuse(format!("the {kind} has no ID")))?;
+        let t = crate::authn::session::now();
+        let first = self
+            .store
+            .first_sighting(
+                &format!("saml-logout:{}:{id}", self.id),
+                t + REPLAY_TTL.as_secs() as i64,
+                t,
+            )
+            .await
+            .map_err(|e| refuse(format!("the session store is unavailable ({e})")))?;
+        if !first {
+            return Err(refuse(format!("this {kind} was already used (replay)")));
+        }
+        if kind == "LogoutResponse" {
+            return Ok(SloOutcome::LoggedOut);
         }
         let req: samael::schema::LogoutRequest =
             xml.parse().map_err(|_| refuse("the LogoutRequest could not be read"))?;
-        let issuer = req.issuer.as_ref().and_then(|i| i.value.clone());
-        if issuer != self.sp().idp_metadata.entity_id {
-            return Err(refuse("the LogoutRequest comes from another issuer"));
-        }
         let name_id = req
             .name_id
             .as_ref()
@@ -540,8 +677,8 @@ impl SamlProvider {
         );
         let mut url = reqwest::Url::parse(&slo).map_err(|_| refuse("bad SLO URL in IdP metadata"))?;
         url.query_pairs_mut().append_pair("SAMLResponse", &deflate_b64(&resp));
-        if let Some(rs) = get("RelayState") {
-            url.query_pairs_mut().append_pair("RelayState", &rs);
+        if let Some(rs) = q.relay_state {
+            url.query_pairs_mut().append_pair("RelayState", &form_decode(rs));
         }
         Ok(SloOutcome::EndSessions {
             name_id,
@@ -550,23 +687,13 @@ impl SamlProvider {
         })
     }
 
-    /// Verifies the HTTP-Redirect binding signature (`SigAlg`, `Signature` over the raw
-    /// query parameters in their order) with the IdP's signing certificates.
-    fn verify_redirect_signature(&self, query: &str) -> Result<(), SamlError> {
-        let raw: BTreeMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
-        let (Some(sig_alg), Some(signature)) = (raw.get("SigAlg"), raw.get("Signature")) else {
-            return Err(refuse("the LogoutRequest is not signed"));
+    /// Verifies the HTTP-Redirect binding signature (`Signature` with `SigAlg` over
+    /// [`RedirectQuery::signed_bytes`]) with the IdP's signing certificates.
+    fn verify_redirect_signature(&self, q: &RedirectQuery<'_>, kind: &str) -> Result<(), SamlError> {
+        let (Some(signed), Some(sig_alg), Some(signature)) = (q.signed_bytes(), q.sig_alg, q.signature) else {
+            return Err(refuse(format!("the {kind} is not signed")));
         };
-        let mut signed = format!("SAMLRequest={}", raw.get("SAMLRequest").unwrap_or(&""));
-        if let Some(rs) = raw.get("RelayState") {
-            signed.push_str(&format!("&RelayState={rs}"));
-        }
-        signed.push_str(&format!("&SigAlg={sig_alg}"));
-        let alg: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("a={sig_alg}"))
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .map(|(_, v)| v)
-            .unwrap_or_default();
+        let alg = form_decode(sig_alg);
         if !self.cfg.allowed_signature_algorithms.iter().any(|a| a == &alg) {
             return Err(refuse(format!("signature algorithm {alg} is not allowed")));
         }
@@ -577,13 +704,8 @@ impl SamlProvider {
             a if a.ends_with("sha1") => openssl::hash::MessageDigest::sha1(),
             _ => return Err(refuse("unknown signature algorithm")),
         };
-        let sig_b64: String = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("s={signature}"))
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .map(|(_, v)| v)
-            .unwrap_or_default();
         let sig = base64::engine::general_purpose::STANDARD
-            .decode(sig_b64)
+            .decode(form_decode(signature).replace(' ', "+"))
             .map_err(|_| refuse("bad signature encoding"))?;
         let certs = self.sp().idp_signing_certs().ok().flatten().unwrap_or_default();
         for der in certs {
@@ -598,9 +720,9 @@ impl SamlProvider {
                 return Ok(());
             }
         }
-        Err(refuse(
-            "the LogoutRequest's signature does not verify with the IdP's certificate",
-        ))
+        Err(refuse(format!(
+            "the {kind}'s signature does not verify with the IdP's certificate"
+        )))
     }
 
     /// The IdP metadata URL and refresh interval, when the metadata comes from a URL.
@@ -812,5 +934,159 @@ mod tests {
     #[test]
     fn element_names_skip_declarations_and_closing_tags() {
         assert_eq!(element_names("<?xml version='1.0'?><a:B x='1'><C/></a:B>"), ["B", "C"]);
+    }
+}
+
+#[cfg(test)]
+mod redirect_query_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn one_of_each_parameter_exactly_as_received() {
+        let q = parse_redirect_query("SigAlg=a%3Ab&Signature=s%2B%3D&x=1&SAMLRequest=m%2Bn&RelayState=r+s").unwrap();
+        assert_eq!(
+            q,
+            RedirectQuery {
+                param: "SAMLRequest",
+                message: "m%2Bn",
+                relay_state: Some("r+s"),
+                sig_alg: Some("a%3Ab"),
+                signature: Some("s%2B%3D"),
+            }
+        );
+        // Signed in the binding's order, whatever the query's, with the encoded values.
+        assert_eq!(
+            q.signed_bytes().unwrap(),
+            "SAMLRequest=m%2Bn&RelayState=r+s&SigAlg=a%3Ab"
+        );
+        let r = parse_redirect_query("SAMLResponse=m&SigAlg=a").unwrap();
+        assert_eq!(r.param, "SAMLResponse");
+        assert_eq!(r.signed_bytes().unwrap(), "SAMLResponse=m&SigAlg=a");
+        assert_eq!(parse_redirect_query("SAMLResponse=m").unwrap().signed_bytes(), None);
+    }
+
+    #[test]
+    fn duplicated_or_conflicting_parameters_are_refused() {
+        for (query, why) in [
+            (
+                "SAMLRequest=forged&SAMLRequest=signed&SigAlg=a&Signature=s",
+                "more than once",
+            ),
+            (
+                "SAMLRequest=signed&SigAlg=a&Signature=s&SAMLRequest=forged",
+                "more than once",
+            ),
+            (
+                "SAMLRe%71uest=forged&SAMLRequest=signed&SigAlg=a&Signature=s",
+                "more than once",
+            ),
+            (
+                "SAMLRequest=m&RelayState=a&RelayState=b&SigAlg=a&Signature=s",
+                "more than once",
+            ),
+            ("SAMLRequest=m&SigAlg=a&SigAlg=b&Signature=s", "more than once"),
+            ("SAMLRequest=m&SigAlg=a&Signature=s&Signature=t", "more than once"),
+            ("SAMLResponse=m&SAMLResponse=n", "more than once"),
+            ("SAMLRequest=m&Signature", "not signed"),
+            ("SAMLRequest=m&SAMLResponse=n&SigAlg=a&Signature=s", "both"),
+            ("RelayState=r&SigAlg=a&Signature=s", "no SAMLRequest"),
+            ("", "no SAMLRequest"),
+        ] {
+            match parse_redirect_query(query) {
+                Err(e) => assert!(e.0.contains(why), "{query}: {e}"),
+                // A bare `Signature` is one, empty parameter: refused later as unsigned.
+                Ok(q) if why == "not signed" => assert_eq!(q.signed_bytes(), None, "{query}"),
+                Ok(q) => panic!("{query} was accepted: {q:?}"),
+            }
+        }
+    }
+
+    /// A parameter value as it may appear in a query: letters, digits, `+`, `%XX`.
+    fn value() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[A-Za-z0-9._~-]",
+                Just("+".to_string()),
+                "%[0-9A-F]{2}".prop_map(|s| s.to_string()),
+            ],
+            0..12,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    /// `name` with some of its characters percent-encoded (the same name once decoded).
+    fn spelled(name: &str, mask: &[bool]) -> String {
+        name.chars()
+            .zip(mask.iter().cycle())
+            .map(|(c, &enc)| {
+                if enc {
+                    format!("%{:02X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Any well-formed query (each parameter once, in any order, with unknown extras)
+        /// parses to exactly its values; the same query with any of the five parameters
+        /// added again — in any position, its name spelled in any encoding — is refused.
+        #[test]
+        fn any_duplicated_parameter_is_refused(
+            response in any::<bool>(),
+            message in value(),
+            relay_state in proptest::option::of(value()),
+            sig_alg in proptest::option::of(value()),
+            signature in proptest::option::of(value()),
+            extras in proptest::collection::vec(("[a-z]{1,6}", value()), 0..3),
+            order in any::<u64>(),
+            dup in 0usize..5,
+            dup_value in value(),
+            mask in proptest::collection::vec(any::<bool>(), 1..8),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let param = if response { "SAMLResponse" } else { "SAMLRequest" };
+            let mut pairs: Vec<(String, String)> = vec![(param.to_string(), message.clone())];
+            for (n, v) in [("RelayState", &relay_state), ("SigAlg", &sig_alg), ("Signature", &signature)] {
+                if let Some(v) = v {
+                    pairs.push((n.to_string(), v.clone()));
+                }
+            }
+            pairs.extend(extras.iter().cloned());
+            // A deterministic shuffle from the drawn seed.
+            let mut seed = order;
+            for i in (1..pairs.len()).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                pairs.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            let join = |pairs: &[(String, String)]| {
+                pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+            };
+            let query = join(&pairs);
+            let q = parse_redirect_query(&query).unwrap();
+            prop_assert_eq!(q.param, param);
+            prop_assert_eq!(q.message, message.as_str());
+            prop_assert_eq!(q.relay_state, relay_state.as_deref());
+            prop_assert_eq!(q.sig_alg, sig_alg.as_deref());
+            prop_assert_eq!(q.signature, signature.as_deref());
+
+            // Duplicate one of the five that is present (the other message name conflicts).
+            let present: Vec<&str> = REDIRECT_PARAMS
+                .iter()
+                .copied()
+                .filter(|n| pairs.iter().any(|(p, _)| p == n))
+                .collect();
+            let name = present[dup % present.len()];
+            let mut doubled = pairs.clone();
+            doubled.insert(at.index(doubled.len() + 1), (spelled(name, &mask), dup_value));
+            prop_assert!(parse_redirect_query(&join(&doubled)).is_err(), "{}", join(&doubled));
+            let other = if response { "SAMLRequest" } else { "SAMLResponse" };
+            let mut both = pairs.clone();
+            both.insert(at.index(both.len() + 1), (other.to_string(), "x".to_string()));
+            prop_assert!(parse_redirect_query(&join(&both)).is_err());
+        }
     }
 }
