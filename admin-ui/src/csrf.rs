@@ -26,6 +26,25 @@ pub fn verify(cookie: Option<&str>, form: &str) -> bool {
     }
 }
 
+/// A token bound to a session: derived from the session's store key (itself the hash of a
+/// secret cookie) and `purpose`, so only a page served to that session can carry it, and a
+/// cookie planted by someone else proves nothing. 43 characters, base64url.
+pub fn bound_token(session_id_hash: &str, purpose: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::new()
+        .chain_update(b"gatehouse-csrf\0")
+        .chain_update(purpose.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(session_id_hash.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+}
+
+/// Whether `form` is `expected` (constant time; empty never matches).
+pub fn same(expected: &str, form: &str) -> bool {
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(form.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! gateway implements with its sessions, providers and `gatehouse_policy::evaluate`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod csrf;
 pub mod pages;
 pub mod redirect;
@@ -67,6 +68,8 @@ pub struct Site {
     pub sso: Vec<pages::SsoButton>,
     /// Name of the cookie that ties a started single sign-on to this browser.
     pub login_cookie: String,
+    /// The gateway's origin (`https://apps.example.com`): admin changes must come from it.
+    pub origin: String,
 }
 
 impl Site {
@@ -116,6 +119,8 @@ pub struct RequestInfo {
     pub viewer: Option<Viewer>,
     /// The raw session cookie, if one was sent.
     pub session_cookie: Option<String>,
+    /// The signed-in session's store key (binds admin forms to the session).
+    pub session_id_hash: Option<String>,
 }
 
 /// Why a sign-in failed, as the page explains it.
@@ -139,7 +144,7 @@ pub struct PortalApp {
 
 /// What the pages need from the gateway.
 #[async_trait]
-pub trait Gate: Send + Sync + 'static {
+pub trait Gate: admin::AdminGate + Send + Sync + 'static {
     fn site(&self) -> &Site;
     /// Checks a user name and password; on success returns the new session cookie value.
     async fn password_login(
@@ -206,6 +211,7 @@ pub fn router(gate: Shared) -> Router {
         .route("/.gatehouse/saml/{provider}/slo", get(saml_slo))
         .route("/.well-known/gatehouse/jwks.json", get(jwks))
         .route("/.gatehouse/assets/gatehouse.css", get(stylesheet))
+        .merge(admin::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(gate)

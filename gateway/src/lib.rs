@@ -9,6 +9,7 @@
 //! headers) → `logging` (metrics, access log). `server::Reloader` keeps the snapshot live.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod authn;
 pub mod demo;
 pub mod forwarded;

@@ -144,6 +144,7 @@ impl Gateway {
                     }),
                     session_cookie: identity::cookie(&session.req_header().headers, &self.0.session_cookie)
                         .map(str::to_string),
+                    session_id_hash: who.as_ref().map(|s| s.id_hash.clone()),
                 };
                 ctx.session = who;
                 web::serve(session, &self.0.web, &path_and_query, info).await?;

@@ -117,6 +117,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
             })
             .collect(),
         login_cookie: format!("{session_cookie}_login"),
+        origin: config.server.public_url.trim_end_matches('/').to_string(),
     };
     let gateway_cookies = site.gateway_cookies();
     let authn = Authn {
@@ -298,8 +299,15 @@ impl Reloader {
         let mut every = tokio::time::interval(FULL_RELOAD_INTERVAL);
         every.tick().await;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut asked = self.state.live.serve_rebuilds();
         loop {
             tokio::select! {
+                Some(ack) = asked.recv() => {
+                    if let Err(e) = self.rebuild(None).await {
+                        tracing::warn!(error = %e, "rebuild after a local change failed; the periodic reload will retry");
+                    }
+                    let _ = ack.send(());
+                }
                 change = feed.recv() => match change {
                     Ok(c) => self.apply(c).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

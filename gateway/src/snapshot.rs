@@ -49,6 +49,8 @@ pub struct AppRuntime {
     pub policy: AppPolicy,
     pub pool: Arc<Pool>,
     pub source: AppSource,
+    /// The store record's `updated_at` (0 for file apps): the version admin edits check.
+    pub version: i64,
     /// The portal card's link.
     pub href: String,
 }
@@ -106,7 +108,8 @@ impl Snapshot {
     pub fn compile(config: Arc<Config>, stored: &[AppRecord], previous: Option<&Snapshot>) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
-        let mut defined: Vec<(App, AppSource)> = config.apps.iter().map(|a| (a.clone(), AppSource::File)).collect();
+        let mut defined: Vec<(App, AppSource, i64)> =
+            config.apps.iter().map(|a| (a.clone(), AppSource::File, 0)).collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
         for r in stored {
@@ -114,14 +117,15 @@ impl Snapshot {
             match gatehouse_config::validate_app(definition(r), &at, &config.server) {
                 Err(p) => problems.push(format!("{at} is not served: {}", p.to_string().trim_end())),
                 Ok(app) => {
-                    if let Some((clash, source)) = defined.iter().find(|(a, _)| a.slug == app.slug) {
+                    if let Some((clash, source, _)) = defined.iter().find(|(a, _, _)| a.slug == app.slug) {
                         problems.push(format!(
                             "{at} is not served: the slug {:?} is taken by the app of the same slug in the {}",
                             clash.slug,
                             source.as_str()
                         ));
-                    } else if let Some((clash, source)) =
-                        defined.iter().find(|(a, _)| a.path == app.path && a.host == app.host)
+                    } else if let Some((clash, source, _)) = defined
+                        .iter()
+                        .find(|(a, _, _)| a.path == app.path && a.host == app.host)
                     {
                         problems.push(format!(
                             "{at} is not served: its route {}{} is taken by app {:?} from the {}",
@@ -131,7 +135,7 @@ impl Snapshot {
                             source.as_str()
                         ));
                     } else {
-                        defined.push((app, AppSource::Store));
+                        defined.push((app, AppSource::Store, r.updated_at));
                     }
                 }
             }
@@ -139,11 +143,11 @@ impl Snapshot {
         for p in &problems {
             tracing::warn!(problem = %p, "app from the store not served");
         }
-        let plain: Vec<App> = defined.iter().map(|(a, _)| a.clone()).collect();
+        let plain: Vec<App> = defined.iter().map(|(a, _, _)| a.clone()).collect();
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps = defined
             .into_iter()
-            .map(|(app, source)| {
+            .map(|(app, source, version)| {
                 let pool = previous
                     .and_then(|prev| {
                         prev.apps.iter().find(|p| {
@@ -163,6 +167,7 @@ impl Snapshot {
                     policy: app_policy(&app),
                     pool,
                     source,
+                    version,
                     href,
                     app,
                 })
@@ -195,16 +200,41 @@ impl Snapshot {
     }
 }
 
+/// A request to rebuild the snapshot now; answered once the new one is published.
+pub type RebuildRequest = tokio::sync::oneshot::Sender<()>;
+
 /// The published snapshot. Readers take it with one atomic load; writers swap it whole.
 #[derive(Debug)]
 pub struct Live {
     current: ArcSwap<Snapshot>,
+    /// Where [`Live::rebuilt`] asks the reloader (once it runs) for a rebuild.
+    rebuilds: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<RebuildRequest>>>,
 }
 
 impl Live {
     pub fn new(first: Snapshot) -> Live {
         Live {
             current: ArcSwap::from_pointee(first),
+            rebuilds: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The reloader's side: rebuild requests arrive on the returned receiver.
+    pub fn serve_rebuilds(&self) -> tokio::sync::mpsc::Receiver<RebuildRequest> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        *self.rebuilds.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// After a change this process wrote to the store: waits (at most 2 s) until this
+    /// replica's snapshot includes it, so the admin's next page shows it. Other replicas
+    /// follow through the change feed.
+    pub async fn rebuilt(&self) {
+        let tx = self.rebuilds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(tx) = tx else { return };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if tx.send(ack).await.is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), done).await;
         }
     }
 

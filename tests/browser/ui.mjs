@@ -458,6 +458,99 @@ async function run(page) {
   await open(page, '/.gatehouse/logout');
   await shoot(page, 'logout-dark');
   await page.emulateMedia({ colorScheme: 'light' });
+
+  await adminUi(page);
+}
+
+/** The text of the first `.alert`, trimmed ('' when there is none). */
+async function alertText(page) {
+  const n = await page.locator('.alert').count();
+  return n ? ((await page.locator('.alert').first().textContent()) ?? '').trim() : '';
+}
+
+/** 13. The admin UI: the admin creates a restricted app for group staff (keyboard only),
+ *  checks a person, sees validation next to the field, the sessions and the audit log; the
+ *  viewer (staff) opens the new app and is refused the admin pages. */
+async function adminUi(page) {
+  step = 'admin apps list';
+  let status = await open(page, '/.gatehouse/admin/');
+  check(status === 200 && pathOf(page) === '/.gatehouse/admin/apps', 'the admin lands on the Apps page', pathOf(page));
+  const rows = await page.locator('table tbody tr').count();
+  check(rows >= 3, 'the Apps page lists the demo apps', rows);
+  const upstream = ((await page.locator('.health').first().textContent()) ?? '').trim();
+  check(/^127\.0\.0\.1:\d+$/.test(upstream), 'upstreams are shown with their health', upstream);
+  await shoot(page, 'admin-apps', { desktop: true, mobile: true });
+  await keyboardPath(page, 'admin apps');
+
+  step = 'admin creates an app with the keyboard';
+  await page.locator('a.button', { hasText: 'New app' }).focus();
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/new'), page.keyboard.press('Enter')]);
+  await keyboardPath(page, 'new app form');
+  await page.focus('#slug');
+  await page.keyboard.type('reports');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('Staff reports');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('Built in the admin UI');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(upstream);
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('staff');
+  await shoot(page, 'admin-new-app', { desktop: true, mobile: true });
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/reports'),
+    page.locator('button[type=submit]', { hasText: 'Create app' }).press('Enter'),
+  ]);
+  check(/Saved/.test(await alertText(page)), 'the app page confirms the save', await alertText(page));
+  const audience = (await page.locator('section.card p').first().textContent()) ?? '';
+  check(/members of staff/.test(audience), 'who can open it names group staff', audience);
+  await shoot(page, 'admin-app', { desktop: true, mobile: true });
+
+  step = 'check a person';
+  await page.fill('#check', 'viewer');
+  await Promise.all([page.waitForURL((u) => u.searchParams.get('check') === 'viewer'), page.press('#check', 'Enter')]);
+  const verdict = await page.locator('.alert[role=status]').last().textContent();
+  check(/viewer can open this app/.test(verdict ?? ''), 'checking viewer says allowed, with the reason', verdict);
+  log('admin created /apps/reports/ for staff with the keyboard; "check a person" agrees');
+
+  step = 'validation next to the field';
+  await open(page, '/.gatehouse/admin/apps/new');
+  await page.fill('#slug', 'Bad Slug');
+  await page.fill('#upstreams', 'nowhere:80a');
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST'),
+    page.click('button[type=submit]'),
+  ]);
+  await page.waitForLoadState('load');
+  check(answer.status() === 400, 'an invalid app is refused with 400', answer.status());
+  check((await page.locator('#slug-error').count()) === 1 && (await page.locator('#upstreams-error').count()) === 1, 'errors are shown next to slug and upstreams');
+  check((await page.getAttribute('#slug', 'aria-invalid')) === 'true', 'the invalid field is marked for assistive technology');
+  await shoot(page, 'admin-app-invalid', { desktop: true, mobile: true });
+
+  step = 'sessions and audit';
+  status = await open(page, '/.gatehouse/admin/sessions');
+  check(status === 200 && (await page.locator('table tbody tr').count()) >= 1, 'the Sessions page lists live sessions', status);
+  await shoot(page, 'admin-sessions', { desktop: true, mobile: true });
+  status = await open(page, '/.gatehouse/admin/audit');
+  const auditText = (await page.locator('table').textContent()) ?? '';
+  check(status === 200 && auditText.includes('app.create') && auditText.includes('signin.success'), 'the audit log shows the sign-ins and the new app', auditText.slice(0, 200));
+  await shoot(page, 'admin-audit', { desktop: true, mobile: true });
+  log('sessions and audit pages render; the audit log has the app creation and sign-ins');
+
+  step = 'viewer opens the new app, not the admin pages';
+  await open(page, '/.gatehouse/logout');
+  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  await signInByForm(page, 'viewer', viewerPassword);
+  const apps = await visibleApps(page);
+  check(apps.includes('/apps/reports/'), "the viewer's portal lists the new app", apps);
+  status = await open(page, '/apps/reports/');
+  check(status === 200, 'the viewer (staff) opens the new app', status);
+  status = await open(page, '/.gatehouse/admin/apps');
+  check(status === 403, 'the viewer gets 403 on the admin pages', status);
+  check(/Administrators only/.test((await page.locator('h1').textContent()) ?? ''), 'the 403 page says why');
+  await shoot(page, 'admin-forbidden', { desktop: true, mobile: true });
+  log('viewer opens /apps/reports/ at once; admin pages answer a clear 403');
 }
 
 main().then(

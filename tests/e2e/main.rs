@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod admin;
 mod browser;
 mod cli;
 mod forwarding;

@@ -110,6 +110,33 @@ impl Browser {
         self.get_with(path, &[("accept", "application/json")]).await
     }
 
+    /// POSTs an urlencoded form with extra headers (e.g. `Origin`, as browsers send).
+    pub async fn post_form_with(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if !self.cookies.is_empty() {
+            req = req.header("cookie", self.cookie_header());
+        }
+        let res = req.send().await.expect("request");
+        self.absorb(res).await
+    }
+
+    /// The origin this browser's pages come from (`http://127.0.0.1:port`).
+    pub fn origin(&self) -> String {
+        self.base.trim_end_matches('/').to_string()
+    }
+
     /// POSTs an urlencoded form.
     pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let body: String = form

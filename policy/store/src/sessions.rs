@@ -252,6 +252,22 @@ impl Store {
         .collect()
     }
 
+    /// The `limit` most recently active sessions, newest first (admin view).
+    pub async fn recent_sessions(&self, limit: i64) -> Result<Vec<SessionRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions ORDER BY last_seen DESC, id_hash LIMIT $1"
+        ))
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing sessions"))?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
     /// Deletes sessions idle since before `idle_before` or created before `created_before`
     /// (both epoch seconds, exclusive); returns how many. Housekeeping: no audit rows, but
     /// each deletion is announced.

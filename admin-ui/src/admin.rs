@@ -1,0 +1,872 @@
+//! The admin UI at `/.gatehouse/admin/`: apps (list, create, edit, delete store apps; file
+//! apps read-only), who can open an app and why, sessions (revoke a person's), and the audit
+//! log. Server-rendered; every change is a POST carrying a token bound to the admin's
+//! session and coming from this gateway's own origin. Nothing here decides access: the
+//! gateway's [`AdminGate`] does, with `gatehouse_policy`.
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use html_escape::encode_double_quoted_attribute as attr;
+use html_escape::encode_text as esc;
+use http::{header, HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use crate::{pages, RequestInfo, Shared, Viewer};
+
+/// An app as the admin UI shows it.
+#[derive(Debug, Clone)]
+pub struct AdminApp {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// Host (if any) and path prefix.
+    pub route: String,
+    /// Each upstream and whether it passes health checks.
+    pub upstreams: Vec<(String, bool)>,
+    /// `public`, `authenticated` or `restricted`.
+    pub access: String,
+    pub allow_groups: Vec<String>,
+    pub allow_users: Vec<String>,
+    /// Defined in the store (editable here) rather than the config file.
+    pub editable: bool,
+    /// Where it is defined, in words.
+    pub source: String,
+    /// Who can open it, in words (`policy::who_can_open`).
+    pub audience: String,
+    /// The store record's version (its `updated_at`), for refusing stale saves.
+    pub version: i64,
+}
+
+/// What the app form sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AppInput {
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// One per line (or comma-separated).
+    #[serde(default)]
+    pub upstreams: String,
+    #[serde(default)]
+    pub access: String,
+    /// One per line (or comma-separated).
+    #[serde(default)]
+    pub allow_groups: String,
+    #[serde(default)]
+    pub allow_users: String,
+    /// The version the form was rendered from; 0 when creating.
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// Why an admin change was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// Field → what is wrong with it.
+    Invalid(Vec<(String, String)>),
+    /// Someone else changed it since the form was rendered (who, if known).
+    Conflict(String),
+    NotFound,
+    /// Defined in the config file: change it there.
+    ReadOnly,
+    Unavailable(String),
+}
+
+/// One line of the audit log, as shown.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub client: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// A live session, as shown.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: String,
+    pub provider: String,
+    pub groups: usize,
+    pub admin: bool,
+    pub created_at: i64,
+    pub last_seen: i64,
+}
+
+/// The answer of "check a person" on an app.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub user: String,
+    pub allowed: bool,
+    pub reason: String,
+    /// Where the person's groups came from (a local account, their latest session, none).
+    pub basis: String,
+}
+
+/// What the admin pages need from the gateway.
+#[async_trait]
+pub trait AdminGate: Send + Sync {
+    /// Every app served now (the live snapshot), file apps first.
+    fn admin_apps(&self) -> Vec<AdminApp>;
+    /// Problems with store apps that are not served (slug or route clashes, invalid).
+    fn admin_problems(&self) -> Vec<String>;
+    /// Creates (`create`) or updates a store app.
+    async fn save_app(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: &AppInput,
+        create: bool,
+    ) -> Result<(), AdminError>;
+    /// Deletes a store app whose version is still `version`.
+    async fn delete_app(&self, by: &Viewer, client: Option<IpAddr>, slug: &str, version: i64)
+        -> Result<(), AdminError>;
+    /// Whether `user` may open app `slug`, and why. `None`: no such app.
+    async fn check(&self, slug: &str, user: &str) -> Option<Check>;
+    /// The most recently active sessions.
+    async fn sessions(&self) -> Result<Vec<SessionRow>, AdminError>;
+    /// Ends every session of `user`; returns how many.
+    async fn revoke_user(&self, by: &Viewer, client: Option<IpAddr>, user: &str) -> Result<u64, AdminError>;
+    /// The latest audit events matching the filters (empty = any).
+    async fn audit(&self, actor: &str, action: &str, target: &str) -> Result<Vec<AuditRow>, AdminError>;
+}
+
+/// The admin routes, merged into the gateway's router.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/.gatehouse/admin", get(home))
+        .route("/.gatehouse/admin/", get(home))
+        .route("/.gatehouse/admin/apps", get(apps_page))
+        .route("/.gatehouse/admin/apps/new", get(new_app_page).post(create_app))
+        .route("/.gatehouse/admin/apps/{slug}", get(app_page).post(update_app))
+        .route("/.gatehouse/admin/apps/{slug}/delete", post(delete_app))
+        .route("/.gatehouse/admin/sessions", get(sessions_page))
+        .route("/.gatehouse/admin/sessions/revoke", post(revoke_sessions))
+        .route("/.gatehouse/admin/audit", get(audit_page))
+}
+
+/// The token admin forms carry: bound to the session (a hash of its store key), so a token
+/// planted in a cookie or copied from another session is worthless.
+pub fn session_token(session_id_hash: &str) -> String {
+    crate::csrf::bound_token(session_id_hash, "admin")
+}
+
+/// The signed-in administrator, or the response to send instead: the sign-in page for
+/// nobody, a 403 page for anyone else.
+fn admin(gate: &Shared, info: &RequestInfo, path: &str) -> Result<Viewer, Box<Response>> {
+    match &info.viewer {
+        None => {
+            let rd = percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC);
+            Err(Box::new(crate::see_other(&format!("/.gatehouse/login?rd={rd}"))))
+        }
+        Some(v) if !v.identity.admin => Err(Box::new(crate::error(
+            gate,
+            StatusCode::FORBIDDEN,
+            "Administrators only",
+            &format!(
+                "Signed in as {}: the admin pages are for administrators of this gateway.",
+                v.identity.user
+            ),
+        ))),
+        Some(v) => Ok(v.clone()),
+    }
+}
+
+/// Checks a state-changing request: an administrator, the session-bound token, and an
+/// `Origin` (or `Referer`) of this gateway. Any failure changes nothing.
+fn admin_post(
+    gate: &Shared,
+    info: &RequestInfo,
+    headers: &HeaderMap,
+    token: &str,
+    path: &str,
+) -> Result<Viewer, Box<Response>> {
+    let v = admin(gate, info, path)?;
+    let expected = info.session_id_hash.as_deref().map(session_token);
+    let token_ok = expected.is_some_and(|e| crate::csrf::same(&e, token));
+    if !token_ok {
+        return Err(Box::new(crate::error(
+            gate,
+            StatusCode::FORBIDDEN,
+            "This form expired",
+            "The page was open too long or came from elsewhere. Reload it and try again.",
+        )));
+    }
+    if !same_origin(headers, &gate.site().origin) {
+        return Err(Box::new(crate::error(
+            gate,
+            StatusCode::FORBIDDEN,
+            "Cross-site request refused",
+            "Admin changes are accepted only from this gateway's own pages.",
+        )));
+    }
+    Ok(v)
+}
+
+/// Whether the request's `Origin` (or, without one, `Referer`) is `origin`. Neither: refused.
+pub fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+    if let Some(o) = headers.get(header::ORIGIN) {
+        return o.to_str().is_ok_and(|o| o == origin);
+    }
+    headers
+        .get(header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .is_some_and(|r| r == origin || r.starts_with(&format!("{origin}/")))
+}
+
+fn info(e: Option<Extension<RequestInfo>>) -> RequestInfo {
+    e.map(|e| e.0).unwrap_or_default()
+}
+
+fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Response {
+    let site = gate.site();
+    let link = |href: &str, label: &str, key: &str| {
+        let current = if key == active { r#" aria-current="page""# } else { "" };
+        format!(r#"<a href="{href}"{current}>{label}</a>"#)
+    };
+    let nav = format!(
+        r#"<nav class="admin-nav" aria-label="Admin">{}{}{}<a href="/">Portal</a></nav><span class="user who-admin" title="Signed in as {user}">{user}</span>"#,
+        link("/.gatehouse/admin/apps", "Apps", "apps"),
+        link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
+        link("/.gatehouse/admin/audit", "Audit log", "audit"),
+        user = esc(v.identity.user.as_str()),
+    );
+    let html = pages::layout_with_nav(
+        &site.branding,
+        title,
+        &format!(r#"<div class="admin">{body}</div>"#),
+        false,
+        &nav,
+    );
+    (crate::no_store(), Html(html)).into_response()
+}
+
+async fn home(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
+    match admin(&gate, &info(i), "/.gatehouse/admin/apps") {
+        Ok(_) => crate::see_other("/.gatehouse/admin/apps"),
+        Err(r) => *r,
+    }
+}
+
+fn access_badge(access: &str) -> String {
+    format!(r#"<span class="badge access-{a}">{a}</span>"#, a = esc(access))
+}
+
+async fn apps_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
+    let v = match admin(&gate, &info(i), "/.gatehouse/admin/apps") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let rows: String = gate
+        .admin_apps()
+        .iter()
+        .map(|a| {
+            let ups: String = a
+                .upstreams
+                .iter()
+                .map(|(u, ok)| {
+                    format!(
+                        r#"<span class="health {cls}" title="{word}">{u}</span>"#,
+                        cls = if *ok { "up" } else { "down" },
+                        word = if *ok { "healthy" } else { "unhealthy" },
+                        u = esc(u)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!(
+                r#"<tr><td><a href="/.gatehouse/admin/apps/{slug}">{name}</a><div class="muted small">{slug_text}</div></td><td><code>{route}</code></td><td>{ups}</td><td>{access}</td><td>{audience}</td><td class="muted small">{source}</td></tr>"#,
+                slug = attr(&a.slug),
+                slug_text = esc(&a.slug),
+                name = esc(&a.name),
+                route = esc(&a.route),
+                access = access_badge(&a.access),
+                audience = esc(&a.audience),
+                source = esc(&a.source),
+            )
+        })
+        .collect();
+    let problems: String = gate
+        .admin_problems()
+        .iter()
+        .map(|p| format!(r#"<div class="alert error" role="alert">{}</div>"#, esc(p)))
+        .collect();
+    let body = format!(
+        r#"<div class="admin-head"><h1>Apps</h1><a class="button" href="/.gatehouse/admin/apps/new">New app</a></div>
+{problems}
+<div class="table-wrap"><table><thead><tr><th>App</th><th>Route</th><th>Upstreams</th><th>Access</th><th>Who can open it</th><th>Defined in</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+    );
+    page(&gate, &v, "Apps", "apps", &body)
+}
+
+fn field_error(errors: &[(String, String)], field: &str) -> String {
+    errors
+        .iter()
+        .filter(|(f, _)| f == field)
+        .map(|(_, m)| format!(r#"<p class="field-error" id="{field}-error">{}</p>"#, esc(m)))
+        .collect()
+}
+
+fn described_by(errors: &[(String, String)], field: &str) -> String {
+    if errors.iter().any(|(f, _)| f == field) {
+        format!(r#" aria-invalid="true" aria-describedby="{field}-error""#)
+    } else {
+        String::new()
+    }
+}
+
+/// The app form. `create`: a new app (slug editable).
+fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, String)]) -> String {
+    let action = if create {
+        "/.gatehouse/admin/apps/new".to_string()
+    } else {
+        format!("/.gatehouse/admin/apps/{}", input.slug)
+    };
+    let option = |value: &str, label: &str| {
+        let sel = if input.access == value { " selected" } else { "" };
+        format!(r#"<option value="{value}"{sel}>{label}</option>"#)
+    };
+    let slug_field = if create {
+        format!(
+            r#"<label for="slug">Slug</label><p class="hint" id="slug-hint">Lower-case letters, digits and -. The app is served at /apps/&lt;slug&gt;/.</p>
+<input id="slug" name="slug" type="text" required autocapitalize="none" spellcheck="false" value="{}"{}>{}"#,
+            attr(&input.slug),
+            described_by(errors, "slug"),
+            field_error(errors, "slug")
+        )
+    } else {
+        format!(r#"<input type="hidden" name="slug" value="{}">"#, attr(&input.slug))
+    };
+    format!(
+        r#"<form method="post" action="{action}" class="stack admin-form" novalidate>
+<input type="hidden" name="csrf" value="{token}">
+<input type="hidden" name="version" value="{version}">
+{slug_field}
+<label for="name">Name</label>
+<input id="name" name="name" type="text" value="{name}"{name_inv}>{name_err}
+<label for="description">Description</label>
+<input id="description" name="description" type="text" value="{desc}">
+<label for="upstreams">Upstreams</label><p class="hint">One host:port (or https://host:port) per line.</p>
+<textarea id="upstreams" name="upstreams" rows="3" spellcheck="false"{up_inv}>{ups}</textarea>{up_err}
+<label for="access">Access</label>
+<select id="access" name="access"{acc_inv}>{o1}{o2}{o3}</select>{acc_err}
+<label for="allow_groups">Allowed groups</label><p class="hint">Restricted apps: one group per line. Administrators can always open every app.</p>
+<textarea id="allow_groups" name="allow_groups" rows="3" spellcheck="false"{g_inv}>{groups}</textarea>{g_err}
+<label for="allow_users">Allowed people</label><p class="hint">User names, one per line.</p>
+<textarea id="allow_users" name="allow_users" rows="2" spellcheck="false"{u_inv}>{users}</textarea>{u_err}
+<div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
+</form>"#,
+        token = attr(token),
+        version = input.version,
+        name = attr(&input.name),
+        name_inv = described_by(errors, "name"),
+        name_err = field_error(errors, "name"),
+        desc = attr(&input.description),
+        ups = esc(&input.upstreams),
+        up_inv = described_by(errors, "upstreams"),
+        up_err = field_error(errors, "upstreams"),
+        acc_inv = described_by(errors, "access"),
+        acc_err = field_error(errors, "access"),
+        o1 = option(
+            "restricted",
+            "Restricted — administrators and the groups and people listed"
+        ),
+        o2 = option("authenticated", "Everyone signed in"),
+        o3 = option("public", "Public — anyone, signed in or not"),
+        groups = esc(&input.allow_groups),
+        g_inv = described_by(errors, "allow_groups"),
+        g_err = field_error(errors, "allow_groups"),
+        users = esc(&input.allow_users),
+        u_inv = described_by(errors, "allow_users"),
+        u_err = field_error(errors, "allow_users"),
+        submit = if create { "Create app" } else { "Save changes" },
+    )
+}
+
+fn token_of(i: &RequestInfo) -> String {
+    i.session_id_hash.as_deref().map(session_token).unwrap_or_default()
+}
+
+async fn new_app_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
+    let i = info(i);
+    let v = match admin(&gate, &i, "/.gatehouse/admin/apps/new") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let input = AppInput {
+        access: "restricted".into(),
+        ..AppInput::default()
+    };
+    let body = format!(
+        r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>New app</h1>{}</section>"#,
+        app_form(&input, true, &token_of(&i), &[])
+    );
+    page(&gate, &v, "New app", "apps", &body)
+}
+
+async fn create_app(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+    form: Result<Form<AppInput>, FormRejection>,
+) -> Response {
+    save(gate, info(i), headers, form, true, "/.gatehouse/admin/apps/new").await
+}
+
+async fn update_app(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<AppInput>, FormRejection>,
+) -> Response {
+    let form = form.map(|Form(mut f)| {
+        f.slug = slug.clone();
+        Form(f)
+    });
+    save(
+        gate,
+        info(i),
+        headers,
+        form,
+        false,
+        &format!("/.gatehouse/admin/apps/{slug}"),
+    )
+    .await
+}
+
+async fn save(
+    gate: Shared,
+    i: RequestInfo,
+    headers: HeaderMap,
+    form: Result<Form<AppInput>, FormRejection>,
+    create: bool,
+    path: &str,
+) -> Response {
+    let token = form.as_ref().map(|f| f.csrf.clone()).unwrap_or_default();
+    let v = match admin_post(&gate, &i, &headers, &token, path) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Ok(Form(input)) = form else {
+        return crate::error(
+            &gate,
+            StatusCode::BAD_REQUEST,
+            "The form could not be read",
+            "Reload the page and try again.",
+        );
+    };
+    match gate.save_app(&v, i.client, &input, create).await {
+        Ok(()) => crate::see_other(&format!("/.gatehouse/admin/apps/{}?saved=1", input.slug)),
+        Err(e) => {
+            let (status, errors, alert) = match e {
+                AdminError::Invalid(errors) => (StatusCode::BAD_REQUEST, errors, "Nothing was saved: correct the fields marked below.".to_string()),
+                AdminError::Conflict(who) => (
+                    StatusCode::CONFLICT,
+                    vec![],
+                    format!("Not saved: this app was changed by {who} meanwhile. Reload to see the current version, then make your change again."),
+                ),
+                AdminError::ReadOnly => (StatusCode::CONFLICT, vec![], "This app is defined in the config file: change it there and reload.".to_string()),
+                AdminError::NotFound => (StatusCode::NOT_FOUND, vec![], "This app no longer exists.".to_string()),
+                AdminError::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, vec![], format!("Not saved: the store is unavailable ({why}). Try again in a minute.")),
+            };
+            let title = if create { "New app" } else { "Edit app" };
+            let body = format!(
+                r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>{title}</h1><div class="alert error" role="alert">{alert}</div>{form}</section>"#,
+                alert = esc(&alert),
+                form = app_form(&input, create, &token_of(&i), &errors)
+            );
+            let mut r = page(&gate, &v, title, "apps", &body);
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct AppQuery {
+    check: Option<String>,
+    saved: Option<String>,
+}
+
+async fn app_page(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Path(slug): Path<String>,
+    Query(q): Query<AppQuery>,
+) -> Response {
+    let i = info(i);
+    let v = match admin(&gate, &i, &format!("/.gatehouse/admin/apps/{slug}")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(app) = gate.admin_apps().into_iter().find(|a| a.slug == slug) else {
+        return crate::error(
+            &gate,
+            StatusCode::NOT_FOUND,
+            "No such app",
+            "It may have been deleted. The Apps page lists every app.",
+        );
+    };
+    let token = token_of(&i);
+    let check = match q.check.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(user) => match gate.check(&slug, user).await {
+            Some(c) => format!(
+                r#"<div class="alert {cls}" role="status"><strong>{user}</strong> {verdict}: {reason}. <span class="muted">({basis})</span></div>"#,
+                cls = if c.allowed { "ok" } else { "error" },
+                user = esc(&c.user),
+                verdict = if c.allowed {
+                    "can open this app"
+                } else {
+                    "cannot open this app"
+                },
+                reason = esc(&c.reason),
+                basis = esc(&c.basis),
+            ),
+            None => String::new(),
+        },
+        None => String::new(),
+    };
+    let saved = if q.saved.is_some() {
+        r#"<div class="alert ok" role="status">Saved. The change applies from the next request, on every replica.</div>"#
+    } else {
+        ""
+    };
+    let edit = if app.editable {
+        let input = AppInput {
+            slug: app.slug.clone(),
+            name: app.name.clone(),
+            description: app.description.clone(),
+            upstreams: app
+                .upstreams
+                .iter()
+                .map(|(u, _)| u.clone())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            access: app.access.clone(),
+            allow_groups: app.allow_groups.join("\n"),
+            allow_users: app.allow_users.join("\n"),
+            version: app.version,
+            csrf: String::new(),
+        };
+        format!(
+            r#"<section class="card wide-card"><h2>Settings</h2>{form}</section>
+<section class="card wide-card danger-zone"><h2>Delete</h2><p class="muted">Removes the app from every replica at once. People lose access immediately.</p>
+<form method="post" action="/.gatehouse/admin/apps/{slug}/delete"><input type="hidden" name="csrf" value="{token}"><input type="hidden" name="version" value="{version}"><button class="button danger" type="submit">Delete {name}</button></form></section>"#,
+            form = app_form(&input, false, &token, &[]),
+            slug = attr(&app.slug),
+            token = attr(&token),
+            version = app.version,
+            name = esc(&app.name),
+        )
+    } else {
+        format!(
+            r#"<section class="card wide-card"><h2>Settings</h2><p class="muted">Defined in the {}: read-only here. Change the file and reload (<code>kill -HUP</code> or <code>gatehouse reload</code>).</p>
+<dl class="facts"><dt>Upstreams</dt><dd>{}</dd><dt>Allowed groups</dt><dd>{}</dd><dt>Allowed people</dt><dd>{}</dd></dl></section>"#,
+            esc(&app.source),
+            esc(&app
+                .upstreams
+                .iter()
+                .map(|(u, _)| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")),
+            esc(&or_none(&app.allow_groups)),
+            esc(&or_none(&app.allow_users)),
+        )
+    };
+    let body = format!(
+        r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p>
+<div class="admin-head"><h1>{name}</h1>{access}</div>
+{saved}
+<section class="card wide-card"><h2>Who can open it</h2><p>{audience}.</p>
+<form method="get" action="/.gatehouse/admin/apps/{slug}" class="inline-form"><label for="check">Check a person</label><input id="check" name="check" type="text" placeholder="user name" autocapitalize="none" spellcheck="false" value="{checked}"><button class="button secondary" type="submit">Check</button></form>
+{check}</section>
+{edit}"#,
+        name = esc(&app.name),
+        access = access_badge(&app.access),
+        audience = esc(&app.audience),
+        slug = attr(&app.slug),
+        checked = attr(q.check.as_deref().unwrap_or("")),
+    );
+    page(&gate, &v, &app.name, "apps", &body)
+}
+
+fn or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: i64,
+}
+
+async fn delete_app(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<DeleteForm>, FormRejection>,
+) -> Response {
+    let i = info(i);
+    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let v = match admin_post(&gate, &i, &headers, &f.csrf, &format!("/.gatehouse/admin/apps/{slug}")) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match gate.delete_app(&v, i.client, &slug, f.version).await {
+        Ok(()) => crate::see_other("/.gatehouse/admin/apps"),
+        Err(AdminError::Conflict(who)) => crate::error(
+            &gate,
+            StatusCode::CONFLICT,
+            "Not deleted",
+            &format!("This app was changed by {who} meanwhile. Reload it and decide again."),
+        ),
+        Err(AdminError::ReadOnly) => crate::error(
+            &gate,
+            StatusCode::CONFLICT,
+            "Not deleted",
+            "This app is defined in the config file: remove it there.",
+        ),
+        Err(AdminError::NotFound) => {
+            crate::error(&gate, StatusCode::NOT_FOUND, "No such app", "It was already deleted.")
+        }
+        Err(e) => crate::error(&gate, StatusCode::SERVICE_UNAVAILABLE, "Not deleted", &format!("{e:?}")),
+    }
+}
+
+fn time(t: i64) -> String {
+    chrono_like(t)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC without a date library (civil-from-days).
+fn chrono_like(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Notice {
+    revoked: Option<String>,
+    user: Option<String>,
+}
+
+async fn sessions_page(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Query(n): Query<Notice>,
+) -> Response {
+    let i = info(i);
+    let v = match admin(&gate, &i, "/.gatehouse/admin/sessions") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let token = token_of(&i);
+    let rows = match gate.sessions().await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return crate::error(
+                &gate,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sessions unavailable",
+                &format!("{e:?}"),
+            )
+        }
+    };
+    let rows: String = rows
+        .iter()
+        .map(|s| {
+            format!(
+                r#"<tr><td>{user}{admin}</td><td>{provider}</td><td>{groups}</td><td>{created}</td><td>{seen}</td><td><form method="post" action="/.gatehouse/admin/sessions/revoke"><input type="hidden" name="csrf" value="{token}"><input type="hidden" name="user" value="{user_attr}"><button class="button secondary small-button" type="submit">End all of {user}'s sessions</button></form></td></tr>"#,
+                user = esc(&s.user),
+                user_attr = attr(&s.user),
+                admin = if s.admin { r#" <span class="badge">admin</span>"# } else { "" },
+                provider = esc(&s.provider),
+                groups = s.groups,
+                created = time(s.created_at),
+                seen = time(s.last_seen),
+                token = attr(&token),
+            )
+        })
+        .collect();
+    let notice = match (n.revoked, n.user) {
+        (Some(count), Some(user)) => format!(
+            r#"<div class="alert ok" role="status">Ended {} session(s) of {} on every replica.</div>"#,
+            esc(&count),
+            esc(&user)
+        ),
+        _ => String::new(),
+    };
+    let body = format!(
+        r#"<div class="admin-head"><h1>Sessions</h1></div>{notice}
+<div class="table-wrap"><table><thead><tr><th>Person</th><th>Signed in with</th><th>Groups</th><th>Since (UTC)</th><th>Last seen (UTC)</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>"#
+    );
+    page(&gate, &v, "Sessions", "sessions", &body)
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+}
+
+async fn revoke_sessions(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    headers: HeaderMap,
+    form: Result<Form<RevokeForm>, FormRejection>,
+) -> Response {
+    let i = info(i);
+    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let v = match admin_post(&gate, &i, &headers, &f.csrf, "/.gatehouse/admin/sessions") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match gate.revoke_user(&v, i.client, &f.user).await {
+        Ok(n) => {
+            let user = percent_encoding::utf8_percent_encode(&f.user, percent_encoding::NON_ALPHANUMERIC);
+            crate::see_other(&format!("/.gatehouse/admin/sessions?revoked={n}&user={user}"))
+        }
+        Err(e) => crate::error(
+            &gate,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sessions not ended",
+            &format!("{e:?}"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct AuditQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    target: String,
+}
+
+async fn audit_page(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let v = match admin(&gate, &info(i), "/.gatehouse/admin/audit") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let rows = match gate.audit(q.actor.trim(), q.action.trim(), q.target.trim()).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            return crate::error(
+                &gate,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Audit log unavailable",
+                &format!("{e:?}"),
+            )
+        }
+    };
+    let rows: String = rows
+        .iter()
+        .map(|r| {
+            let change = match (r.before.as_str(), r.after.as_str()) {
+                ("", "") => esc(&r.detail).into_owned(),
+                (b, a) => format!(
+                    r#"<details><summary>before → after</summary><pre>{}</pre><pre>{}</pre></details>"#,
+                    esc(if b.is_empty() { "(none)" } else { b }),
+                    esc(if a.is_empty() { "(none)" } else { a })
+                ),
+            };
+            format!(
+                r#"<tr><td class="nowrap">{at}</td><td>{actor}<div class="muted small">{client}</div></td><td><code>{action}</code></td><td>{target}</td><td class="detail">{change}</td></tr>"#,
+                at = time(r.at),
+                actor = esc(&r.actor),
+                client = esc(&r.client),
+                action = esc(&r.action),
+                target = esc(&r.target),
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"<div class="admin-head"><h1>Audit log</h1></div>
+<form method="get" action="/.gatehouse/admin/audit" class="filters">
+<label>Person <input name="actor" type="text" value="{actor}" autocapitalize="none"></label>
+<label>Action <input name="action" type="text" value="{action}" placeholder="e.g. signin.failure" autocapitalize="none"></label>
+<label>Target <input name="target" type="text" value="{target}" autocapitalize="none"></label>
+<button class="button secondary" type="submit">Filter</button></form>
+<div class="table-wrap"><table><thead><tr><th>When (UTC)</th><th>Who</th><th>What</th><th>Target</th><th>Change</th></tr></thead><tbody>{rows}</tbody></table></div>"#,
+        actor = attr(&q.actor),
+        action = attr(&q.action),
+        target = attr(&q.target),
+    );
+    page(&gate, &v, "Audit log", "audit", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let mut h = HeaderMap::new();
+        assert!(!same_origin(&h, "https://gw"), "neither header: refused");
+        h.insert(header::REFERER, "https://gw/.gatehouse/admin/apps".parse().unwrap());
+        assert!(same_origin(&h, "https://gw"));
+        h.insert(header::REFERER, "https://gw.evil/x".parse().unwrap());
+        assert!(!same_origin(&h, "https://gw"));
+        h.insert(header::ORIGIN, "https://gw".parse().unwrap());
+        assert!(same_origin(&h, "https://gw"), "Origin wins");
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!same_origin(&h, "https://gw"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(chrono_like(0), "1970-01-01 00:00:00");
+        assert_eq!(chrono_like(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(chrono_like(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn tokens_are_bound_to_the_session() {
+        assert_eq!(session_token("abc"), session_token("abc"));
+        assert_ne!(session_token("abc"), session_token("abd"));
+        assert_eq!(session_token("abc").len(), 43);
+    }
+}

@@ -1,0 +1,368 @@
+//! The gateway's side of the admin UI (`gatehouse_admin_ui::admin::AdminGate`): apps from
+//! the live snapshot, store apps saved through the same validation as the config file's,
+//! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
+//! log from the store. Every change goes to the store with the admin as its actor (audited
+//! in the same transaction); the change feed then updates every replica.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use gatehouse_admin_ui::admin::{AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, SessionRow};
+use gatehouse_admin_ui::Viewer;
+use gatehouse_config::{Access, AppDefinition};
+use gatehouse_policy::{who_can_open, why, Decision, GroupName, Identity, UserName};
+use gatehouse_store::{Actor, AppRecord, AuditFilter, StoreError};
+
+use crate::authn::session::now;
+use crate::authn::Authn;
+use crate::snapshot::AppSource;
+
+fn access_word(a: Access) -> &'static str {
+    match a {
+        Access::Public => "public",
+        Access::Authenticated => "authenticated",
+        Access::Restricted => "restricted",
+    }
+}
+
+/// Lines or comma-separated items, trimmed, without empties or repeats (first kept).
+pub fn items(text: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    text.split(['\n', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter(|s| seen.insert(s.to_lowercase()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The form field a config problem path (`app.upstreams[0]`) is about.
+fn field_of(path: &str) -> &'static str {
+    let key = path.strip_prefix("app.").unwrap_or(path);
+    match key.split(['.', '[']).next().unwrap_or("") {
+        "slug" | "path" | "host" => "slug",
+        "name" => "name",
+        "upstreams" => "upstreams",
+        "access" => "access",
+        "allow_groups" => "allow_groups",
+        "allow_users" => "allow_users",
+        _ => "slug",
+    }
+}
+
+fn unavailable(e: StoreError) -> AdminError {
+    AdminError::Unavailable(e.to_string())
+}
+
+impl Authn {
+    fn actor(by: &Viewer, client: Option<IpAddr>) -> Actor {
+        Actor::user(&by.identity.user, client)
+    }
+
+    /// Who last changed `slug`, for "changed by X meanwhile".
+    async fn last_editor(&self, slug: &str) -> String {
+        let filter = AuditFilter {
+            target: Some(slug.to_string()),
+            limit: 1,
+            ..AuditFilter::default()
+        };
+        self.store
+            .audit_events(&filter)
+            .await
+            .ok()
+            .and_then(|e| e.into_iter().next())
+            .map(|e| e.actor)
+            .unwrap_or_else(|| "someone".to_string())
+    }
+
+    /// The form as a validated store record, or the fields that are wrong.
+    fn record(&self, input: &AppInput, create: bool) -> Result<AppRecord, AdminError> {
+        let snap = self.live.load();
+        let slug = input.slug.trim().to_string();
+        let def = AppDefinition {
+            slug: slug.clone(),
+            name: Some(input.name.trim().to_string()).filter(|n| !n.is_empty()),
+            description: Some(input.description.trim().to_string()),
+            upstreams: items(&input.upstreams),
+            access: Some(input.access.trim().to_string()),
+            allow_groups: items(&input.allow_groups),
+            allow_users: items(&input.allow_users),
+            ..AppDefinition::default()
+        };
+        let app = gatehouse_config::validate_app(def, "app", &snap.config.server).map_err(|problems| {
+            AdminError::Invalid(
+                problems
+                    .0
+                    .iter()
+                    .map(|p| {
+                        let msg = match &p.hint {
+                            Some(h) => format!("{} (e.g. {})", p.message, h.trim_start_matches("e.g. ")),
+                            None => p.message.clone(),
+                        };
+                        (field_of(&p.path).to_string(), msg)
+                    })
+                    .collect(),
+            )
+        })?;
+        let clash = snap.apps.iter().find(|a| {
+            a.source == AppSource::File
+                && (a.app.slug == app.slug || (a.app.path == app.path && a.app.host == app.host))
+        });
+        if let Some(c) = clash {
+            return Err(AdminError::Invalid(vec![(
+                "slug".into(),
+                format!("{} is taken by the app {:?} from the config file", app.path, c.app.slug),
+            )]));
+        }
+        if create && slug.is_empty() {
+            return Err(AdminError::Invalid(vec![("slug".into(), "a slug is required".into())]));
+        }
+        Ok(AppRecord {
+            slug: app.slug,
+            name: app.name,
+            description: app.description,
+            upstreams: app.upstreams.iter().map(|u| u.address.clone()).collect(),
+            access: match app.access {
+                Access::Public => gatehouse_store::Access::Public,
+                Access::Authenticated => gatehouse_store::Access::Authenticated,
+                Access::Restricted => gatehouse_store::Access::Restricted,
+            },
+            allow_groups: app.allow_groups.iter().map(|g| GroupName::new(g)).collect(),
+            allow_users: app.allow_users.iter().map(|u| UserName::new(u)).collect(),
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    /// The groups `user` would be judged with: the local account's, else those of their
+    /// latest session, else none.
+    async fn identity_of(&self, user: &UserName) -> (Identity, String) {
+        if let Ok(Some(u)) = self.store.user(user).await {
+            let basis = if u.disabled {
+                "local account, disabled"
+            } else {
+                "local account"
+            };
+            let who = Identity {
+                user: user.clone(),
+                groups: u.groups.into_iter().collect(),
+                admin: u.admin && !u.disabled,
+            };
+            return (who, basis.to_string());
+        }
+        let latest = self
+            .store
+            .sessions_of(user)
+            .await
+            .ok()
+            .and_then(|s| s.into_iter().max_by_key(|s| s.last_seen));
+        match latest {
+            Some(s) => (
+                Identity {
+                    user: user.clone(),
+                    groups: s.groups.into_iter().collect(),
+                    admin: s.admin,
+                },
+                format!("groups from their latest sign-in with {}", s.provider),
+            ),
+            None => (
+                Identity {
+                    user: user.clone(),
+                    groups: BTreeSet::new(),
+                    admin: false,
+                },
+                "never signed in here: judged without groups".to_string(),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl AdminGate for Authn {
+    fn admin_apps(&self) -> Vec<AdminApp> {
+        let snap = self.live.peek();
+        snap.apps
+            .iter()
+            .map(|a| AdminApp {
+                slug: a.app.slug.clone(),
+                name: a.app.name.clone(),
+                description: a.app.description.clone(),
+                route: format!("{}{}", a.app.host.as_deref().unwrap_or(""), a.app.path),
+                upstreams: a
+                    .pool
+                    .members
+                    .iter()
+                    .map(|m| (m.upstream.address.clone(), m.is_healthy()))
+                    .collect(),
+                access: access_word(a.app.access).to_string(),
+                allow_groups: a.app.allow_groups.clone(),
+                allow_users: a.app.allow_users.clone(),
+                editable: a.source == AppSource::Store,
+                source: a.source.as_str().to_string(),
+                audience: who_can_open(&a.policy).to_string(),
+                version: a.version,
+            })
+            .collect()
+    }
+
+    fn admin_problems(&self) -> Vec<String> {
+        self.live.peek().problems.clone()
+    }
+
+    async fn save_app(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: &AppInput,
+        create: bool,
+    ) -> Result<(), AdminError> {
+        let mut record = self.record(input, create)?;
+        let existing = self.store.app(&record.slug).await.map_err(unavailable)?;
+        let t = now();
+        match (&existing, create) {
+            (Some(_), true) => {
+                return Err(AdminError::Invalid(vec![(
+                    "slug".into(),
+                    format!("an app {:?} exists already", record.slug),
+                )]))
+            }
+            (None, false) => return Err(AdminError::NotFound),
+            (Some(e), false) if e.updated_at != input.version => {
+                return Err(AdminError::Conflict(self.last_editor(&record.slug).await));
+            }
+            _ => {}
+        }
+        record.created_at = existing.as_ref().map(|e| e.created_at).unwrap_or(t);
+        // Strictly newer than the version the form saw, even within one second.
+        record.updated_at = existing.as_ref().map(|e| t.max(e.updated_at + 1)).unwrap_or(t);
+        self.store
+            .upsert_app(&record, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        self.live.rebuilt().await;
+        Ok(())
+    }
+
+    async fn delete_app(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        version: i64,
+    ) -> Result<(), AdminError> {
+        let snap = self.live.load();
+        if snap.app(slug).is_some_and(|a| a.source == AppSource::File) {
+            return Err(AdminError::ReadOnly);
+        }
+        let existing = self.store.app(slug).await.map_err(unavailable)?;
+        match existing {
+            None => Err(AdminError::NotFound),
+            Some(e) if e.updated_at != version => Err(AdminError::Conflict(self.last_editor(slug).await)),
+            Some(_) => match self.store.delete_app(slug, &Self::actor(by, client)).await {
+                Ok(true) => {
+                    self.live.rebuilt().await;
+                    Ok(())
+                }
+                Ok(false) => Err(AdminError::NotFound),
+                Err(e) => Err(unavailable(e)),
+            },
+        }
+    }
+
+    async fn check(&self, slug: &str, user: &str) -> Option<Check> {
+        let policy = self.live.peek().app(slug)?.policy.clone();
+        let name = UserName::new(user);
+        let (who, basis) = self.identity_of(&name).await;
+        let (allowed, reason) = match why(&policy, Some(&who)) {
+            Decision::Allow(a) => (true, a.to_string()),
+            Decision::Deny(d) => (false, d.to_string()),
+        };
+        Some(Check {
+            user: name.as_str().to_string(),
+            allowed,
+            reason,
+            basis,
+        })
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionRow>, AdminError> {
+        let rows = self.store.recent_sessions(500).await.map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionRow {
+                user: s.username.as_str().to_string(),
+                provider: s.provider,
+                groups: s.groups.len(),
+                admin: s.admin,
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+            })
+            .collect())
+    }
+
+    async fn revoke_user(&self, by: &Viewer, client: Option<IpAddr>, user: &str) -> Result<u64, AdminError> {
+        let name = UserName::new(user);
+        let n = self
+            .store
+            .delete_user_sessions(&name, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        // This replica at once; the others through the change feed.
+        self.sessions.forget_user(name.as_str()).await;
+        Ok(n)
+    }
+
+    async fn audit(&self, actor: &str, action: &str, target: &str) -> Result<Vec<AuditRow>, AdminError> {
+        let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let filter = AuditFilter {
+            actor: some(actor),
+            action: some(action),
+            target: some(target),
+            since: None,
+            limit: 300,
+        };
+        let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_default();
+        Ok(self
+            .store
+            .audit_events(&filter)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|e| AuditRow {
+                at: e.at,
+                actor: e.actor,
+                client: e.client.unwrap_or_default(),
+                action: e.action,
+                target: e.target,
+                detail: if e.detail.is_null() {
+                    String::new()
+                } else {
+                    e.detail.to_string()
+                },
+                before: json(e.before),
+                after: json(e.after),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_fields() {
+        assert_eq!(items(" a\nb, c\n\n A ,d"), ["a", "b", "c", "d"]);
+        assert!(items(" \n ,").is_empty());
+    }
+
+    #[test]
+    fn problem_paths_name_fields() {
+        assert_eq!(field_of("app.upstreams[1]"), "upstreams");
+        assert_eq!(field_of("app.slug"), "slug");
+        assert_eq!(field_of("app.path"), "slug");
+        assert_eq!(field_of("app.allow_groups"), "allow_groups");
+        assert_eq!(field_of("app.access"), "access");
+    }
+}

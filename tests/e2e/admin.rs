@@ -1,0 +1,299 @@
+//! The admin UI over real sockets: only administrators reach it; every change needs the
+//! session-bound token and this gateway's Origin, and a refused request changes nothing;
+//! apps created and edited there are served and enforced at once; invalid input is answered
+//! next to the field; a stale edit is refused; sessions are ended; the audit log shows it all.
+
+use std::time::Duration;
+
+use gatehouse_tests::cluster::within;
+use gatehouse_tests::{Backend, Browser, Gateway, Page};
+
+use crate::gatehouse;
+
+const PW: &str = "correct horse battery staple";
+
+async fn setup(backend: &Backend) -> Gateway {
+    gatehouse()
+        .app("pub", &[backend.addr], "access = \"public\"")
+        .user("root", PW, true, &[])
+        .user("alice", PW, false, &["finance"])
+        .user("bob", PW, false, &["sales"])
+        .start()
+        .await
+}
+
+async fn signed_in(gw: &Gateway, user: &str) -> Browser {
+    let mut b = gw.browser();
+    assert_eq!(b.login(user, PW, None).await.status, 303, "{user} signs in");
+    b
+}
+
+/// Posts `form` the way a browser on this gateway's page would (its Origin).
+async fn post(b: &mut Browser, path: &str, form: &[(&str, &str)]) -> Page {
+    let origin = b.origin();
+    b.post_form_with(path, form, &[("origin", origin.as_str())]).await
+}
+
+fn new_app_form<'a>(token: &'a str, slug: &'a str, upstream: &'a str, groups: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", token),
+        ("version", "0"),
+        ("slug", slug),
+        ("name", "Finance reports"),
+        ("description", "Numbers"),
+        ("upstreams", upstream),
+        ("access", "restricted"),
+        ("allow_groups", groups),
+        ("allow_users", ""),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_administrators_reach_the_admin_pages() {
+    let backend = Backend::start("app").await;
+    let gw = setup(&backend).await;
+    let pages = [
+        "/.gatehouse/admin/",
+        "/.gatehouse/admin/apps",
+        "/.gatehouse/admin/apps/new",
+        "/.gatehouse/admin/apps/pub",
+        "/.gatehouse/admin/sessions",
+        "/.gatehouse/admin/audit",
+    ];
+    let mut anon = gw.browser();
+    for p in pages {
+        let page = anon.get(p).await;
+        assert_eq!(page.status, 303, "{p}");
+        assert!(
+            page.location().unwrap_or("").starts_with("/.gatehouse/login?rd="),
+            "{p}"
+        );
+    }
+    let mut alice = signed_in(&gw, "alice").await;
+    for p in pages {
+        let page = alice.get(p).await;
+        assert_eq!(page.status, 403, "{p}");
+        assert!(page.body.contains("Administrators only"), "{p}: a clear page");
+        assert!(
+            !page.body.contains("Finance reports") && !page.body.contains("127.0.0.1:"),
+            "{p}: no data"
+        );
+    }
+    for (p, form) in [
+        (
+            "/.gatehouse/admin/apps/new",
+            vec![("slug", "x"), ("upstreams", "127.0.0.1:1")],
+        ),
+        ("/.gatehouse/admin/apps/pub/delete", vec![("version", "0")]),
+        ("/.gatehouse/admin/sessions/revoke", vec![("user", "root")]),
+    ] {
+        assert_eq!(post(&mut alice, p, &form).await.status, 403, "{p}");
+    }
+    let mut root = signed_in(&gw, "root").await;
+    for p in pages {
+        let page = root.get(p).await;
+        assert!(page.status == 200 || page.status == 303, "{p}: {}", page.status);
+    }
+    let apps = root.get("/.gatehouse/admin/apps").await;
+    assert!(
+        apps.body.contains("/apps/pub/") && apps.body.contains("config file"),
+        "{}",
+        apps.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_created_in_the_admin_ui_is_served_and_enforced_at_once() {
+    let backend = Backend::start("reports").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let form_page = root.get("/.gatehouse/admin/apps/new").await;
+    let token = form_page.input_value("csrf").expect("token field");
+    let up = backend.addr.to_string();
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/new",
+        &new_app_form(&token, "reports", &up, "finance"),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/.gatehouse/admin/apps/reports?saved=1"));
+
+    let mut alice = signed_in(&gw, "alice").await;
+    let mut bob = signed_in(&gw, "bob").await;
+    let served = within(Duration::from_secs(1), || async {
+        alice.clone().get("/apps/reports/").await.status == 200
+    })
+    .await;
+    assert!(served.is_some(), "the new app is served to a member within 1 s");
+    assert_eq!(bob.get("/apps/reports/").await.status, 403);
+    assert!(
+        alice.get("/").await.body.contains("Finance reports"),
+        "on the member's portal"
+    );
+
+    // Who can open it, and why — the proxy's own decision.
+    let page = root.get("/.gatehouse/admin/apps/reports?check=bob").await;
+    assert!(page.body.contains("members of finance"), "{}", page.body);
+    assert!(page.body.contains("cannot open this app"), "{}", page.body);
+    let page = root.get("/.gatehouse/admin/apps/reports?check=Alice").await;
+    assert!(page.body.contains("can open this app") && page.body.contains("member of allowed group finance"));
+
+    // An edit: grant sales too. Bob gets in.
+    let edit = root.get("/.gatehouse/admin/apps/reports").await;
+    let token = edit.input_value("csrf").expect("token");
+    let version = edit.input_value("version").expect("version");
+    let mut form = new_app_form(&token, "reports", &up, "finance\nsales");
+    form.retain(|(k, _)| *k != "version");
+    form.push(("version", version.as_str()));
+    let p = post(&mut root, "/.gatehouse/admin/apps/reports", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let granted = within(Duration::from_secs(1), || async {
+        bob.clone().get("/apps/reports/").await.status == 200
+    })
+    .await;
+    assert!(granted.is_some(), "the grant applies within 1 s");
+
+    // The same form again (the version it carries is now stale): refused, not overwritten.
+    let p = post(&mut root, "/.gatehouse/admin/apps/reports", &form).await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(p.body.contains("changed by root meanwhile"), "{}", p.body);
+
+    // Deleted: gone at once, for everybody.
+    let page = root.get("/.gatehouse/admin/apps/reports").await;
+    let version = page.input_value("version").expect("version");
+    let token = page.input_value("csrf").expect("token");
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/reports/delete",
+        &[("csrf", &token), ("version", &version)],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let gone = within(Duration::from_secs(1), || async {
+        alice.clone().get("/apps/reports/").await.status == 404
+    })
+    .await;
+    assert!(gone.is_some());
+
+    // The audit log shows each step, with the admin as actor.
+    let audit = root.get("/.gatehouse/admin/audit?actor=root").await;
+    for action in ["app.create", "app.update", "app.delete"] {
+        assert!(audit.body.contains(action), "{action} in the audit page");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_changes_change_nothing() {
+    let backend = Backend::start("app").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    let up = backend.addr.to_string();
+    let origin = root.origin();
+    let form = new_app_form(&token, "x1", &up, "finance");
+
+    // No token, a wrong one, another session's, a double-submit style random one.
+    let mut other = signed_in(&gw, "root").await;
+    let other_token = other
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    assert_ne!(other_token, token, "tokens are bound to the session");
+    for bad in ["", "x", other_token.as_str(), "AAAAAAAAAAAAAAAAAAAAAA"] {
+        let mut f = form.clone();
+        f[0] = ("csrf", bad);
+        let p = root
+            .post_form_with("/.gatehouse/admin/apps/new", &f, &[("origin", &origin)])
+            .await;
+        assert_eq!(p.status, 403, "token {bad:?}");
+    }
+    // The right token from another origin, or with no Origin and no Referer.
+    let p = root
+        .post_form_with(
+            "/.gatehouse/admin/apps/new",
+            &form,
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+    assert!(p.body.contains("Cross-site request refused"));
+    let p = root.post_form("/.gatehouse/admin/apps/new", &form).await;
+    assert_eq!(p.status, 403, "no Origin, no Referer");
+    // Invalid input: 400 with the message next to the field.
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/new",
+        &new_app_form(&token, "BAD SLUG", "nowhere:80a", ""),
+    )
+    .await;
+    assert_eq!(p.status, 400);
+    assert!(
+        p.body.contains(r#"id="slug-error""#) && p.body.contains("not a valid slug"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains(r#"id="upstreams-error""#) && p.body.contains("nowhere:80a"),
+        "{}",
+        p.body
+    );
+    // A slug the config file uses.
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/new",
+        &new_app_form(&token, "pub", &up, ""),
+    )
+    .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("config file"), "{}", p.body);
+
+    let apps = root.get("/.gatehouse/admin/apps").await.body;
+    assert!(
+        !apps.contains("x1") && !apps.contains("BAD SLUG"),
+        "nothing was created"
+    );
+    let audit = root.get("/.gatehouse/admin/audit?action=app.create").await.body;
+    assert!(
+        !audit.contains("<code>app.create</code>"),
+        "nothing was audited as created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_ends_a_persons_sessions() {
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .app("team", &[backend.addr], "access = \"authenticated\"")
+        .user("root", PW, true, &[])
+        .user("alice", PW, false, &[])
+        .start()
+        .await;
+    let mut alice = signed_in(&gw, "alice").await;
+    assert_eq!(alice.get_json("/apps/team/").await.status, 200);
+    let mut root = signed_in(&gw, "root").await;
+    let page = root.get("/.gatehouse/admin/sessions").await;
+    assert!(page.body.contains("End all of alice"), "{}", page.body);
+    let token = page.input_value("csrf").expect("token");
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/sessions/revoke",
+        &[("csrf", &token), ("user", "alice")],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().unwrap_or("").contains("revoked=1"), "{:?}", p.location());
+    assert_eq!(alice.get_json("/apps/team/").await.status, 401, "ended at once");
+    assert_eq!(
+        root.get_json("/apps/team/").await.status,
+        200,
+        "the admin's own session lives"
+    );
+    let audit = root.get("/.gatehouse/admin/audit?target=alice").await.body;
+    assert!(audit.contains("user.sessions.delete"), "{audit}");
+}
