@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
-use gatehouse_admin_ui::admin::{AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, SessionRow};
+use gatehouse_admin_ui::admin::{
+    AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, SessionRow, UserInput, UserRow,
+};
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{who_can_open, why, Decision, GroupName, Identity, UserName};
-use gatehouse_store::{Actor, AppRecord, AuditFilter, StoreError};
+use gatehouse_store::{Actor, AppRecord, AuditFilter, NewUser, StoreError};
 
 use crate::authn::session::now;
 use crate::authn::Authn;
@@ -313,6 +315,60 @@ impl AdminGate for Authn {
         Ok(n)
     }
 
+    async fn users(&self) -> Result<Vec<UserRow>, AdminError> {
+        let local = self.store.users().await.map_err(unavailable)?;
+        let sessions = self.store.recent_sessions(2000).await.map_err(unavailable)?;
+        let seen = |u: &UserName| sessions.iter().filter(|s| &s.username == u).map(|s| s.last_seen).max();
+        let mut rows: Vec<UserRow> = local
+            .iter()
+            .map(|u| UserRow {
+                user: u.username.as_str().to_string(),
+                display_name: u.display_name.clone().unwrap_or_default(),
+                email: u.email.clone().unwrap_or_default(),
+                provider: "local".into(),
+                local: true,
+                admin: u.admin,
+                disabled: u.disabled,
+                groups: u.groups.iter().map(|g| g.as_str().to_string()).collect(),
+                last_seen: seen(&u.username),
+            })
+            .collect();
+        let mut others: Vec<&gatehouse_store::SessionRecord> = Vec::new();
+        for s in &sessions {
+            let known =
+                local.iter().any(|u| u.username == s.username) || others.iter().any(|o| o.username == s.username);
+            if !known {
+                others.push(s);
+            }
+        }
+        rows.extend(others.into_iter().map(|s| UserRow {
+            user: s.username.as_str().to_string(),
+            display_name: s.display_name.clone().unwrap_or_default(),
+            email: s.email.clone().unwrap_or_default(),
+            provider: s.provider.clone(),
+            local: false,
+            admin: s.admin,
+            disabled: false,
+            groups: s.groups.iter().map(|g| g.as_str().to_string()).collect(),
+            last_seen: Some(s.last_seen),
+        }));
+        Ok(rows)
+    }
+
+    async fn save_user(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: &UserInput,
+        create: bool,
+    ) -> Result<(), AdminError> {
+        if create {
+            self.create_account(by, client, input).await
+        } else {
+            self.update_account(by, client, input).await
+        }
+    }
+
     async fn audit(&self, actor: &str, action: &str, target: &str) -> Result<Vec<AuditRow>, AdminError> {
         let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
         let filter = AuditFilter {
@@ -344,6 +400,118 @@ impl AdminGate for Authn {
                 after: json(e.after),
             })
             .collect())
+    }
+}
+
+/// Shortest password an admin may set for a local account.
+pub const MIN_PASSWORD: usize = 12;
+
+fn invalid(field: &str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(vec![(field.to_string(), message.into())])
+}
+
+/// Hashes on the blocking pool: argon2 is deliberately slow and must not stall requests.
+async fn hash(password: &str) -> Result<String, AdminError> {
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || crate::authn::local::hash_password(&pw))
+        .await
+        .map_err(|e| AdminError::Unavailable(e.to_string()))?
+        .map_err(|e| AdminError::Unavailable(e.to_string()))
+}
+
+impl Authn {
+    async fn create_account(&self, by: &Viewer, client: Option<IpAddr>, input: &UserInput) -> Result<(), AdminError> {
+        let mut errors = vec![];
+        let name = UserName::parse(&input.username);
+        match &name {
+            Err(e) => errors.push(("username".to_string(), e.to_string())),
+            Ok(n) if n.as_str().is_empty() => errors.push(("username".to_string(), "a user name is required".into())),
+            Ok(_) => {}
+        }
+        let email = input.email.trim();
+        if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace)) {
+            errors.push(("email".to_string(), format!("{email:?} is not an email address")));
+        }
+        if input.password.chars().count() < MIN_PASSWORD {
+            errors.push(("password".to_string(), format!("at least {MIN_PASSWORD} characters")));
+        }
+        let (Ok(username), true) = (name, errors.is_empty()) else {
+            return Err(AdminError::Invalid(errors));
+        };
+        let user = NewUser {
+            username,
+            password_hash: Some(hash(&input.password).await?),
+            email: Some(email.to_string()).filter(|e| !e.is_empty()),
+            display_name: Some(input.display_name.trim().to_string()).filter(|d| !d.is_empty()),
+            admin: input.admin.is_some(),
+            groups: items(&input.groups).iter().map(|g| GroupName::new(g)).collect(),
+        };
+        match self.store.create_user(&user, &Self::actor(by, client)).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(invalid("username", "an account of that name exists")),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn update_account(&self, by: &Viewer, client: Option<IpAddr>, input: &UserInput) -> Result<(), AdminError> {
+        let name = UserName::new(&input.username);
+        let Some(current) = self.store.user(&name).await.map_err(unavailable)? else {
+            return Err(AdminError::NotFound);
+        };
+        let (admin, disabled) = (input.admin.is_some(), input.disabled.is_some());
+        if name == by.identity.user && (!admin || disabled) {
+            return Err(AdminError::Conflict(
+                "You cannot remove your own administrator rights or disable your own account: ask another administrator."
+                    .into(),
+            ));
+        }
+        if !input.password.is_empty() && input.password.chars().count() < MIN_PASSWORD {
+            return Err(invalid("password", format!("at least {MIN_PASSWORD} characters")));
+        }
+        let actor = Self::actor(by, client);
+        let groups: Vec<GroupName> = {
+            let mut g: Vec<GroupName> = items(&input.groups).iter().map(|g| GroupName::new(g)).collect();
+            g.sort();
+            g.dedup();
+            g
+        };
+        if groups != current.groups {
+            self.store
+                .set_user_groups(&name, &groups, &actor)
+                .await
+                .map_err(unavailable)?;
+        }
+        if admin != current.admin {
+            self.store
+                .set_user_admin(&name, admin, &actor)
+                .await
+                .map_err(unavailable)?;
+        }
+        if disabled != current.disabled {
+            self.store
+                .set_user_disabled(&name, disabled, &actor)
+                .await
+                .map_err(unavailable)?;
+        }
+        let new_password = !input.password.is_empty();
+        if new_password {
+            let h = hash(&input.password).await?;
+            self.store
+                .set_password_hash(&name, &h, &actor)
+                .await
+                .map_err(unavailable)?;
+        }
+        if (disabled && !current.disabled) || new_password {
+            // Ends them on every replica at once (the change feed), not only at next re-read.
+            self.store
+                .delete_user_sessions(&name, &actor)
+                .await
+                .map_err(unavailable)?;
+        }
+        // This replica re-reads the account with the next request; others hear of it
+        // through the change feed.
+        self.sessions.forget_user(name.as_str()).await;
+        Ok(())
     }
 }
 

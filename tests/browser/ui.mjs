@@ -528,6 +528,15 @@ async function adminUi(page) {
   check((await page.getAttribute('#slug', 'aria-invalid')) === 'true', 'the invalid field is marked for assistive technology');
   await shoot(page, 'admin-app-invalid', { desktop: true, mobile: true });
 
+  step = 'people';
+  status = await open(page, '/.gatehouse/admin/users');
+  const people = (await page.locator('table').textContent()) ?? '';
+  check(status === 200 && people.includes('admin') && people.includes('viewer'), 'the People page lists the local accounts', people.slice(0, 200));
+  await shoot(page, 'admin-people', { desktop: true, mobile: true });
+  await open(page, '/.gatehouse/admin/users/new');
+  await keyboardPath(page, 'new local account form');
+  await shoot(page, 'admin-new-user', { desktop: true, mobile: true });
+
   step = 'sessions and audit';
   status = await open(page, '/.gatehouse/admin/sessions');
   check(status === 200 && (await page.locator('table tbody tr').count()) >= 1, 'the Sessions page lists live sessions', status);

@@ -297,3 +297,115 @@ async fn an_admin_ends_a_persons_sessions() {
     let audit = root.get("/.gatehouse/admin/audit?target=alice").await.body;
     assert!(audit.contains("user.sessions.delete"), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_accounts_are_created_regrouped_disabled_and_reset_in_the_admin_ui() {
+    let backend = Backend::start("app").await;
+    let gw = gatehouse()
+        .app("fin", &[backend.addr], "allow_groups = [\"finance\"]")
+        .user("root", PW, true, &[])
+        .start()
+        .await;
+    let mut root = signed_in(&gw, "root").await;
+    let page = root.get("/.gatehouse/admin/users/new").await;
+    let token = page.input_value("csrf").expect("token");
+    // Invalid: a short password and a bad email, each named next to its field.
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/users/new",
+        &[
+            ("csrf", &token),
+            ("username", "carol"),
+            ("email", "not an email"),
+            ("password", "short"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, 400);
+    assert!(
+        p.body.contains(r#"id="password-error""#) && p.body.contains(r#"id="email-error""#),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("short"), "the password is never echoed back");
+    // Created with group finance: she signs in and opens the finance app.
+    let form = [
+        ("csrf", token.as_str()),
+        ("username", " Carol"),
+        ("display_name", "Carol Example"),
+        ("email", "carol@example.org"),
+        ("groups", "finance"),
+        ("password", "carols-first-password"),
+    ];
+    let p = post(&mut root, "/.gatehouse/admin/users/new", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/.gatehouse/admin/users/carol?saved=1"));
+    let again = post(&mut root, "/.gatehouse/admin/users/new", &form).await;
+    assert_eq!(again.status, 400, "the same name twice");
+    assert!(again.body.contains("exists"));
+    let mut carol = gw.browser();
+    assert_eq!(carol.login("carol", "carols-first-password", None).await.status, 303);
+    assert_eq!(carol.get("/apps/fin/").await.status, 200);
+    assert!(root.get("/.gatehouse/admin/users").await.body.contains("Carol Example"));
+
+    // Groups changed: her running session follows at once.
+    let edit = [("csrf", token.as_str()), ("groups", "sales")];
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/users/carol", &edit).await.status,
+        303
+    );
+    assert_eq!(
+        carol.get("/apps/fin/").await.status,
+        403,
+        "the group change applies to her session"
+    );
+
+    // Disabled: her session ends and she cannot sign in.
+    let edit = [("csrf", token.as_str()), ("groups", "finance"), ("disabled", "1")];
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/users/carol", &edit).await.status,
+        303
+    );
+    assert_eq!(carol.get_json("/apps/fin/").await.status, 401);
+    let mut c2 = gw.browser();
+    assert_eq!(c2.login("carol", "carols-first-password", None).await.status, 401);
+
+    // Enabled with a new password: the old one no longer works, the new one does.
+    let edit = [
+        ("csrf", token.as_str()),
+        ("groups", "finance"),
+        ("password", "carols-second-password"),
+    ];
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/users/carol", &edit).await.status,
+        303
+    );
+    assert_eq!(
+        gw.browser().login("carol", "carols-first-password", None).await.status,
+        401
+    );
+    assert_eq!(
+        gw.browser().login("carol", "carols-second-password", None).await.status,
+        303
+    );
+
+    // An admin cannot lock themselves out.
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/users/root",
+        &[("csrf", &token), ("groups", "")],
+    )
+    .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert_eq!(root.get("/.gatehouse/admin/apps").await.status, 200, "still an admin");
+
+    let audit = root.get("/.gatehouse/admin/audit?target=carol").await.body;
+    for action in [
+        "user.create",
+        "user.set_groups",
+        "user.set_disabled",
+        "user.set_password",
+    ] {
+        assert!(audit.contains(action), "{action} audited: {audit}");
+    }
+}
