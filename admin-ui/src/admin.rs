@@ -144,6 +144,78 @@ pub struct UserInput {
     pub csrf: String,
 }
 
+/// A grant on an app, as shown.
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    /// `user` or `group`.
+    pub kind: String,
+    pub name: String,
+    pub expires_at: Option<i64>,
+    /// Still lets people in.
+    pub active: bool,
+    pub created_by: String,
+}
+
+/// What the grant form sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GrantInput {
+    /// `user` or `group`.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    /// ``, `1h`, `8h`, `1d`, `7d` or `30d`.
+    #[serde(default)]
+    pub duration: String,
+    /// A UTC date `YYYY-MM-DD` (the grant lasts through that day), overriding `duration`.
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// When a grant made at `now` from `duration` / `until` ends; `None`: never. `Err`: the
+/// message for the form.
+pub fn expiry(duration: &str, until: &str, now: i64) -> Result<Option<i64>, String> {
+    let until = until.trim();
+    if !until.is_empty() {
+        let parts: Vec<&str> = until.split('-').collect();
+        let nums: Option<Vec<i64>> = parts.iter().map(|p| p.parse().ok()).collect();
+        let Some([y, m, d]) = nums.as_deref().and_then(|n| <[i64; 3]>::try_from(n).ok()) else {
+            return Err(format!("{until:?} is not a date (YYYY-MM-DD)"));
+        };
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+            return Err(format!("{until:?} is not a date (YYYY-MM-DD)"));
+        }
+        let end = (days_from_civil(y, m, d) + 1) * 86_400;
+        if end <= now {
+            return Err(format!("{until} is in the past"));
+        }
+        return Ok(Some(end));
+    }
+    let secs = match duration.trim() {
+        "" => return Ok(None),
+        "1h" => 3_600,
+        "8h" => 8 * 3_600,
+        "1d" => 86_400,
+        "7d" => 7 * 86_400,
+        "30d" => 30 * 86_400,
+        other => return Err(format!("unknown duration {other:?}")),
+    };
+    Ok(Some(now + secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The answer of "check a person" on an app.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -180,6 +252,25 @@ pub trait AdminGate: Send + Sync {
     async fn revoke_user(&self, by: &Viewer, client: Option<IpAddr>, user: &str) -> Result<u64, AdminError>;
     /// The latest audit events matching the filters (empty = any).
     async fn audit(&self, actor: &str, action: &str, target: &str) -> Result<Vec<AuditRow>, AdminError>;
+    /// The grants of store app `slug`, expired ones too.
+    async fn grants(&self, slug: &str) -> Result<Vec<GrantRow>, AdminError>;
+    /// Adds (or renews) a grant on store app `slug`.
+    async fn add_grant(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        input: &GrantInput,
+    ) -> Result<(), AdminError>;
+    /// Removes a grant.
+    async fn remove_grant(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), AdminError>;
     /// Local accounts, then people seen at sign-in.
     async fn users(&self) -> Result<Vec<UserRow>, AdminError>;
     /// Creates (`create`) or updates a local account (groups, admin, disabled, password).
@@ -201,6 +292,8 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/apps/new", get(new_app_page).post(create_app))
         .route("/.gatehouse/admin/apps/{slug}", get(app_page).post(update_app))
         .route("/.gatehouse/admin/apps/{slug}/delete", post(delete_app))
+        .route("/.gatehouse/admin/apps/{slug}/grants", post(add_grant))
+        .route("/.gatehouse/admin/apps/{slug}/grants/remove", post(remove_grant))
         .route("/.gatehouse/admin/sessions", get(sessions_page))
         .route("/.gatehouse/admin/sessions/revoke", post(revoke_sessions))
         .route("/.gatehouse/admin/audit", get(audit_page))
@@ -552,6 +645,115 @@ async fn save(
 struct AppQuery {
     check: Option<String>,
     saved: Option<String>,
+    grant_error: Option<String>,
+}
+
+async fn grants_section(gate: &Shared, app: &AdminApp, token: &str, error: Option<&str>) -> String {
+    if app.access != "restricted" {
+        return r#"<section class="card wide-card"><h2>Grants</h2><p class="muted">Grants apply to restricted apps; this one is open to more than a list.</p></section>"#.to_string();
+    }
+    let rows: String = match gate.grants(&app.slug).await {
+        Ok(g) => g
+            .iter()
+            .map(|g| {
+                let until = match (g.expires_at, g.active) {
+                    (None, _) => "until removed".to_string(),
+                    (Some(t), true) => format!("until {} UTC", time(t)),
+                    (Some(t), false) => format!("expired {} UTC", time(t)),
+                };
+                format!(
+                    r#"<tr class="{cls}"><td>{kind}</td><td>{name}</td><td>{until}</td><td class="muted small">{by}</td><td><form method="post" action="/.gatehouse/admin/apps/{slug}/grants/remove"><input type="hidden" name="csrf" value="{token}"><input type="hidden" name="kind" value="{kind_attr}"><input type="hidden" name="name" value="{name_attr}"><button class="button secondary small-button" type="submit">Remove</button></form></td></tr>"#,
+                    cls = if g.active { "" } else { "expired" },
+                    kind = esc(&g.kind),
+                    kind_attr = attr(&g.kind),
+                    name = esc(&g.name),
+                    name_attr = attr(&g.name),
+                    until = esc(&until),
+                    by = esc(&g.created_by),
+                    slug = attr(&app.slug),
+                    token = attr(token),
+                )
+            })
+            .collect(),
+        Err(e) => format!(r#"<tr><td colspan="5">{}</td></tr>"#, esc(&format!("{e:?}"))),
+    };
+    let error = error
+        .map(|e| format!(r#"<p class="field-error" id="grant-error">{}</p>"#, esc(e)))
+        .unwrap_or_default();
+    format!(
+        r#"<section class="card wide-card"><h2>Grants</h2><p class="muted">Besides the allow-lists: one person or group, for a while or until removed. An expired grant stops working at once, on every replica.</p>
+<div class="table-wrap"><table><thead><tr><th>Kind</th><th>Name</th><th>Lasts</th><th>Granted by</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>
+<form method="post" action="/.gatehouse/admin/apps/{slug}/grants" class="filters grant-form">
+<input type="hidden" name="csrf" value="{token}">
+<label>Kind <select name="kind" id="grant-kind"><option value="group">Group</option><option value="user">Person</option></select></label>
+<label>Name <input name="name" id="grant-name" type="text" autocapitalize="none" spellcheck="false" required></label>
+<label>For <select name="duration" id="grant-duration"><option value="">until removed</option><option value="1h">1 hour</option><option value="8h">8 hours</option><option value="1d">1 day</option><option value="7d">7 days</option><option value="30d">30 days</option></select></label>
+<label>Or until (UTC date) <input name="until" id="grant-until" type="text" placeholder="YYYY-MM-DD" inputmode="numeric"></label>
+<button class="button" type="submit">Grant</button></form>{error}</section>"#,
+        slug = attr(&app.slug),
+        token = attr(token),
+    )
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RemoveGrant {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn add_grant(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<GrantInput>, FormRejection>,
+) -> Response {
+    let i = info(i);
+    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let back = format!("/.gatehouse/admin/apps/{slug}");
+    let v = match admin_post(&gate, &i, &headers, &f.csrf, &back) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match gate.add_grant(&v, i.client, &slug, &f).await {
+        Ok(()) => crate::see_other(&format!("{back}?saved=1")),
+        Err(AdminError::Invalid(errors)) => {
+            let msg = errors.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ");
+            let msg = percent_encoding::utf8_percent_encode(&msg, percent_encoding::NON_ALPHANUMERIC);
+            crate::see_other(&format!("{back}?grant_error={msg}"))
+        }
+        Err(AdminError::NotFound | AdminError::ReadOnly) => crate::error(
+            &gate,
+            StatusCode::NOT_FOUND,
+            "No such app",
+            "Grants apply to apps defined in the admin UI.",
+        ),
+        Err(e) => crate::error(&gate, StatusCode::SERVICE_UNAVAILABLE, "Not granted", &format!("{e:?}")),
+    }
+}
+
+async fn remove_grant(
+    State(gate): State<Shared>,
+    i: Option<Extension<RequestInfo>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<RemoveGrant>, FormRejection>,
+) -> Response {
+    let i = info(i);
+    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let back = format!("/.gatehouse/admin/apps/{slug}");
+    let v = match admin_post(&gate, &i, &headers, &f.csrf, &back) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match gate.remove_grant(&v, i.client, &slug, &f.kind, &f.name).await {
+        Ok(()) | Err(AdminError::NotFound) => crate::see_other(&format!("{back}?saved=1")),
+        Err(e) => crate::error(&gate, StatusCode::SERVICE_UNAVAILABLE, "Not removed", &format!("{e:?}")),
+    }
 }
 
 async fn app_page(
@@ -596,6 +798,11 @@ async fn app_page(
         r#"<div class="alert ok" role="status">Saved. The change applies from the next request, on every replica.</div>"#
     } else {
         ""
+    };
+    let grants = if app.editable {
+        grants_section(&gate, &app, &token, q.grant_error.as_deref()).await
+    } else {
+        String::new()
     };
     let edit = if app.editable {
         let input = AppInput {
@@ -646,6 +853,7 @@ async fn app_page(
 <section class="card wide-card"><h2>Who can open it</h2><p>{audience}.</p>
 <form method="get" action="/.gatehouse/admin/apps/{slug}" class="inline-form"><label for="check">Check a person</label><input id="check" name="check" type="text" placeholder="user name" autocapitalize="none" spellcheck="false" value="{checked}"><button class="button secondary" type="submit">Check</button></form>
 {check}</section>
+{grants}
 {edit}"#,
         name = esc(&app.name),
         access = access_badge(&app.access),
@@ -1201,6 +1409,25 @@ mod tests {
         assert_eq!(chrono_like(0), "1970-01-01 00:00:00");
         assert_eq!(chrono_like(1_795_000_000), "2026-11-18 11:06:40");
         assert_eq!(chrono_like(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn grant_expiry() {
+        let now = 1_795_000_000; // 2026-11-18 11:06:40 UTC
+        assert_eq!(expiry("", "", now), Ok(None));
+        assert_eq!(expiry("8h", "", now), Ok(Some(now + 8 * 3600)));
+        // Through the whole named day (UTC).
+        let end = expiry("1h", "2026-11-20", now).unwrap().unwrap();
+        assert_eq!(chrono_like(end), "2026-11-21 00:00:00");
+        assert!(expiry("", "2026-11-17", now).is_err(), "in the past");
+        for bad in ["2026-13-01", "tomorrow", "2026-11", "2026-11-20-1"] {
+            assert!(expiry("", bad, now).is_err(), "{bad}");
+        }
+        assert!(expiry("forever", "", now).is_err());
+        for (y, m, d) in [(1970, 1, 1), (2000, 2, 29), (2026, 11, 18), (2400, 12, 31)] {
+            let t = days_from_civil(y, m, d) * 86_400;
+            assert_eq!(chrono_like(t), format!("{y:04}-{m:02}-{d:02} 00:00:00"));
+        }
     }
 
     #[test]

@@ -9,12 +9,13 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use gatehouse_admin_ui::admin::{
-    AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, SessionRow, UserInput, UserRow,
+    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, GrantInput, GrantRow, SessionRow, UserInput,
+    UserRow,
 };
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{who_can_open, why, Decision, GroupName, Identity, UserName};
-use gatehouse_store::{Actor, AppRecord, AuditFilter, NewUser, StoreError};
+use gatehouse_store::{Actor, AppRecord, AuditFilter, GrantRecord, Grantee, NewUser, StoreError};
 
 use crate::authn::session::now;
 use crate::authn::Authn;
@@ -313,6 +314,96 @@ impl AdminGate for Authn {
         // This replica at once; the others through the change feed.
         self.sessions.forget_user(name.as_str()).await;
         Ok(n)
+    }
+
+    async fn grants(&self, slug: &str) -> Result<Vec<GrantRow>, AdminError> {
+        let t = now();
+        Ok(self
+            .store
+            .grants()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .filter(|g| g.app == slug)
+            .map(|g| GrantRow {
+                active: g.active(t),
+                kind: match &g.grantee {
+                    Grantee::User(_) => "user".into(),
+                    Grantee::Group(_) => "group".into(),
+                },
+                name: match &g.grantee {
+                    Grantee::User(u) => u.as_str().to_string(),
+                    Grantee::Group(gr) => gr.as_str().to_string(),
+                },
+                expires_at: g.expires_at,
+                created_by: g.created_by,
+            })
+            .collect())
+    }
+
+    async fn add_grant(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        input: &GrantInput,
+    ) -> Result<(), AdminError> {
+        let editable = self.live.peek().app(slug).map(|a| a.source == AppSource::Store);
+        match editable {
+            None => return Err(AdminError::NotFound),
+            Some(false) => return Err(AdminError::ReadOnly),
+            Some(true) => {}
+        }
+        let name = input.name.trim();
+        if name.is_empty() || name.len() > 256 {
+            return Err(invalid("name", "name a person or a group (at most 256 bytes)"));
+        }
+        let grantee = match input.kind.as_str() {
+            "user" => Grantee::User(UserName::parse(name).map_err(|e| invalid("name", e.to_string()))?),
+            "group" => Grantee::Group(GroupName::new(name)),
+            other => return Err(invalid("kind", format!("unknown kind {other:?}"))),
+        };
+        let t = now();
+        let expires_at = expiry(&input.duration, &input.until, t).map_err(|m| invalid("until", m))?;
+        let grant = GrantRecord {
+            app: slug.to_string(),
+            grantee,
+            expires_at,
+            created_by: by.identity.user.as_str().to_string(),
+            created_at: t,
+        };
+        self.store
+            .put_grant(&grant, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        self.live.rebuilt().await;
+        Ok(())
+    }
+
+    async fn remove_grant(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), AdminError> {
+        let grantee = match kind {
+            "user" => Grantee::User(UserName::new(name)),
+            "group" => Grantee::Group(GroupName::new(name)),
+            _ => return Err(AdminError::NotFound),
+        };
+        let removed = self
+            .store
+            .delete_grant(slug, &grantee, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        self.live.rebuilt().await;
+        if removed {
+            Ok(())
+        } else {
+            Err(AdminError::NotFound)
+        }
     }
 
     async fn users(&self) -> Result<Vec<UserRow>, AdminError> {

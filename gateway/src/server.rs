@@ -20,7 +20,7 @@ use pingora::services::listening::Service;
 
 use gatehouse_admin_ui::Site;
 use gatehouse_config::Store as StoreConfig;
-use gatehouse_store::{AppRecord, Change, Store};
+use gatehouse_store::{Actor, AppRecord, AuditEvent, Change, GrantRecord, Grantee, Store};
 
 use crate::authn::local::RateLimit;
 use crate::authn::session::Sessions;
@@ -83,7 +83,13 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
     );
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
-    let first = Snapshot::compile(config.clone(), &store.apps().await?, None);
+    let first = Snapshot::compile_with_grants(
+        config.clone(),
+        &store.apps().await?,
+        &store.grants().await?,
+        crate::authn::session::now(),
+        None,
+    );
     for app in &first.apps {
         for m in &app.pool.members {
             if m.addr().is_none() {
@@ -166,7 +172,7 @@ pub struct Reloader {
     config_path: Option<PathBuf>,
     /// One rebuild at a time, so snapshots are published in the order they were compiled;
     /// holds the store records the current snapshot was compiled from.
-    rebuilding: tokio::sync::Mutex<Vec<AppRecord>>,
+    rebuilding: tokio::sync::Mutex<(Vec<AppRecord>, Vec<GrantRecord>)>,
     /// Pools whose health loop runs (weak: a pool no snapshot uses ends its loop).
     watched: std::sync::Mutex<Vec<std::sync::Weak<Pool>>>,
 }
@@ -176,7 +182,7 @@ impl Reloader {
         Reloader {
             state,
             config_path,
-            rebuilding: tokio::sync::Mutex::new(Vec::new()),
+            rebuilding: tokio::sync::Mutex::new((Vec::new(), Vec::new())),
             watched: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -185,21 +191,61 @@ impl Reloader {
     /// apps, and publishes it — unless neither changed. On a store error the current
     /// snapshot stays.
     pub async fn rebuild(&self, config: Option<Arc<Config>>) -> Result<(), GatewayError> {
+        self.rebuild_at(config, false).await
+    }
+
+    /// [`Reloader::rebuild`]; `force` recompiles even when nothing in the store changed
+    /// (a grant expired: time moved, not the data).
+    async fn rebuild_at(&self, config: Option<Arc<Config>>, force: bool) -> Result<(), GatewayError> {
         let mut last = self.rebuilding.lock().await;
         let records = self.state.store.apps().await?;
+        let grants = self.state.store.grants().await?;
         let previous = self.state.live.load();
-        if config.is_none() && *last == records {
+        if config.is_none() && !force && last.0 == records && last.1 == grants {
             return Ok(());
         }
-        *last = records.clone();
+        *last = (records.clone(), grants.clone());
         let config = config.unwrap_or_else(|| previous.config.clone());
-        let next = tokio::task::spawn_blocking(move || Snapshot::compile(config, &records, Some(&previous)))
-            .await
-            .map_err(|e| GatewayError::Io(format!("compiling the snapshot: {e}")))?;
+        let now = crate::authn::session::now();
+        let next = tokio::task::spawn_blocking(move || {
+            Snapshot::compile_with_grants(config, &records, &grants, now, Some(&previous))
+        })
+        .await
+        .map_err(|e| GatewayError::Io(format!("compiling the snapshot: {e}")))?;
         let published = self.state.live.publish(next);
         self.watch_pools(&published);
         tracing::debug!(apps = published.apps.len(), "snapshot published");
         Ok(())
+    }
+
+    /// Writes one `grant.expire` audit row per grant that expired at `at`, whichever replica
+    /// gets there first (the store's first-sighting record decides).
+    async fn audit_expired(&self, at: i64) {
+        let Ok(grants) = self.state.store.grants().await else {
+            return;
+        };
+        for g in grants.iter().filter(|g| g.expires_at == Some(at)) {
+            let (kind, name) = match &g.grantee {
+                Grantee::User(u) => ("user", u.as_str()),
+                Grantee::Group(gr) => ("group", gr.as_str()),
+            };
+            let target = format!("{}/{kind}:{name}", g.app);
+            let key = format!("grant-expired:{target}@{at}");
+            let now = crate::authn::session::now();
+            if self
+                .state
+                .store
+                .first_sighting(&key, now + 7 * 86_400, now)
+                .await
+                .unwrap_or(false)
+            {
+                let mut e = AuditEvent::new(&Actor::gateway(), "grant.expire", &target);
+                e.detail = serde_json::json!({ "expired_at": at, "granted_by": g.created_by });
+                if let Err(err) = self.state.store.audit(&e).await {
+                    tracing::warn!(error = %err, "could not audit an expired grant");
+                }
+            }
+        }
     }
 
     /// Starts the health loop of every pool in `snap` that has none yet.
@@ -301,7 +347,27 @@ impl Reloader {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut asked = self.state.live.serve_rebuilds();
         loop {
+            let expiry = self.state.live.peek().next_expiry;
+            let expired = async move {
+                match expiry {
+                    Some(t) => {
+                        let wait = (t - crate::authn::session::now()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_secs(wait)).await;
+                        // Expiry is exclusive of its second: wait for it to pass.
+                        while crate::authn::session::now() < t {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
+                () = expired => {
+                    if let Err(e) = self.rebuild_at(None, true).await {
+                        tracing::warn!(error = %e, "rebuild at a grant's expiry failed; retrying with the periodic reload");
+                    }
+                    self.audit_expired(expiry.unwrap_or(0)).await;
+                }
                 Some(ack) = asked.recv() => {
                     if let Err(e) = self.rebuild(None).await {
                         tracing::warn!(error = %e, "rebuild after a local change failed; the periodic reload will retry");

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use gatehouse_admin_ui::PortalApp;
 use gatehouse_config::{Access, App, AppDefinition, Config};
 use gatehouse_policy::{evaluate, AppPolicy, GroupName, Identity, UserName};
-use gatehouse_store::AppRecord;
+use gatehouse_store::{AppRecord, GrantRecord, Grantee};
 
 use crate::route::Router;
 use crate::upstream::Pool;
@@ -66,6 +66,9 @@ pub struct Snapshot {
     /// Store apps that could not be served (slug or route clash, invalid definition), each
     /// with the reason; logged at every compile and shown to admins.
     pub problems: Vec<String>,
+    /// When the next grant in this snapshot expires (epoch seconds): the snapshot must be
+    /// recompiled then.
+    pub next_expiry: Option<i64>,
 }
 
 static NEXT_APP_ID: AtomicU64 = AtomicU64::new(1);
@@ -106,6 +109,18 @@ impl Snapshot {
     /// file app (or that is invalid) is left out and reported in `problems`. Pools of
     /// `previous` are reused where an app's upstreams and health check are unchanged.
     pub fn compile(config: Arc<Config>, stored: &[AppRecord], previous: Option<&Snapshot>) -> Snapshot {
+        Self::compile_with_grants(config, stored, &[], 0, previous)
+    }
+
+    /// [`Snapshot::compile`], adding the grants active at `now` to their store apps'
+    /// allow-lists (restricted apps only; grants never widen a file app).
+    pub fn compile_with_grants(
+        config: Arc<Config>,
+        stored: &[AppRecord],
+        grants: &[GrantRecord],
+        now: i64,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
         let mut defined: Vec<(App, AppSource, i64)> =
@@ -135,6 +150,15 @@ impl Snapshot {
                             source.as_str()
                         ));
                     } else {
+                        let mut app = app;
+                        if app.access == Access::Restricted {
+                            for g in grants.iter().filter(|g| g.app == app.slug && g.active(now)) {
+                                match &g.grantee {
+                                    Grantee::User(u) => app.allow_users.push(u.as_str().to_string()),
+                                    Grantee::Group(gr) => app.allow_groups.push(gr.as_str().to_string()),
+                                }
+                            }
+                        }
                         defined.push((app, AppSource::Store, r.updated_at));
                     }
                 }
@@ -145,7 +169,7 @@ impl Snapshot {
         }
         let plain: Vec<App> = defined.iter().map(|(a, _, _)| a.clone()).collect();
         let router = Router::new(&plain, config.server.app_domain.as_deref());
-        let apps = defined
+        let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
             .map(|(app, source, version)| {
                 let pool = previous
@@ -173,11 +197,18 @@ impl Snapshot {
                 })
             })
             .collect();
+        let served: Vec<&str> = stored_slugs(&apps);
+        let next_expiry = grants
+            .iter()
+            .filter(|g| served.contains(&g.app.as_str()))
+            .filter_map(|g| g.expires_at.filter(|t| *t > now))
+            .min();
         Snapshot {
             config,
             router,
             apps,
             problems,
+            next_expiry,
         }
     }
 
@@ -202,6 +233,13 @@ impl Snapshot {
 
 /// A request to rebuild the snapshot now; answered once the new one is published.
 pub type RebuildRequest = tokio::sync::oneshot::Sender<()>;
+
+fn stored_slugs(apps: &[Arc<AppRuntime>]) -> Vec<&str> {
+    apps.iter()
+        .filter(|a| a.source == AppSource::Store)
+        .map(|a| a.app.slug.as_str())
+        .collect()
+}
 
 /// The published snapshot. Readers take it with one atomic load; writers swap it whole.
 #[derive(Debug)]

@@ -409,3 +409,172 @@ async fn local_accounts_are_created_regrouped_disabled_and_reset_in_the_admin_ui
         assert!(audit.contains(action), "{action} audited: {audit}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_are_added_removed_and_expire_on_every_replica() {
+    let backend = Backend::start("reports").await;
+    let db = gatehouse_tests::cluster::PgDatabase::create();
+    let store_line = format!("[store]\nurl = \"{}\"\n", db.url);
+    let first = gatehouse()
+        .raw(&store_line)
+        .user("root", PW, true, &[])
+        .user("alice", PW, false, &["finance"])
+        .user("bob", PW, false, &["sales"])
+        .start()
+        .await;
+    let second = gatehouse().raw(&store_line).start().await;
+    let mut root = signed_in(&first, "root").await;
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    let up = backend.addr.to_string();
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/new",
+        &new_app_form(&token, "reports", &up, ""),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+
+    let mut alice = signed_in(&first, "alice").await;
+    let alice2 = {
+        let mut b = second.browser();
+        b.cookies = alice.cookies.clone();
+        b
+    };
+    assert_eq!(
+        alice.get("/apps/reports/").await.status,
+        403,
+        "administrators only so far"
+    );
+
+    // A grant through the form: group finance for 8 hours.
+    let form = [
+        ("csrf", token.as_str()),
+        ("kind", "group"),
+        ("name", "Finance"),
+        ("duration", "8h"),
+        ("until", ""),
+    ];
+    let p = post(&mut root, "/.gatehouse/admin/apps/reports/grants", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        alice.get("/apps/reports/").await.status,
+        200,
+        "at once on the replica that saved it"
+    );
+    let other = within(Duration::from_secs(1), || async {
+        alice2.clone().get("/apps/reports/").await.status == 200
+    })
+    .await;
+    assert!(other.is_some(), "and within 1 s on the other");
+    let page = root.get("/.gatehouse/admin/apps/reports").await.body;
+    assert!(
+        page.contains("finance") && page.contains("until 2"),
+        "the grant is listed with its end"
+    );
+    // A bad date is refused next to the form, nothing granted.
+    let bad = [
+        ("csrf", token.as_str()),
+        ("kind", "user"),
+        ("name", "bob"),
+        ("duration", ""),
+        ("until", "friday"),
+    ];
+    let p = post(&mut root, "/.gatehouse/admin/apps/reports/grants", &bad).await;
+    assert!(
+        p.location().unwrap_or("").contains("grant_error="),
+        "{:?}",
+        p.location()
+    );
+    let mut bob = signed_in(&first, "bob").await;
+    assert_eq!(bob.get("/apps/reports/").await.status, 403);
+
+    // Removed: refused everywhere.
+    let rm = [("csrf", token.as_str()), ("kind", "group"), ("name", "finance")];
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/apps/reports/grants/remove", &rm)
+            .await
+            .status,
+        303
+    );
+    assert_eq!(alice.get("/apps/reports/").await.status, 403);
+    let gone = within(Duration::from_secs(1), || async {
+        alice2.clone().get("/apps/reports/").await.status == 403
+    })
+    .await;
+    assert!(gone.is_some());
+
+    // A grant that ends in 3 seconds (written by another client, through the store API):
+    // bob gets in, then out again on both replicas within a second of the end, and the end
+    // is audited once.
+    let store = gatehouse_store::Store::open_postgres(&db.url).await.expect("store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let grant = gatehouse_store::GrantRecord {
+        app: "reports".into(),
+        grantee: gatehouse_store::Grantee::User(gatehouse_policy::UserName::new("bob")),
+        expires_at: Some(now + 3),
+        created_by: "test".into(),
+        created_at: now,
+    };
+    store
+        .put_grant(&grant, &gatehouse_store::Actor::new("test", None))
+        .await
+        .expect("grant");
+    let bob2 = {
+        let mut b = second.browser();
+        b.cookies = bob.cookies.clone();
+        b
+    };
+    let admitted = within(Duration::from_secs(1), || async {
+        bob.clone().get("/apps/reports/").await.status == 200 && bob2.clone().get("/apps/reports/").await.status == 200
+    })
+    .await;
+    assert!(admitted.is_some(), "bob admitted on both replicas");
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        < (now + 3) as u64
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expired = within(Duration::from_secs(1), || async {
+        bob.clone().get("/apps/reports/").await.status == 403 && bob2.clone().get("/apps/reports/").await.status == 403
+    })
+    .await;
+    assert!(
+        expired.is_some(),
+        "the expired grant stopped working within 1 s on both replicas"
+    );
+    let page = root.get("/.gatehouse/admin/apps/reports").await.body;
+    assert!(page.contains("expired"), "shown as expired");
+    let audited = within(Duration::from_secs(2), || async {
+        let events = store
+            .audit_events(&gatehouse_store::AuditFilter {
+                action: Some("grant.expire".into()),
+                ..gatehouse_store::AuditFilter::default()
+            })
+            .await
+            .unwrap_or_default();
+        events.len() == 1 && events[0].target == "reports/user:bob"
+    })
+    .await;
+    assert!(audited.is_some(), "one grant.expire row, whichever replica wrote it");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = store
+        .audit_events(&gatehouse_store::AuditFilter {
+            action: Some("grant.expire".into()),
+            ..gatehouse_store::AuditFilter::default()
+        })
+        .await
+        .expect("audit")
+        .len();
+    assert_eq!(n, 1, "not once per replica");
+    store.close().await;
+}

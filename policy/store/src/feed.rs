@@ -59,13 +59,14 @@ pub enum Change {
 }
 
 impl Change {
-    /// Parses a notification payload: `apps:<slug>`, `users:<username>`,
+    /// Parses a notification payload: `apps:<slug>`, `grants:<app slug>`, `users:<username>`,
     /// `sessions:<id_hash>`, `signing_keys`, `resync`. Anything else is [`Change::Resync`]:
     /// an unknown payload means something changed that this version cannot name.
     pub(crate) fn from_payload(payload: &str) -> Change {
         let (table, key) = payload.split_once(':').unwrap_or((payload, ""));
         match table {
-            "apps" if !key.is_empty() => Change::App { slug: key.to_owned() },
+            // A grant changes what its app's policy allows.
+            "apps" | "grants" if !key.is_empty() => Change::App { slug: key.to_owned() },
             "users" if !key.is_empty() => Change::User {
                 username: key.to_owned(),
             },
@@ -253,7 +254,8 @@ mod tests {
             Change::Session { id_hash: "ab12".into() }
         );
         assert_eq!(Change::from_payload("signing_keys"), Change::SigningKeys);
-        for other in ["resync", "garbage", "", "apps:", "users", "grants:x"] {
+        assert_eq!(Change::from_payload("grants:x"), Change::App { slug: "x".into() });
+        for other in ["resync", "garbage", "", "apps:", "users", "grants:"] {
             assert_eq!(Change::from_payload(other), Change::Resync, "{other:?}");
         }
     }

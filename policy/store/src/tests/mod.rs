@@ -84,6 +84,7 @@ async fn suite(store: &Store) {
     sessions(store).await;
     signing_keys(store).await;
     apps(store).await;
+    grants(store).await;
     audit(store).await;
     concurrent_writes(store).await;
 }
@@ -328,6 +329,62 @@ async fn signing_keys(store: &Store) {
     assert!(!store.delete_signing_key("k1", &actor()).await.unwrap());
     let kids: Vec<_> = store.signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
     assert_eq!(kids, ["k2", "k0"]);
+}
+
+async fn grants(store: &Store) {
+    assert_eq!(store.grants().await.unwrap(), vec![]);
+    let g = |name: &str, expires_at: Option<i64>| GrantRecord {
+        app: "sales".into(),
+        grantee: Grantee::Group(GroupName::new(name)),
+        expires_at,
+        created_by: "root".into(),
+        created_at: 10,
+    };
+    store.put_grant(&g("Finance", Some(100)), &actor()).await.unwrap();
+    store
+        .put_grant(
+            &GrantRecord {
+                grantee: Grantee::User(u("Bob")),
+                ..g("x", None)
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    // The same grantee again replaces the expiry.
+    store.put_grant(&g("finance", Some(200)), &actor()).await.unwrap();
+    let all = store.grants().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0].grantee, Grantee::Group(GroupName::new("finance")));
+    assert_eq!(all[0].expires_at, Some(200));
+    assert!(all[0].active(199) && !all[0].active(200), "the end is exclusive");
+    assert!(all[1].active(i64::MAX - 1), "no expiry: until removed");
+    let events = store
+        .audit_events(&AuditFilter {
+            action: Some("grant.add".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].target, "sales/group:finance");
+    assert_eq!(
+        events[0].before.as_ref().map(|b| b["expires_at"].clone()),
+        Some(serde_json::json!(100))
+    );
+    assert!(store
+        .delete_grant("sales", &Grantee::User(u("BOB")), &actor())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_grant("sales", &Grantee::User(u("bob")), &actor())
+        .await
+        .unwrap());
+    assert!(store
+        .delete_grant("sales", &Grantee::Group(GroupName::new("finance")), &actor())
+        .await
+        .unwrap());
+    assert_eq!(store.grants().await.unwrap(), vec![]);
 }
 
 async fn apps(store: &Store) {
