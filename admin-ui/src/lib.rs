@@ -313,7 +313,11 @@ async fn portal(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>
     let site = gate.site();
     let (csrf, new_cookie) = csrf_token(site, &headers);
     let apps = gate.portal_apps(info.viewer.as_ref().map(|v| &v.identity));
-    let html = pages::portal(site, info.viewer.as_ref(), &apps, &csrf);
+    let requests = match &info.viewer {
+        Some(v) => gate.my_requests(v.identity.user.as_str()).await,
+        None => Vec::new(),
+    };
+    let html = pages::portal(site, info.viewer.as_ref(), &apps, &requests, &csrf);
     with_cookies((no_store(), Html(html)).into_response(), new_cookie)
 }
 

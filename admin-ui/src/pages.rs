@@ -198,7 +198,13 @@ fn nav(viewer: Option<&Viewer>, csrf: &str) -> String {
 }
 
 /// The App Portal: a card per app the viewer may open, a search box, sign in/out.
-pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &str) -> String {
+pub fn portal(
+    site: &Site,
+    viewer: Option<&Viewer>,
+    apps: &[PortalApp],
+    requests: &[crate::admin::RequestRow],
+    csrf: &str,
+) -> String {
     let cards: String = apps
         .iter()
         .map(|a| {
@@ -235,6 +241,7 @@ pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &s
 <ul class="apps" id="apps">{cards}</ul>
 {empty}
 <p class="empty" id="no-match" hidden>No app matches your search.</p>
+{requests}
 <script>
 (function () {{
   var input = document.getElementById('app-search');
@@ -251,8 +258,31 @@ pub fn portal(site: &Site, viewer: Option<&Viewer>, apps: &[PortalApp], csrf: &s
 }})();
 </script>"#,
         disabled = if apps.is_empty() { " disabled" } else { "" },
+        requests = my_requests(requests),
     );
     layout_with_nav(&site.branding, heading, &body, false, &nav(viewer, csrf))
+}
+
+/// "Your access requests" on the portal: where each request stands (approved ones are
+/// already among the apps).
+fn my_requests(requests: &[crate::admin::RequestRow]) -> String {
+    let items: String = requests
+        .iter()
+        .filter(|r| r.status != "approved")
+        .map(|r| {
+            let state = match (r.status.as_str(), &r.decided_by) {
+                ("declined", Some(by)) => format!("declined by {by}"),
+                ("declined", None) => "declined".to_string(),
+                _ => "waiting for an administrator".to_string(),
+            };
+            format!(r#"<li><strong>{}</strong> — {}</li>"#, esc(&r.app_name), esc(&state))
+        })
+        .collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<section class="my-requests"><h2>Your access requests</h2><ul>{items}</ul></section>"#)
+    }
 }
 
 /// The sign-out confirmation page (sign-out itself is a POST with a CSRF token).
@@ -292,6 +322,58 @@ pub fn error_page(brand: &Branding, e: &ErrorText<'_>) -> String {
         status = e.status,
         title = esc(e.title),
         message = esc(e.message),
+    );
+    layout(brand, e.title, &body, true)
+}
+
+/// The "Request access" part of a 403 page.
+#[derive(Debug, Clone)]
+pub struct RequestBox<'a> {
+    /// The app's slug, sent back with the request.
+    pub app: &'a str,
+    /// The session-bound token for the form.
+    pub token: &'a str,
+    /// Where the person's earlier request stands: `pending` or `declined` (by whom).
+    pub status: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// A 403 page for an app, with a way to ask for access when `request` is given.
+pub fn forbidden_page(brand: &Branding, e: &ErrorText<'_>, request: Option<&RequestBox<'_>>) -> String {
+    let Some(r) = request else {
+        return error_page(brand, e);
+    };
+    let state = match r.status {
+        Some(("pending", _)) => r#"<div class="alert" role="status">Your request for access is waiting for an administrator. You can update your reason below.</div>"#.to_string(),
+        Some(("declined", by)) => format!(
+            r#"<div class="alert error" role="status">Your last request was declined{}. You can ask again with a reason.</div>"#,
+            by.map(|b| format!(" by {}", esc(b))).unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    let body = format!(
+        r#"<section class="card error" role="alert">
+<div class="status">Error {status}</div>
+<h1>{title}</h1>
+<p>{message}</p>
+{state}
+<form method="post" action="/.gatehouse/request-access" class="stack request-access">
+<input type="hidden" name="csrf" value="{token}">
+<input type="hidden" name="app" value="{app}">
+<label for="reason">Why do you need it? (optional)</label>
+<textarea id="reason" name="reason" rows="3" maxlength="1000"></textarea>
+<div class="actions"><button class="button" type="submit">{button}</button><a class="button secondary" href="/">Go to the App Portal</a></div>
+</form>
+</section>"#,
+        status = e.status,
+        title = esc(e.title),
+        message = esc(e.message),
+        token = html_escape::encode_double_quoted_attribute(r.token),
+        app = html_escape::encode_double_quoted_attribute(r.app),
+        button = if r.status.is_some() {
+            "Ask again"
+        } else {
+            "Request access"
+        },
     );
     layout(brand, e.title, &body, true)
 }

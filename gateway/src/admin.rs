@@ -9,13 +9,13 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use gatehouse_admin_ui::admin::{
-    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, GrantInput, GrantRow, SessionRow, UserInput,
-    UserRow,
+    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, DecisionInput, GrantInput, GrantRow,
+    RequestRow, SessionRow, UserInput, UserRow,
 };
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
-use gatehouse_policy::{who_can_open, why, Decision, GroupName, Identity, UserName};
-use gatehouse_store::{Actor, AppRecord, AuditFilter, GrantRecord, Grantee, NewUser, StoreError};
+use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
+use gatehouse_store::{AccessRequest, Actor, AppRecord, AuditFilter, GrantRecord, Grantee, NewUser, StoreError};
 
 use crate::authn::session::now;
 use crate::authn::Authn;
@@ -406,6 +406,96 @@ impl AdminGate for Authn {
         }
     }
 
+    async fn request_access(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        slug: &str,
+        reason: &str,
+    ) -> Result<String, AdminError> {
+        let (href, denied) = {
+            let snap = self.live.peek();
+            let app = snap.app(slug).ok_or(AdminError::NotFound)?;
+            if app.source != AppSource::Store {
+                return Err(AdminError::ReadOnly);
+            }
+            (
+                app.href.clone(),
+                !evaluate(&app.policy, Some(&by.identity)).is_allowed(),
+            )
+        };
+        if !denied {
+            return Err(invalid("app", "you can already open this app"));
+        }
+        let groups: Vec<GroupName> = by.identity.groups.iter().take(200).cloned().collect();
+        self.store
+            .request_access(slug, &by.identity.user, reason, &groups, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(user = %by.identity.user, app = %slug, "access requested");
+        Ok(href)
+    }
+
+    async fn requests(&self) -> Result<Vec<RequestRow>, AdminError> {
+        let rows = self.store.access_requests(None).await.map_err(unavailable)?;
+        Ok(self.request_rows(rows))
+    }
+
+    async fn my_requests(&self, user: &str) -> Vec<RequestRow> {
+        let rows = self
+            .store
+            .access_requests(Some(&UserName::new(user)))
+            .await
+            .unwrap_or_default();
+        self.request_rows(rows)
+    }
+
+    async fn decide(&self, by: &Viewer, client: Option<IpAddr>, input: &DecisionInput) -> Result<(), AdminError> {
+        let user = UserName::new(&input.user);
+        let request = self
+            .store
+            .access_request(&input.app, &user)
+            .await
+            .map_err(unavailable)?
+            .filter(|r| r.status == gatehouse_store::RequestStatus::Pending)
+            .ok_or(AdminError::NotFound)?;
+        let grant = match input.decision.as_str() {
+            "decline" => None,
+            "approve" => {
+                let grantee = match input.grant_to.strip_prefix("group:") {
+                    // Only a group the requester is in: an approval never widens beyond them.
+                    Some(g) => {
+                        let g = GroupName::new(g);
+                        if !request.groups.contains(&g) {
+                            return Err(invalid("grant_to", format!("{user} is not in group {g}")));
+                        }
+                        Grantee::Group(g)
+                    }
+                    None => Grantee::User(user.clone()),
+                };
+                let t = now();
+                Some(GrantRecord {
+                    app: input.app.clone(),
+                    grantee,
+                    expires_at: expiry(&input.duration, &input.until, t).map_err(|m| invalid("until", m))?,
+                    created_by: by.identity.user.as_str().to_string(),
+                    created_at: t,
+                })
+            }
+            other => return Err(invalid("decision", format!("unknown decision {other:?}"))),
+        };
+        let decided = self
+            .store
+            .decide_access_request(&input.app, &user, grant.as_ref(), &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        if !decided {
+            return Err(AdminError::NotFound);
+        }
+        self.live.rebuilt().await;
+        Ok(())
+    }
+
     async fn users(&self) -> Result<Vec<UserRow>, AdminError> {
         let local = self.store.users().await.map_err(unavailable)?;
         let sessions = self.store.recent_sessions(2000).await.map_err(unavailable)?;
@@ -491,6 +581,28 @@ impl AdminGate for Authn {
                 after: json(e.after),
             })
             .collect())
+    }
+}
+
+impl Authn {
+    fn request_rows(&self, rows: Vec<AccessRequest>) -> Vec<RequestRow> {
+        let snap = self.live.peek();
+        rows.into_iter()
+            .map(|r| RequestRow {
+                app_name: snap
+                    .app(&r.app)
+                    .map(|a| a.app.name.clone())
+                    .unwrap_or_else(|| r.app.clone()),
+                app: r.app,
+                user: r.username.as_str().to_string(),
+                reason: r.reason,
+                groups: r.groups.iter().map(|g| g.as_str().to_string()).collect(),
+                status: r.status.as_str().to_string(),
+                created_at: r.created_at,
+                decided_by: r.decided_by,
+                decided_at: r.decided_at,
+            })
+            .collect()
     }
 }
 

@@ -166,13 +166,51 @@ impl Gateway {
                 reason,
             } => {
                 let title = format!("You cannot open {}", app.app.name);
-                let msg = format!(
-                    "Signed in as {}: {reason}. Ask an administrator of this gateway if you need access.",
-                    who.identity.user
-                );
+                let requestable = app.source == crate::snapshot::AppSource::Store && !who.id_hash.is_empty();
+                let msg = if requestable {
+                    format!("Signed in as {}: {reason}.", who.identity.user)
+                } else {
+                    format!(
+                        "Signed in as {}: {reason}. Ask an administrator of this gateway if you need access.",
+                        who.identity.user
+                    )
+                };
+                let page = ErrorText {
+                    status: 403,
+                    title: &title,
+                    message: &msg,
+                    action: Some(("Go to the App Portal", "/")),
+                };
+                let snap = self.0.live.load();
+                if requestable && respond::wants_html(&session.req_header().headers) {
+                    // Apps defined in the store can be asked for: the page offers the form
+                    // and says where an earlier request stands.
+                    let earlier = self
+                        .0
+                        .store
+                        .access_request(&app.app.slug, &who.identity.user)
+                        .await
+                        .ok()
+                        .flatten();
+                    let token = gatehouse_admin_ui::csrf::bound_token(&who.id_hash, "request");
+                    let decided_by = earlier.as_ref().and_then(|r| r.decided_by.clone());
+                    let status = earlier
+                        .as_ref()
+                        .filter(|r| r.status != gatehouse_store::RequestStatus::Approved)
+                        .map(|r| (r.status.as_str(), decided_by.as_deref()));
+                    let boxed = gatehouse_admin_ui::pages::RequestBox {
+                        app: &app.app.slug,
+                        token: &token,
+                        status,
+                    };
+                    let html = gatehouse_admin_ui::pages::forbidden_page(&snap.config.branding, &page, Some(&boxed));
+                    respond::send(session, 403, "text/html; charset=utf-8", &[], bytes::Bytes::from(html)).await?;
+                } else {
+                    respond::error(session, &snap.config.branding, &page).await?;
+                }
                 ctx.app = Some(app);
                 ctx.session = Some(who);
-                self.page(session, 403, &title, &msg).await
+                Ok(true)
             }
             Verdict::AddSlash { location } => {
                 respond::redirect(session, 308, &location).await?;

@@ -578,3 +578,138 @@ async fn grants_are_added_removed_and_expire_on_every_replica() {
     assert_eq!(n, 1, "not once per replica");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_is_requested_from_the_403_page_and_approved_or_declined() {
+    let backend = Backend::start("reports").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    let up = backend.addr.to_string();
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/apps/new",
+        &new_app_form(&token, "reports", &up, ""),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+
+    // Alice asks from the 403 page.
+    let mut alice = signed_in(&gw, "alice").await;
+    let page = alice.get("/apps/reports/").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("Request access"), "{}", page.body);
+    let alice_token = page.input_value("csrf").expect("request token");
+    // Someone else's token, or no Origin: refused, nothing recorded.
+    let mut bob = signed_in(&gw, "bob").await;
+    let p = post(
+        &mut bob,
+        "/.gatehouse/request-access",
+        &[("csrf", &alice_token), ("app", "reports"), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(p.status, 403, "a token works only for its own session");
+    let p = alice
+        .post_form(
+            "/.gatehouse/request-access",
+            &[("csrf", &alice_token), ("app", "reports"), ("reason", "x")],
+        )
+        .await;
+    assert_eq!(p.status, 403, "no Origin");
+    let form = [
+        ("csrf", alice_token.as_str()),
+        ("app", "reports"),
+        ("reason", "Quarter close <b>"),
+    ];
+    let p = post(&mut alice, "/.gatehouse/request-access", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/apps/reports/"));
+    let page = alice.get("/apps/reports/").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("waiting for an administrator"), "{}", page.body);
+    assert!(
+        alice.get("/").await.body.contains("Your access requests"),
+        "the portal says so too"
+    );
+
+    // The admin sees it (escaped), with her groups; a group she is not in cannot be granted.
+    let list = root.get("/.gatehouse/admin/requests").await;
+    assert!(
+        list.body.contains("alice")
+            && list.body.contains("Quarter close &lt;b&gt;")
+            && list.body.contains("group:finance"),
+        "{}",
+        list.body
+    );
+    let token = list.input_value("csrf").expect("token");
+    let approve = |grant_to: &'static str| {
+        vec![
+            ("csrf", token.clone()),
+            ("app", "reports".to_string()),
+            ("user", "alice".to_string()),
+            ("decision", "approve".to_string()),
+            ("grant_to", grant_to.to_string()),
+            ("duration", "1h".to_string()),
+            ("until", String::new()),
+        ]
+    };
+    let wide = approve("group:sales");
+    let wide: Vec<(&str, &str)> = wide.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post(&mut root, "/.gatehouse/admin/requests", &wide).await.status, 400);
+    assert_eq!(alice.get("/apps/reports/").await.status, 403, "nothing granted");
+    let ok = approve("group:finance");
+    let ok: Vec<(&str, &str)> = ok.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post(&mut root, "/.gatehouse/admin/requests", &ok).await.status, 303);
+    assert_eq!(
+        alice.get("/apps/reports/").await.status,
+        200,
+        "approved: she opens it at once"
+    );
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/requests", &ok).await.status,
+        409,
+        "decided once"
+    );
+    let grants = root.get("/.gatehouse/admin/apps/reports").await.body;
+    assert!(
+        grants.contains("finance") && grants.contains("until 2"),
+        "a time-limited group grant"
+    );
+
+    // Bob asks and is declined; he sees it on the 403 page and the portal.
+    let page = bob.get("/apps/reports/").await;
+    let bob_token = page.input_value("csrf").expect("token");
+    let p = post(
+        &mut bob,
+        "/.gatehouse/request-access",
+        &[("csrf", &bob_token), ("app", "reports"), ("reason", "")],
+    )
+    .await;
+    assert_eq!(p.status, 303);
+    let decline = [
+        ("csrf", token.as_str()),
+        ("app", "reports"),
+        ("user", "bob"),
+        ("decision", "decline"),
+    ];
+    assert_eq!(
+        post(&mut root, "/.gatehouse/admin/requests", &decline).await.status,
+        303
+    );
+    let page = bob.get("/apps/reports/").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("declined by root"), "{}", page.body);
+    assert!(bob.get("/").await.body.contains("declined by root"));
+    // Asking for an app one can open is refused.
+    let p = post(&mut alice, "/.gatehouse/request-access", &form).await;
+    assert_eq!(p.status, 400);
+
+    let audit = root.get("/.gatehouse/admin/audit").await.body;
+    for action in ["access.request", "access.approve", "access.decline"] {
+        assert!(audit.contains(action), "{action} audited");
+    }
+}

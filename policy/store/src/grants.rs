@@ -50,7 +50,7 @@ impl GrantRecord {
         self.expires_at.is_none_or(|t| now < t)
     }
 
-    fn audit_json(&self) -> Value {
+    pub(crate) fn audit_json(&self) -> Value {
         json!({
             "app": self.app,
             "kind": self.grantee.kind(),
@@ -82,6 +82,25 @@ fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
     })
 }
 
+/// Inserts or replaces a grant inside a caller's transaction.
+pub(crate) async fn insert_grant(conn: &mut sqlx::AnyConnection, grant: &GrantRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO grants (app, kind, name, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (app, kind, name) DO UPDATE SET expires_at = excluded.expires_at, \
+         created_by = excluded.created_by, created_at = excluded.created_at",
+    )
+    .bind(grant.app.clone())
+    .bind(grant.grantee.kind())
+    .bind(grant.grantee.name().to_owned())
+    .bind(grant.expires_at)
+    .bind(grant.created_by.clone())
+    .bind(grant.created_at)
+    .execute(conn)
+    .await
+    .map_err(db("saving grant"))?;
+    Ok(())
+}
+
 impl Store {
     /// Every grant (expired ones too), by app, kind and name.
     pub async fn grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
@@ -109,20 +128,7 @@ impl Store {
         .map_err(db("saving grant"))?
         .map(|r| grant_from_row(&r))
         .transpose()?;
-        sqlx::query(
-            "INSERT INTO grants (app, kind, name, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (app, kind, name) DO UPDATE SET expires_at = excluded.expires_at, \
-             created_by = excluded.created_by, created_at = excluded.created_at",
-        )
-        .bind(grant.app.clone())
-        .bind(grant.grantee.kind())
-        .bind(grant.grantee.name().to_owned())
-        .bind(grant.expires_at)
-        .bind(grant.created_by.clone())
-        .bind(grant.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("saving grant"))?;
+        insert_grant(&mut tx, grant).await?;
         Entry {
             actor,
             action: "grant.add",
