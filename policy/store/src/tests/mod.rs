@@ -85,6 +85,7 @@ async fn suite(store: &Store) {
     signing_keys(store).await;
     apps(store).await;
     grants(store).await;
+    requests(store).await;
     audit(store).await;
     concurrent_writes(store).await;
 }
@@ -385,6 +386,81 @@ async fn grants(store: &Store) {
         .await
         .unwrap());
     assert_eq!(store.grants().await.unwrap(), vec![]);
+}
+
+async fn requests(store: &Store) {
+    let carol = u("Carol");
+    let groups = [GroupName::new("finance")];
+    store
+        .request_access("sales", &carol, "first", &groups, &actor())
+        .await
+        .unwrap();
+    store
+        .request_access("sales", &carol, "renewed", &groups, &actor())
+        .await
+        .unwrap();
+    let r = store.access_request("sales", &u("carol")).await.unwrap().unwrap();
+    assert_eq!((r.reason.as_str(), r.status), ("renewed", RequestStatus::Pending));
+    assert_eq!(r.groups, groups);
+    store.request_access("hr", &u("dave"), "", &[], &actor()).await.unwrap();
+    let grant = GrantRecord {
+        app: "sales".into(),
+        grantee: Grantee::Group(GroupName::new("finance")),
+        expires_at: Some(1_000),
+        created_by: "root".into(),
+        created_at: 10,
+    };
+    assert!(store
+        .decide_access_request("sales", &carol, Some(&grant), &actor())
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .decide_access_request("sales", &carol, None, &actor())
+            .await
+            .unwrap(),
+        "decided once"
+    );
+    assert!(store
+        .decide_access_request("hr", &u("dave"), None, &actor())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.grants().await.unwrap(),
+        vec![grant.clone()],
+        "approval wrote its grant"
+    );
+    let all = store.access_requests(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all
+        .iter()
+        .all(|r| r.status != RequestStatus::Pending && r.decided_by.is_some()));
+    assert_eq!(
+        store.access_requests(Some(&carol)).await.unwrap()[0].status,
+        RequestStatus::Approved
+    );
+    // Asking again after a decision makes it pending again.
+    store
+        .request_access("hr", &u("dave"), "please", &[], &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.access_requests(None).await.unwrap()[0].status,
+        RequestStatus::Pending,
+        "pending first"
+    );
+    for action in ["access.request", "access.approve", "access.decline"] {
+        let n = store
+            .audit_events(&AuditFilter {
+                action: Some(action.into()),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap()
+            .len();
+        assert!(n >= 1, "{action}");
+    }
+    store.delete_grant("sales", &grant.grantee, &actor()).await.unwrap();
 }
 
 async fn apps(store: &Store) {
