@@ -507,6 +507,14 @@ async function adminUi(page) {
   check(/members of staff/.test(audience), 'who can open it names group staff', audience);
   await shoot(page, 'admin-app', { desktop: true, mobile: true });
 
+  // A second app for administrators only (no groups), for the access-request flow.
+  await open(page, '/.gatehouse/admin/apps/new');
+  await page.fill('#slug', 'vault');
+  await page.fill('#name', 'Vault');
+  await page.fill('#upstreams', upstream);
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/vault'), page.click('button[type=submit]')]);
+  await open(page, '/.gatehouse/admin/apps/reports');
+
   step = 'check a person';
   await page.fill('#check', 'viewer');
   await Promise.all([page.waitForURL((u) => u.searchParams.get('check') === 'viewer'), page.press('#check', 'Enter')]);
@@ -555,11 +563,41 @@ async function adminUi(page) {
   check(apps.includes('/apps/reports/'), "the viewer's portal lists the new app", apps);
   status = await open(page, '/apps/reports/');
   check(status === 200, 'the viewer (staff) opens the new app', status);
+  // A restricted app the viewer may not open yet: ask for it from the 403 page.
+  status = await open(page, '/apps/vault/');
+  check(status === 403, 'the viewer is refused the vault', status);
+  await shoot(page, 'request-access', { desktop: true, mobile: true });
+  await page.fill('#reason', 'Month-end close');
+  await Promise.all([page.waitForURL((u) => u.pathname === '/apps/vault/'), page.click('form.request-access button[type=submit]')]);
+  check(/waiting for an administrator/.test(await alertText(page)), 'the 403 page says the request is pending', await alertText(page));
+  await shoot(page, 'request-pending');
+  log('viewer asked for /apps/vault/ from its 403 page; the page says it is pending');
   status = await open(page, '/.gatehouse/admin/apps');
   check(status === 403, 'the viewer gets 403 on the admin pages', status);
   check(/Administrators only/.test((await page.locator('h1').textContent()) ?? ''), 'the 403 page says why');
   await shoot(page, 'admin-forbidden', { desktop: true, mobile: true });
   log('viewer opens /apps/reports/ at once; admin pages answer a clear 403');
+
+  step = 'admin approves the request';
+  await open(page, '/.gatehouse/logout');
+  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  await signInByForm(page, 'admin', adminPassword);
+  status = await open(page, '/.gatehouse/admin/requests');
+  const pendingText = (await page.locator('.requests').textContent()) ?? '';
+  check(status === 200 && pendingText.includes('viewer') && pendingText.includes('Month-end close'), 'the admin sees the pending request with its reason', pendingText.slice(0, 200));
+  await shoot(page, 'admin-requests', { desktop: true, mobile: true });
+  await page.selectOption('select[name=duration]', '8h');
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/requests'), page.click('button[value=approve]')]);
+  check((await page.locator('.requests').count()) === 0, 'no request is pending any more');
+  log('admin approved the request for 8 hours');
+
+  step = 'viewer opens the approved app';
+  await open(page, '/.gatehouse/logout');
+  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  await signInByForm(page, 'viewer', viewerPassword);
+  status = await open(page, '/apps/vault/');
+  check(status === 200, 'after approval the viewer opens the vault', status);
+  log('viewer opens /apps/vault/ after approval');
 }
 
 main().then(
