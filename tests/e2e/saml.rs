@@ -267,6 +267,60 @@ async fn two_thousand_group_values_sign_in_quickly_with_a_small_cookie() {
     );
 }
 
+/// Issue 11, defect 10: with the Response and the Assertion both signed (SimpleSAMLphp's
+/// default), 2,000 groups once took seconds and held up every other request. The sign-in
+/// must be as quick as with one signature, and health checks must keep answering meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_groups_signed_at_both_levels_sign_in_quickly_without_stalling_others() {
+    let s = setup("", &["--sign-response"], false).await;
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "many").await;
+    assert!(resp.len() > 150_000, "response is {} bytes of base64", resp.len());
+    let xml = gatehouse_tests::saml::decode_base64(&resp);
+    let signatures = xml.matches("<ds:Signature ").count() + xml.matches("<ds:Signature>").count();
+    assert_eq!(signatures, 2, "the IdP signs both the Response and the Assertion");
+    // Health checks every 10 ms on their own connection while the sign-in runs.
+    let health = s.gw.client();
+    let url = s.gw.url("/.gatehouse/healthz");
+    assert_eq!(health.get(&url).send().await.unwrap().status(), 200);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut count = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = health.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                worst = worst.max(t.elapsed());
+                count += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (worst, count)
+        })
+    };
+    let t = Instant::now();
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    let took = t.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst, count) = poller.await.unwrap();
+    eprintln!(
+        "SAML ACS, Response and Assertion signed, 2,001 group values ({} KB): {took:?}; \
+         slowest of {count} health checks meanwhile: {worst:?}",
+        resp.len() / 1024
+    );
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(worst < Duration::from_millis(150), "a health check took {worst:?}");
+    assert_eq!(
+        header(&b.get("/apps/any/").await, "x-forwarded-groups")
+            .split(',')
+            .count(),
+        2001
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn group_values_are_mapped_to_gatehouse_groups() {
     let s = setup(&format!("group_map = {{ \"{SID_GROUP}\" = \"finance\" }}"), &[], false).await;
