@@ -41,6 +41,9 @@ pub struct AdminApp {
     pub audience: String,
     /// The store record's version (its `updated_at`), for refusing stale saves.
     pub version: i64,
+    /// Who manages it besides administrators.
+    pub owner_users: Vec<String>,
+    pub owner_groups: Vec<String>,
 }
 
 /// What the app form sends.
@@ -62,6 +65,11 @@ pub struct AppInput {
     pub allow_groups: String,
     #[serde(default)]
     pub allow_users: String,
+    /// Owners (administrators only set these): people and groups, one per line.
+    #[serde(default)]
+    pub owner_users: String,
+    #[serde(default)]
+    pub owner_groups: String,
     /// The version the form was rendered from; 0 when creating.
     #[serde(default)]
     pub version: i64,
@@ -268,6 +276,8 @@ pub struct Check {
 pub trait AdminGate: Send + Sync {
     /// Every app served now (the live snapshot), file apps first.
     fn admin_apps(&self) -> Vec<AdminApp>;
+    /// Whether `who` may manage app `slug` (an administrator or one of its owners).
+    fn manages(&self, who: &gatehouse_policy::Identity, slug: &str) -> bool;
     /// Problems with store apps that are not served (slug or route clashes, invalid).
     fn admin_problems(&self) -> Vec<String>;
     /// Creates (`create`) or updates a store app.
@@ -382,19 +392,57 @@ fn admin(gate: &Shared, info: &RequestInfo, path: &str) -> Result<Viewer, Box<Re
     }
 }
 
-/// Checks a state-changing request: an administrator, the session-bound token, and an
-/// `Origin` (or `Referer`) of this gateway. Any failure changes nothing.
-fn admin_post(
+/// The signed-in administrator, or an owner of app `slug` (any app when `None`: the "My
+/// apps" and requests lists); `.1` says whether they are an administrator.
+fn manager(gate: &Shared, info: &RequestInfo, path: &str, slug: Option<&str>) -> Result<(Viewer, bool), Box<Response>> {
+    let v = match &info.viewer {
+        None => return admin(gate, info, path).map(|v| (v, true)),
+        Some(v) => v.clone(),
+    };
+    if v.identity.admin {
+        return Ok((v, true));
+    }
+    let owns = match slug {
+        Some(s) => gate.manages(&v.identity, s),
+        None => gate.admin_apps().iter().any(|a| gate.manages(&v.identity, &a.slug)),
+    };
+    if owns {
+        Ok((v, false))
+    } else {
+        Err(Box::new(crate::error(
+            gate,
+            StatusCode::FORBIDDEN,
+            "Administrators only",
+            &format!(
+                "Signed in as {}: these pages are for administrators of this gateway and the owners of each app.",
+                v.identity.user
+            ),
+        )))
+    }
+}
+
+/// [`manager`] for a state-changing request: plus the session-bound token and the Origin.
+fn manager_post(
     gate: &Shared,
     info: &RequestInfo,
     headers: &HeaderMap,
     token: &str,
     path: &str,
-) -> Result<Viewer, Box<Response>> {
-    let v = admin(gate, info, path)?;
+    slug: Option<&str>,
+) -> Result<(Viewer, bool), Box<Response>> {
+    let who = manager(gate, info, path, slug)?;
+    check_token_and_origin(gate, info, headers, token)?;
+    Ok(who)
+}
+
+fn check_token_and_origin(
+    gate: &Shared,
+    info: &RequestInfo,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<(), Box<Response>> {
     let expected = info.session_id_hash.as_deref().map(session_token);
-    let token_ok = expected.is_some_and(|e| crate::csrf::same(&e, token));
-    if !token_ok {
+    if !expected.is_some_and(|e| crate::csrf::same(&e, token)) {
         return Err(Box::new(crate::error(
             gate,
             StatusCode::FORBIDDEN,
@@ -410,6 +458,20 @@ fn admin_post(
             "Admin changes are accepted only from this gateway's own pages.",
         )));
     }
+    Ok(())
+}
+
+/// Checks a state-changing request: an administrator, the session-bound token, and an
+/// `Origin` (or `Referer`) of this gateway. Any failure changes nothing.
+fn admin_post(
+    gate: &Shared,
+    info: &RequestInfo,
+    headers: &HeaderMap,
+    token: &str,
+    path: &str,
+) -> Result<Viewer, Box<Response>> {
+    let v = admin(gate, info, path)?;
+    check_token_and_origin(gate, info, headers, token)?;
     Ok(v)
 }
 
@@ -434,13 +496,25 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
         let current = if key == active { r#" aria-current="page""# } else { "" };
         format!(r#"<a href="{href}"{current}>{label}</a>"#)
     };
+    // Owners who are not administrators see their apps and their requests, nothing else.
+    let links = if v.identity.admin {
+        [
+            link("/.gatehouse/admin/apps", "Apps", "apps"),
+            link("/.gatehouse/admin/requests", "Requests", "requests"),
+            link("/.gatehouse/admin/users", "People", "users"),
+            link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
+            link("/.gatehouse/admin/audit", "Audit log", "audit"),
+        ]
+        .concat()
+    } else {
+        [
+            link("/.gatehouse/admin/apps", "My apps", "apps"),
+            link("/.gatehouse/admin/requests", "Requests", "requests"),
+        ]
+        .concat()
+    };
     let nav = format!(
-        r#"<nav class="admin-nav" aria-label="Admin">{}{}{}{}{}<a href="/">Portal</a></nav><span class="user who-admin" title="Signed in as {user}">{user}</span>"#,
-        link("/.gatehouse/admin/apps", "Apps", "apps"),
-        link("/.gatehouse/admin/requests", "Requests", "requests"),
-        link("/.gatehouse/admin/users", "People", "users"),
-        link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
-        link("/.gatehouse/admin/audit", "Audit log", "audit"),
+        r#"<nav class="admin-nav" aria-label="Admin">{links}<a href="/">Portal</a></nav><span class="user who-admin" title="Signed in as {user}">{user}</span>"#,
         user = esc(v.identity.user.as_str()),
     );
     let html = pages::layout_with_nav(
@@ -454,7 +528,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
 }
 
 async fn home(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
-    match admin(&gate, &info(i), "/.gatehouse/admin/apps") {
+    match manager(&gate, &info(i), "/.gatehouse/admin/apps", None) {
         Ok(_) => crate::see_other("/.gatehouse/admin/apps"),
         Err(r) => *r,
     }
@@ -465,13 +539,14 @@ fn access_badge(access: &str) -> String {
 }
 
 async fn apps_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
-    let v = match admin(&gate, &info(i), "/.gatehouse/admin/apps") {
+    let (v, is_admin) = match manager(&gate, &info(i), "/.gatehouse/admin/apps", None) {
         Ok(v) => v,
         Err(r) => return *r,
     };
     let rows: String = gate
         .admin_apps()
         .iter()
+        .filter(|a| is_admin || gate.manages(&v.identity, &a.slug))
         .map(|a| {
             let ups: String = a
                 .upstreams
@@ -498,17 +573,21 @@ async fn apps_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>
             )
         })
         .collect();
-    let problems: String = gate
-        .admin_problems()
+    let problems: String = if is_admin { gate.admin_problems() } else { vec![] }
         .iter()
         .map(|p| format!(r#"<div class="alert error" role="alert">{}</div>"#, esc(p)))
         .collect();
+    let head = if is_admin {
+        r#"<div class="admin-head"><h1>Apps</h1><a class="button" href="/.gatehouse/admin/apps/new">New app</a></div>"#
+    } else {
+        r#"<div class="admin-head"><h1>My apps</h1></div><p class="muted">The apps you own: manage who can open them, their grants and requests.</p>"#
+    };
     let body = format!(
-        r#"<div class="admin-head"><h1>Apps</h1><a class="button" href="/.gatehouse/admin/apps/new">New app</a></div>
+        r#"{head}
 {problems}
 <div class="table-wrap"><table><thead><tr><th>App</th><th>Route</th><th>Upstreams</th><th>Access</th><th>Who can open it</th><th>Defined in</th></tr></thead><tbody>{rows}</tbody></table></div>"#
     );
-    page(&gate, &v, "Apps", "apps", &body)
+    page(&gate, &v, if is_admin { "Apps" } else { "My apps" }, "apps", &body)
 }
 
 fn field_error(errors: &[(String, String)], field: &str) -> String {
@@ -528,7 +607,19 @@ fn described_by(errors: &[(String, String)], field: &str) -> String {
 }
 
 /// The app form. `create`: a new app (slug editable).
-fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, String)]) -> String {
+fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, String)], with_owners: bool) -> String {
+    let owners = if with_owners {
+        format!(
+            r#"<label for="owner_users">Owners</label><p class="hint">People (one per line) who may manage this app's access, grants, requests and settings without being administrators.</p>
+<textarea id="owner_users" name="owner_users" rows="2" spellcheck="false">{}</textarea>
+<label for="owner_groups">Owner groups</label><p class="hint">Members of these groups are owners too.</p>
+<textarea id="owner_groups" name="owner_groups" rows="2" spellcheck="false">{}</textarea>"#,
+            esc(&input.owner_users),
+            esc(&input.owner_groups)
+        )
+    } else {
+        String::new()
+    };
     let action = if create {
         "/.gatehouse/admin/apps/new".to_string()
     } else {
@@ -566,6 +657,7 @@ fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, Stri
 <textarea id="allow_groups" name="allow_groups" rows="3" spellcheck="false"{g_inv}>{groups}</textarea>{g_err}
 <label for="allow_users">Allowed people</label><p class="hint">User names, one per line.</p>
 <textarea id="allow_users" name="allow_users" rows="2" spellcheck="false"{u_inv}>{users}</textarea>{u_err}
+{owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
 </form>"#,
         token = attr(token),
@@ -611,7 +703,7 @@ async fn new_app_page(State(gate): State<Shared>, i: Option<Extension<RequestInf
     };
     let body = format!(
         r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>New app</h1>{}</section>"#,
-        app_form(&input, true, &token_of(&i), &[])
+        app_form(&input, true, &token_of(&i), &[], true)
     );
     page(&gate, &v, "New app", "apps", &body)
 }
@@ -656,7 +748,14 @@ async fn save(
     path: &str,
 ) -> Response {
     let token = form.as_ref().map(|f| f.csrf.clone()).unwrap_or_default();
-    let v = match admin_post(&gate, &i, &headers, &token, path) {
+    // Creating an app is for administrators; an app's owners may edit it.
+    let slug = form.as_ref().ok().map(|f| f.slug.clone()).unwrap_or_default();
+    let who = if create {
+        admin_post(&gate, &i, &headers, &token, path)
+    } else {
+        manager_post(&gate, &i, &headers, &token, path, Some(&slug)).map(|(v, _)| v)
+    };
+    let v = match who {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -686,7 +785,7 @@ async fn save(
             let body = format!(
                 r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>{title}</h1><div class="alert error" role="alert">{alert}</div>{form}</section>"#,
                 alert = esc(&alert),
-                form = app_form(&input, create, &token_of(&i), &errors)
+                form = app_form(&input, create, &token_of(&i), &errors, v.identity.admin)
             );
             let mut r = page(&gate, &v, title, "apps", &body);
             *r.status_mut() = status;
@@ -769,8 +868,8 @@ async fn add_grant(
     let i = info(i);
     let f = form.map(|Form(f)| f).unwrap_or_default();
     let back = format!("/.gatehouse/admin/apps/{slug}");
-    let v = match admin_post(&gate, &i, &headers, &f.csrf, &back) {
-        Ok(v) => v,
+    let v = match manager_post(&gate, &i, &headers, &f.csrf, &back, Some(&slug)) {
+        Ok((v, _)) => v,
         Err(r) => return *r,
     };
     match gate.add_grant(&v, i.client, &slug, &f).await {
@@ -800,8 +899,8 @@ async fn remove_grant(
     let i = info(i);
     let f = form.map(|Form(f)| f).unwrap_or_default();
     let back = format!("/.gatehouse/admin/apps/{slug}");
-    let v = match admin_post(&gate, &i, &headers, &f.csrf, &back) {
-        Ok(v) => v,
+    let v = match manager_post(&gate, &i, &headers, &f.csrf, &back, Some(&slug)) {
+        Ok((v, _)) => v,
         Err(r) => return *r,
     };
     match gate.remove_grant(&v, i.client, &slug, &f.kind, &f.name).await {
@@ -817,7 +916,7 @@ async fn app_page(
     Query(q): Query<AppQuery>,
 ) -> Response {
     let i = info(i);
-    let v = match admin(&gate, &i, &format!("/.gatehouse/admin/apps/{slug}")) {
+    let (v, is_admin) = match manager(&gate, &i, &format!("/.gatehouse/admin/apps/{slug}"), Some(&slug)) {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -872,18 +971,26 @@ async fn app_page(
             access: app.access.clone(),
             allow_groups: app.allow_groups.join("\n"),
             allow_users: app.allow_users.join("\n"),
+            owner_users: app.owner_users.join("\n"),
+            owner_groups: app.owner_groups.join("\n"),
             version: app.version,
             csrf: String::new(),
         };
-        format!(
-            r#"<section class="card wide-card"><h2>Settings</h2>{form}</section>
-<section class="card wide-card danger-zone"><h2>Delete</h2><p class="muted">Removes the app from every replica at once. People lose access immediately.</p>
+        let delete = if is_admin {
+            format!(
+                r#"<section class="card wide-card danger-zone"><h2>Delete</h2><p class="muted">Removes the app from every replica at once. People lose access immediately.</p>
 <form method="post" action="/.gatehouse/admin/apps/{slug}/delete"><input type="hidden" name="csrf" value="{token}"><input type="hidden" name="version" value="{version}"><button class="button danger" type="submit">Delete {name}</button></form></section>"#,
-            form = app_form(&input, false, &token, &[]),
-            slug = attr(&app.slug),
-            token = attr(&token),
-            version = app.version,
-            name = esc(&app.name),
+                slug = attr(&app.slug),
+                token = attr(&token),
+                version = app.version,
+                name = esc(&app.name),
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"<section class="card wide-card"><h2>Settings</h2>{form}</section>{delete}"#,
+            form = app_form(&input, false, &token, &[], is_admin),
         )
     } else {
         format!(
@@ -1223,13 +1330,17 @@ fn status_badge(status: &str) -> String {
 
 async fn requests_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
     let i = info(i);
-    let v = match admin(&gate, &i, "/.gatehouse/admin/requests") {
+    let (v, is_admin) = match manager(&gate, &i, "/.gatehouse/admin/requests", None) {
         Ok(v) => v,
         Err(r) => return *r,
     };
     let token = token_of(&i);
     let rows = match gate.requests().await {
-        Ok(r) => r,
+        // Owners see the requests for their apps only.
+        Ok(r) => r
+            .into_iter()
+            .filter(|r| is_admin || gate.manages(&v.identity, &r.app))
+            .collect::<Vec<_>>(),
         Err(e) => {
             return crate::error(
                 &gate,
@@ -1304,8 +1415,8 @@ async fn decide(
 ) -> Response {
     let i = info(i);
     let f = form.map(|Form(f)| f).unwrap_or_default();
-    let v = match admin_post(&gate, &i, &headers, &f.csrf, "/.gatehouse/admin/requests") {
-        Ok(v) => v,
+    let v = match manager_post(&gate, &i, &headers, &f.csrf, "/.gatehouse/admin/requests", Some(&f.app)) {
+        Ok((v, _)) => v,
         Err(r) => return *r,
     };
     match gate.decide(&v, i.client, &f).await {

@@ -133,6 +133,8 @@ impl Authn {
             },
             allow_groups: app.allow_groups.iter().map(|g| GroupName::new(g)).collect(),
             allow_users: app.allow_users.iter().map(|u| UserName::new(u)).collect(),
+            owner_users: items(&input.owner_users).iter().map(|u| UserName::new(u)).collect(),
+            owner_groups: items(&input.owner_groups).iter().map(|g| GroupName::new(g)).collect(),
             created_at: 0,
             updated_at: 0,
         })
@@ -205,8 +207,19 @@ impl AdminGate for Authn {
                 source: a.source.as_str().to_string(),
                 audience: who_can_open(&a.policy).to_string(),
                 version: a.version,
+                owner_users: a.owners.users.iter().map(|u| u.as_str().to_string()).collect(),
+                owner_groups: a.owners.groups.iter().map(|g| g.as_str().to_string()).collect(),
             })
             .collect()
+    }
+
+    fn manages(&self, who: &Identity, slug: &str) -> bool {
+        who.admin
+            || self
+                .live
+                .peek()
+                .app(slug)
+                .is_some_and(|a| gatehouse_policy::owners::manages(&a.owners, who))
     }
 
     fn admin_problems(&self) -> Vec<String> {
@@ -237,6 +250,13 @@ impl AdminGate for Authn {
             _ => {}
         }
         record.created_at = existing.as_ref().map(|e| e.created_at).unwrap_or(t);
+        // Only administrators name owners; an owner's save keeps them as they were.
+        if !by.identity.admin {
+            if let Some(e) = &existing {
+                record.owner_users = e.owner_users.clone();
+                record.owner_groups = e.owner_groups.clone();
+            }
+        }
         // Strictly newer than the version the form saw, even within one second.
         record.updated_at = existing.as_ref().map(|e| t.max(e.updated_at + 1)).unwrap_or(t);
         self.store

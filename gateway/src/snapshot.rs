@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gatehouse_admin_ui::PortalApp;
 use gatehouse_config::{Access, App, AppDefinition, Config};
+use gatehouse_policy::owners::Owners;
 use gatehouse_policy::{evaluate, AppPolicy, GroupName, Identity, UserName};
 use gatehouse_store::{AppRecord, GrantRecord, Grantee};
 
@@ -51,6 +52,8 @@ pub struct AppRuntime {
     pub source: AppSource,
     /// The store record's `updated_at` (0 for file apps): the version admin edits check.
     pub version: i64,
+    /// Who manages it besides administrators (store apps only).
+    pub owners: Owners,
     /// The portal card's link.
     pub href: String,
 }
@@ -123,8 +126,11 @@ impl Snapshot {
     ) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
-        let mut defined: Vec<(App, AppSource, i64)> =
-            config.apps.iter().map(|a| (a.clone(), AppSource::File, 0)).collect();
+        let mut defined: Vec<(App, AppSource, i64, Owners)> = config
+            .apps
+            .iter()
+            .map(|a| (a.clone(), AppSource::File, 0, Owners::default()))
+            .collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
         for r in stored {
@@ -132,15 +138,15 @@ impl Snapshot {
             match gatehouse_config::validate_app(definition(r), &at, &config.server) {
                 Err(p) => problems.push(format!("{at} is not served: {}", p.to_string().trim_end())),
                 Ok(app) => {
-                    if let Some((clash, source, _)) = defined.iter().find(|(a, _, _)| a.slug == app.slug) {
+                    if let Some((clash, source, _, _)) = defined.iter().find(|(a, _, _, _)| a.slug == app.slug) {
                         problems.push(format!(
                             "{at} is not served: the slug {:?} is taken by the app of the same slug in the {}",
                             clash.slug,
                             source.as_str()
                         ));
-                    } else if let Some((clash, source, _)) = defined
+                    } else if let Some((clash, source, _, _)) = defined
                         .iter()
-                        .find(|(a, _, _)| a.path == app.path && a.host == app.host)
+                        .find(|(a, _, _, _)| a.path == app.path && a.host == app.host)
                     {
                         problems.push(format!(
                             "{at} is not served: its route {}{} is taken by app {:?} from the {}",
@@ -159,7 +165,11 @@ impl Snapshot {
                                 }
                             }
                         }
-                        defined.push((app, AppSource::Store, r.updated_at));
+                        let owners = Owners {
+                            users: r.owner_users.iter().cloned().collect(),
+                            groups: r.owner_groups.iter().cloned().collect(),
+                        };
+                        defined.push((app, AppSource::Store, r.updated_at, owners));
                     }
                 }
             }
@@ -167,11 +177,11 @@ impl Snapshot {
         for p in &problems {
             tracing::warn!(problem = %p, "app from the store not served");
         }
-        let plain: Vec<App> = defined.iter().map(|(a, _, _)| a.clone()).collect();
+        let plain: Vec<App> = defined.iter().map(|(a, _, _, _)| a.clone()).collect();
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
-            .map(|(app, source, version)| {
+            .map(|(app, source, version, owners)| {
                 let pool = previous
                     .and_then(|prev| {
                         prev.apps.iter().find(|p| {
@@ -192,6 +202,7 @@ impl Snapshot {
                     pool,
                     source,
                     version,
+                    owners,
                     href,
                     app,
                 })
@@ -317,6 +328,8 @@ mod tests {
             access,
             allow_groups: groups.iter().map(|g| GroupName::new(g)).collect(),
             allow_users: vec![],
+            owner_users: vec![],
+            owner_groups: vec![],
             created_at: 0,
             updated_at: 0,
         }

@@ -7,6 +7,8 @@
 //! depends on this one for the name types; [`evaluate`] never touches it.
 #![forbid(unsafe_code)]
 
+pub mod owners;
+
 use std::collections::BTreeSet;
 use std::fmt;
 

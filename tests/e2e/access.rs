@@ -607,6 +607,8 @@ async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
                 access: gatehouse_store::Access::Restricted,
                 allow_groups: vec![gatehouse_policy::GroupName::new("Finance")],
                 allow_users: vec![],
+                owner_users: vec![],
+                owner_groups: vec![],
                 created_at: 0,
                 updated_at: 0,
             },

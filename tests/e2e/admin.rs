@@ -713,3 +713,151 @@ async fn access_is_requested_from_the_403_page_and_approved_or_declined() {
         assert!(audit.contains(action), "{action} audited");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apps_owners_manage_that_app_and_nothing_else() {
+    let backend = Backend::start("sales").await;
+    let gw = gatehouse()
+        .user("root", PW, true, &[])
+        .user("olga", PW, false, &[])
+        .user("dan", PW, false, &["data"])
+        .user("bob", PW, false, &["sales"])
+        .start()
+        .await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    let up = backend.addr.to_string();
+    let mut sales = new_app_form(&token, "sales", &up, "");
+    sales.push(("owner_users", "Olga"));
+    sales.push(("owner_groups", "data"));
+    assert_eq!(post(&mut root, "/.gatehouse/admin/apps/new", &sales).await.status, 303);
+    let hr = new_app_form(&token, "hr", &up, "");
+    assert_eq!(post(&mut root, "/.gatehouse/admin/apps/new", &hr).await.status, 303);
+
+    for owner in ["olga", "dan"] {
+        let mut o = signed_in(&gw, owner).await;
+        let home = o.get("/.gatehouse/admin/").await;
+        assert_eq!(home.status, 303, "{owner}");
+        let mine = o.get("/.gatehouse/admin/apps").await;
+        assert_eq!(mine.status, 200);
+        assert!(
+            mine.body.contains("My apps") && mine.body.contains("/.gatehouse/admin/apps/sales"),
+            "{owner}: {}",
+            mine.body
+        );
+        assert!(
+            !mine.body.contains("/.gatehouse/admin/apps/hr") && !mine.body.contains("New app"),
+            "{owner} sees only their app"
+        );
+        for p in [
+            "/.gatehouse/admin/apps/hr",
+            "/.gatehouse/admin/apps/new",
+            "/.gatehouse/admin/users",
+            "/.gatehouse/admin/sessions",
+            "/.gatehouse/admin/audit",
+        ] {
+            assert_eq!(o.get(p).await.status, 403, "{owner}: {p}");
+        }
+    }
+
+    let mut olga = signed_in(&gw, "olga").await;
+    let page = olga.get("/.gatehouse/admin/apps/sales").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("owner_users") && !page.body.contains("Delete"),
+        "no owner fields, no delete for owners"
+    );
+    let token = page.input_value("csrf").expect("token");
+    let version = page.input_value("version").expect("version");
+    // An owner's edit: the allow-list changes; an attempt to name owners is ignored.
+    let mut edit = new_app_form(&token, "sales", &up, "sales");
+    edit.retain(|(k, _)| *k != "version");
+    edit.push(("version", &version));
+    edit.push(("owner_users", "eve"));
+    assert_eq!(post(&mut olga, "/.gatehouse/admin/apps/sales", &edit).await.status, 303);
+    let mut bob = signed_in(&gw, "bob").await;
+    assert_eq!(
+        bob.get("/apps/sales/").await.status,
+        200,
+        "the owner's grant to group sales applies"
+    );
+    let owners = root.get("/.gatehouse/admin/apps/sales").await.body;
+    assert!(
+        owners.contains("olga") && !owners.contains(">eve"),
+        "owners unchanged by an owner's save"
+    );
+    // Grants: on their app, yes; on another, no.
+    let g = [
+        ("csrf", token.as_str()),
+        ("kind", "user"),
+        ("name", "carol"),
+        ("duration", "1d"),
+        ("until", ""),
+    ];
+    assert_eq!(
+        post(&mut olga, "/.gatehouse/admin/apps/sales/grants", &g).await.status,
+        303
+    );
+    assert_eq!(
+        post(&mut olga, "/.gatehouse/admin/apps/hr/grants", &g).await.status,
+        403
+    );
+    assert_eq!(post(&mut olga, "/.gatehouse/admin/apps/hr", &edit).await.status, 403);
+    assert_eq!(
+        post(
+            &mut olga,
+            "/.gatehouse/admin/apps/sales/delete",
+            &[("csrf", &token), ("version", &version)]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        post(
+            &mut olga,
+            "/.gatehouse/admin/sessions/revoke",
+            &[("csrf", &token), ("user", "bob")]
+        )
+        .await
+        .status,
+        403
+    );
+
+    // Access requests: the owner sees and decides those for their app only.
+    let mut dan = signed_in(&gw, "dan").await;
+    let p = dan.get("/apps/hr/").await;
+    let t = p.input_value("csrf").expect("request form");
+    assert_eq!(
+        post(
+            &mut dan,
+            "/.gatehouse/request-access",
+            &[("csrf", &t), ("app", "hr"), ("reason", "")]
+        )
+        .await
+        .status,
+        303
+    );
+    let requests = olga.get("/.gatehouse/admin/requests").await;
+    assert_eq!(requests.status, 200);
+    assert!(!requests.body.contains("dan →"), "olga does not see requests for hr");
+    let decide = [
+        ("csrf", token.as_str()),
+        ("app", "hr"),
+        ("user", "dan"),
+        ("decision", "approve"),
+        ("grant_to", "user"),
+        ("duration", ""),
+        ("until", ""),
+    ];
+    assert_eq!(post(&mut olga, "/.gatehouse/admin/requests", &decide).await.status, 403);
+    assert_eq!(dan.get("/apps/hr/").await.status, 403, "nothing was granted");
+    assert!(
+        root.get("/.gatehouse/admin/requests").await.body.contains("dan"),
+        "the admin sees it"
+    );
+}

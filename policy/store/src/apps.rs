@@ -70,6 +70,10 @@ pub struct AppRecord {
     pub allow_groups: Vec<GroupName>,
     /// Sorted and de-duplicated when stored.
     pub allow_users: Vec<UserName>,
+    /// People who manage this app (not gateway administrators). Sorted, de-duplicated.
+    pub owner_users: Vec<UserName>,
+    /// Groups whose members manage this app. Sorted, de-duplicated.
+    pub owner_groups: Vec<GroupName>,
     /// Epoch seconds. [`Store::upsert_app`] keeps the first one.
     pub created_at: i64,
     /// Epoch seconds.
@@ -79,7 +83,7 @@ pub struct AppRecord {
 macro_rules! app_columns {
     () => {
         "slug, name, description, upstreams_json, access, allow_groups_json, allow_users_json, \
-         created_at, updated_at"
+         owner_users_json, owner_groups_json, created_at, updated_at"
     };
 }
 
@@ -94,6 +98,8 @@ impl AppRecord {
             "access": self.access,
             "allow_groups": self.allow_groups.iter().map(GroupName::as_str).collect::<Vec<_>>(),
             "allow_users": self.allow_users.iter().map(UserName::as_str).collect::<Vec<_>>(),
+            "owner_users": self.owner_users.iter().map(UserName::as_str).collect::<Vec<_>>(),
+            "owner_groups": self.owner_groups.iter().map(GroupName::as_str).collect::<Vec<_>>(),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         })
@@ -110,6 +116,8 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord, StoreError> {
         access: access.parse().map_err(|e| crate::error::bad_column("access", e))?,
         allow_groups: get_groups(row, "allow_groups_json")?,
         allow_users: get_users(row, "allow_users_json")?,
+        owner_users: get_users(row, "owner_users_json")?,
+        owner_groups: get_groups(row, "owner_groups_json")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -144,11 +152,12 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO apps (",
             app_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (slug) DO UPDATE SET \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (slug) DO UPDATE SET \
              name = excluded.name, description = excluded.description, \
              upstreams_json = excluded.upstreams_json, access = excluded.access, \
              allow_groups_json = excluded.allow_groups_json, \
-             allow_users_json = excluded.allow_users_json, updated_at = excluded.updated_at"
+             allow_users_json = excluded.allow_users_json, owner_users_json = excluded.owner_users_json, \
+             owner_groups_json = excluded.owner_groups_json, updated_at = excluded.updated_at"
         ))
         .bind(app.slug.clone())
         .bind(app.name.clone())
@@ -157,6 +166,8 @@ impl Store {
         .bind(app.access.as_str())
         .bind(groups_json(&app.allow_groups)?)
         .bind(users_json(&app.allow_users)?)
+        .bind(users_json(&app.owner_users)?)
+        .bind(groups_json(&app.owner_groups)?)
         .bind(app.created_at)
         .bind(app.updated_at)
         .execute(&mut *tx)

@@ -73,6 +73,8 @@ fn app(slug: &str, at: i64) -> AppRecord {
         access: Access::Restricted,
         allow_groups: group_names(&["finance"]),
         allow_users: vec![u("alice")],
+        owner_users: vec![u("Olga")],
+        owner_groups: group_names(&["Data Team", "data team"]),
         created_at: at,
         updated_at: at,
     }
