@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use gatehouse_admin_ui::admin::{
-    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, Check, DecisionInput, GrantInput, GrantRow,
-    RequestRow, SessionRow, UserInput, UserRow,
+    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, AuditSearch, Check, DecisionInput, GrantInput,
+    GrantRow, RequestRow, SessionRow, UserInput, UserRow,
 };
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
@@ -570,14 +570,16 @@ impl AdminGate for Authn {
         }
     }
 
-    async fn audit(&self, actor: &str, action: &str, target: &str) -> Result<Vec<AuditRow>, AdminError> {
+    async fn audit(&self, q: &AuditSearch) -> Result<Vec<AuditRow>, AdminError> {
         let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
         let filter = AuditFilter {
-            actor: some(actor),
-            action: some(action),
-            target: some(target),
-            since: None,
-            limit: 300,
+            actor: some(&q.actor),
+            action: some(&q.action),
+            target: some(&q.target),
+            since: q.since,
+            until: q.until,
+            limit: q.limit,
+            offset: q.offset,
         };
         let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_default();
         Ok(self

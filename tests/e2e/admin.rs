@@ -861,3 +861,59 @@ async fn an_apps_owners_manage_that_app_and_nothing_else() {
         "the admin sees it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_is_filtered_paged_and_exported() {
+    let backend = Backend::start("app").await;
+    let gw = setup(&backend).await;
+    let store = gatehouse_store::Store::open_sqlite(&gw.dir.path().join("gatehouse.db"))
+        .await
+        .expect("store");
+    let actor = gatehouse_store::Actor::new("script", None);
+    for i in 0..150 {
+        let mut e =
+            gatehouse_store::AuditEvent::new(&actor, "test.event", if i == 0 { "=HYPERLINK(\"x\")" } else { "t" });
+        e.detail = serde_json::json!({ "n": i });
+        store.audit(&e).await.expect("audit");
+    }
+    store.close().await;
+    let mut root = signed_in(&gw, "root").await;
+    let first = root.get("/.gatehouse/admin/audit?action=test.event").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.body.matches("<code>test.event</code>").count(),
+        100,
+        "100 per page"
+    );
+    assert!(first.body.contains(">Older<") && !first.body.contains(">Newer<"));
+    let second = root.get("/.gatehouse/admin/audit?action=test.event&page=1").await;
+    assert_eq!(second.body.matches("<code>test.event</code>").count(), 50);
+    assert!(second.body.contains(">Newer<") && !second.body.contains(">Older<"));
+    let none = root
+        .get("/.gatehouse/admin/audit?action=test.event&from=2999-01-01")
+        .await;
+    assert_eq!(none.body.matches("<code>test.event</code>").count(), 0);
+    let bad = root.get("/.gatehouse/admin/audit?from=yesterday").await;
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+
+    let csv = root.get("/.gatehouse/admin/audit.csv?action=test.event").await;
+    assert_eq!(csv.status, 200);
+    assert!(csv
+        .headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/csv")));
+    assert_eq!(csv.body.lines().count(), 151, "a header and every event, not a page");
+    assert!(
+        csv.body.contains("\"'=HYPERLINK(\"\"x\"\")\""),
+        "formulas are defused: {}",
+        &csv.body[..300.min(csv.body.len())]
+    );
+    let json = root.get("/.gatehouse/admin/audit.json?action=test.event").await;
+    let v: serde_json::Value = serde_json::from_str(&json.body).expect("JSON");
+    assert_eq!(v.as_array().map(Vec::len), Some(150));
+    assert_eq!(v[149]["detail"]["n"], 0, "oldest last, detail as JSON");
+
+    let mut alice = signed_in(&gw, "alice").await;
+    assert_eq!(alice.get("/.gatehouse/admin/audit.csv").await.status, 403);
+    assert_eq!(alice.get("/.gatehouse/admin/audit.json").await.status, 403);
+}

@@ -98,8 +98,12 @@ pub struct AuditFilter {
     pub target: Option<String>,
     /// At or after this time (epoch seconds).
     pub since: Option<i64>,
+    /// Before this time (epoch seconds, exclusive).
+    pub until: Option<i64>,
     /// At most this many events (negative: none). Default 100.
     pub limit: i64,
+    /// Skip this many of the newest matching events first (pages). Default 0.
+    pub offset: i64,
 }
 
 impl Default for AuditFilter {
@@ -109,7 +113,9 @@ impl Default for AuditFilter {
             action: None,
             target: None,
             since: None,
+            until: None,
             limit: 100,
+            offset: 0,
         }
     }
 }
@@ -196,13 +202,16 @@ impl Store {
             "SELECT ",
             audit_columns!(),
             " FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
-             AND ($3 IS NULL OR target = $3) AND at >= $4 ORDER BY at DESC, id DESC LIMIT $5"
+             AND ($3 IS NULL OR target = $3) AND at >= $4 AND at < $5 ORDER BY at DESC, id DESC \
+             LIMIT $6 OFFSET $7"
         ))
         .bind(filter.actor.clone())
         .bind(filter.action.clone())
         .bind(filter.target.clone())
         .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
         .bind(filter.limit.max(0))
+        .bind(filter.offset.max(0))
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading audit log"))?
