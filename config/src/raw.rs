@@ -117,6 +117,7 @@ pub enum Provider {
         #[serde(default)]
         required_groups: Vec<String>,
         refresh_interval: Option<String>,
+        user_namespace: Option<String>,
     },
     Saml {
         id: String,
@@ -136,6 +137,7 @@ pub enum Provider {
         #[serde(default)]
         allowed_signature_algorithms: Vec<String>,
         metadata_refresh: Option<String>,
+        user_namespace: Option<String>,
     },
 }
 

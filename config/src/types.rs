@@ -248,6 +248,8 @@ pub struct Oidc {
     pub require_verified_email: bool,
     pub required_groups: Vec<String>,
     pub refresh_interval: Option<Duration>,
+    /// Whose names this provider's users have. Default [`UserNamespace::Own`].
+    pub user_namespace: UserNamespace,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +274,23 @@ pub struct Saml {
     pub allowed_signature_algorithms: Vec<String>,
     /// How often IdP metadata given by URL is fetched again. Default 1 h.
     pub metadata_refresh: std::time::Duration,
+    /// Whose names this provider's users have. Default [`UserNamespace::Own`].
+    pub user_namespace: UserNamespace,
+}
+
+/// Whether an identity provider's user names are the local accounts' names.
+///
+/// Local accounts and LDAP directories share one namespace: `carol` is the same person
+/// whichever of them signs her in. An external OpenID Connect or SAML provider names people
+/// in its own namespace unless configured otherwise: its `carol` becomes `<provider id>:carol`
+/// in sessions, policies (`allow_users`), grants and the headers apps receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserNamespace {
+    /// Names are qualified with the provider id (`okta:carol`).
+    #[default]
+    Own,
+    /// Names are the same people as local accounts and LDAP users of that name.
+    Shared,
 }
 
 /// Who may open an app.

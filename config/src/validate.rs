@@ -52,6 +52,21 @@ impl Ctx<'_> {
         }
     }
 
+    fn user_namespace(&mut self, v: Option<&str>, at: &str) -> UserNamespace {
+        match v {
+            None | Some("own") => UserNamespace::Own,
+            Some("shared") => UserNamespace::Shared,
+            Some(o) => {
+                self.problem(
+                    at.to_string(),
+                    format!("unknown user namespace {o:?}"),
+                    Some("own or shared"),
+                );
+                UserNamespace::Own
+            }
+        }
+    }
+
     fn duration(&mut self, v: Option<&str>, at: &str, default: Duration) -> Duration {
         let Some(v) = v else { return default };
         match humantime::parse_duration(v) {
@@ -616,6 +631,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 require_verified_email,
                 required_groups,
                 refresh_interval,
+                user_namespace,
                 ..
             } => {
                 if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
@@ -648,6 +664,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                     required_groups,
                     refresh_interval: refresh_interval
                         .map(|v| cx.duration(Some(&v), &format!("{at}.refresh_interval"), Duration::ZERO)),
+                    user_namespace: cx.user_namespace(user_namespace.as_deref(), &format!("{at}.user_namespace")),
                 }))
             }
             raw::Provider::Saml {
@@ -663,6 +680,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                 allow_idp_initiated,
                 allowed_signature_algorithms,
                 metadata_refresh,
+                user_namespace,
                 ..
             } => {
                 let idp_metadata = if idp_metadata.starts_with("https://") || idp_metadata.starts_with("http://") {
@@ -701,6 +719,7 @@ fn providers(cx: &mut Ctx, raws: Vec<(String, raw::Provider)>) -> Vec<Provider> 
                         &format!("{at}.metadata_refresh"),
                         Duration::from_secs(3600),
                     ),
+                    user_namespace: cx.user_namespace(user_namespace.as_deref(), &format!("{at}.user_namespace")),
                 }))
             }
         };
@@ -1134,6 +1153,7 @@ mod tests {
             client_id = "def"
             allowed_email_domains = ["example.org"]
             require_verified_email = false
+            user_namespace = "shared"
             "#,
             Path::new("."),
             &env,
@@ -1146,6 +1166,14 @@ mod tests {
             "verified emails are required by default"
         );
         assert!(matches!(&c.providers[3].kind, ProviderKind::Oidc(o) if !o.require_verified_email));
+        assert!(
+            matches!(&c.providers[2].kind, ProviderKind::Oidc(o) if o.user_namespace == UserNamespace::Own),
+            "an external provider has its own namespace by default"
+        );
+        assert!(matches!(&c.providers[3].kind, ProviderKind::Oidc(o) if o.user_namespace == UserNamespace::Shared));
+        let got =
+            paths("[[providers]]\nid='o'\nkind='oidc'\nissuer='https://x'\nclient_id='c'\nuser_namespace='global'");
+        assert_eq!(got, ["providers[0].user_namespace"]);
         let got = paths("[[providers]]\nid='x'\nkind='kerberos'");
         assert_eq!(got, ["providers[0].kind"]);
     }

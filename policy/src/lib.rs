@@ -99,6 +99,29 @@ impl UserName {
         Ok(name)
     }
 
+    /// A user of a provider with its own namespace (an external OpenID Connect or SAML
+    /// provider, by default): `<provider>:<name>`, both parts normalised. Such a name never
+    /// equals a local or directory user's name, because sign-in refuses shared names that
+    /// [claim](UserName::claimed_namespace) a provider's namespace; `allow_users` and grants
+    /// name these users the same way (`okta:carol`).
+    pub fn qualified(provider: &str, name: &str) -> Self {
+        UserName(format!(
+            "{}:{}",
+            normalize_user_name(provider),
+            normalize_user_name(name)
+        ))
+    }
+
+    /// Which of `own_namespaces` (provider ids) this name is qualified with, if any: a name
+    /// from a shared namespace (local, LDAP) that returns `Some` would pose as that
+    /// provider's user and must be refused.
+    pub fn claimed_namespace<'a>(&self, own_namespaces: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+        own_namespaces.into_iter().find(|p| {
+            let p = normalize_user_name(p);
+            self.0.len() > p.len() && self.0.starts_with(&p) && self.0[p.len()..].starts_with(':')
+        })
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -415,6 +438,35 @@ mod tests {
     }
 
     #[test]
+    fn provider_namespaces_keep_same_spelled_names_apart() {
+        // Issue 11, defect 8: an OIDC `preferred_username` of `Carol ` was local `carol`.
+        let external = UserName::qualified("oidc", "Carol ");
+        assert_eq!(external.as_str(), "oidc:carol");
+        assert_ne!(external, UserName::new("carol"));
+        assert_eq!(external.claimed_namespace(["ldap", "oidc"]), Some("oidc"));
+        assert_eq!(UserName::new("carol").claimed_namespace(["oidc"]), None);
+        assert_eq!(UserName::new("OIDC:Carol").claimed_namespace(["oidc"]), Some("oidc"));
+        assert_eq!(UserName::new("oidcx:carol").claimed_namespace(["oidc"]), None);
+        assert_eq!(UserName::new("oidc:").claimed_namespace(["oidc"]), Some("oidc"));
+        let app = |users: &[&str]| AppPolicy {
+            slug: "fin".into(),
+            access: Access::Restricted {
+                groups: BTreeSet::new(),
+                users: users.iter().map(|u| UserName::new(u)).collect(),
+            },
+        };
+        let who = |user: UserName| Identity {
+            user,
+            groups: BTreeSet::new(),
+            admin: false,
+        };
+        assert!(!evaluate(&app(&["carol"]), Some(&who(external.clone()))).is_allowed());
+        assert!(evaluate(&app(&["oidc:carol"]), Some(&who(external.clone()))).is_allowed());
+        assert!(evaluate(&app(&["carol"]), Some(&who(UserName::new(" Carol")))).is_allowed());
+        assert!(!evaluate(&app(&["oidc:carol"]), Some(&who(UserName::new("carol")))).is_allowed());
+    }
+
+    #[test]
     fn user_names_are_parsed_with_a_length_cap() {
         assert_eq!(UserName::parse(" Carol ").unwrap(), UserName::new("carol"));
         assert_eq!(UserName::parse(" \u{3000} "), Err(UserNameError::Empty));
@@ -435,6 +487,19 @@ mod tests {
     }
 
     proptest! {
+        /// A provider's user, whatever the IdP calls them, is in that provider's namespace
+        /// and equals no shared name that does not claim it (those are refused at sign-in).
+        #[test]
+        fn qualified_names_stay_in_their_namespace(provider in "[a-z][a-z0-9_-]{0,8}", name in any::<String>(), other in any::<String>()) {
+            let q = UserName::qualified(&provider, &name);
+            prop_assert_eq!(q.claimed_namespace([provider.as_str()]), Some(provider.as_str()));
+            prop_assert_eq!(UserName::new(q.as_str()), q.clone());
+            let shared = UserName::new(&other);
+            if shared.claimed_namespace([provider.as_str()]).is_none() {
+                prop_assert_ne!(shared, q);
+            }
+        }
+
         /// Normalising is idempotent: a normalised name is its own normal form, for any text.
         #[test]
         fn user_name_normalisation_is_idempotent(s in any::<String>()) {

@@ -105,7 +105,7 @@ async fn code_flow_signs_in_and_the_app_sees_identity_and_groups() {
     let mut alice = sign_in(&s, "alice", "alice-pw").await;
     let p = alice.get("/apps/any/x").await;
     assert_eq!(p.status, 200);
-    assert_eq!(header(&p, "x-forwarded-user"), "alice");
+    assert_eq!(header(&p, "x-forwarded-user"), "op:alice");
     assert_eq!(header(&p, "x-forwarded-email"), "alice@example.org");
     assert_eq!(header(&p, "x-forwarded-groups"), "finance,staff");
     assert_eq!(alice.get("/apps/fin/").await.status, 200);
@@ -466,6 +466,99 @@ async fn two_providers_each_with_their_button() {
     }
 }
 
+/// Issue 11, defect 8: an OIDC user named like a local account was that account for
+/// `allow_users`. An external provider's users are `<provider>:<name>` unless the provider
+/// is configured to share the local namespace; a local name cannot claim a provider's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oidc_user_named_like_a_local_user_is_not_that_user_unless_configured() {
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let back = format!("{base}/.gatehouse/login?signed_out=1");
+    let op = OpenIdProvider::start(
+        &[
+            Client::new(
+                "gh-ext",
+                "gh-ext-secret",
+                &format!("{base}/.gatehouse/oidc/ext/callback"),
+                &back,
+            ),
+            Client::new(
+                "gh-corp",
+                "gh-corp-secret",
+                &format!("{base}/.gatehouse/oidc/corp/callback"),
+                &back,
+            ),
+        ],
+        false,
+    )
+    .await;
+    let backend = Backend::start("app").await;
+    let b = [backend.addr];
+    let gw = gatehouse()
+        .listen_port(port)
+        .user("carol", "carol-local-pw", false, &[])
+        .user("ext:carol", "poser-pw", false, &[])
+        .raw("[[providers]]\nid = \"local\"\nkind = \"local\"\n")
+        .raw(&provider_block("ext", &op, "gh-ext", ""))
+        .raw(&provider_block("corp", &op, "gh-corp", "user_namespace = \"shared\""))
+        .app("carols", &b, "access = \"restricted\"\nallow_users = [\"carol\"]")
+        .app(
+            "extcarols",
+            &b,
+            "access = \"restricted\"\nallow_users = [\"ext:carol\"]",
+        )
+        .start()
+        .await;
+    let oidc_sign_in = |provider: &'static str| {
+        let (gw, op, base) = (&gw, &op, &base);
+        async move {
+            let mut b = gw.browser();
+            let p = b.get(&format!("/.gatehouse/oidc/{provider}/start?rd=/")).await;
+            let cb = op
+                .login(
+                    &OpenIdProvider::browser_client(),
+                    p.location().unwrap(),
+                    "carol",
+                    "carol-pw",
+                )
+                .await
+                .unwrap();
+            let p = b.get(cb.strip_prefix(base.as_str()).unwrap()).await;
+            (b, p)
+        }
+    };
+    // The external provider's carol is ext:carol: not the local carol's app, but her own.
+    let (mut ext, p) = oidc_sign_in("ext").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(ext.get("/apps/carols/").await.status, 403);
+    let p = ext.get("/apps/extcarols/").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(header(&p, "x-forwarded-user"), "ext:carol");
+    // A provider configured to share the local namespace: its carol is the local carol.
+    let (mut corp, p) = oidc_sign_in("corp").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = corp.get("/apps/carols/").await;
+    assert_eq!(p.status, 200);
+    assert_eq!(header(&p, "x-forwarded-user"), "carol");
+    assert_eq!(corp.get("/apps/extcarols/").await.status, 403);
+    // The local carol is carol; a local account named `ext:carol` cannot sign in as the
+    // external provider's user.
+    let mut local = gw.browser();
+    assert_eq!(
+        local
+            .login("carol", "carol-local-pw", Some("/apps/carols/"))
+            .await
+            .status,
+        303
+    );
+    assert_eq!(local.get("/apps/carols/").await.status, 200);
+    let mut poser = gw.browser();
+    let p = poser.login("ext:carol", "poser-pw", Some("/apps/extcarols/")).await;
+    assert_ne!(p.status, 303, "{}", p.body);
+    assert_ne!(poser.get("/apps/extcarols/").await.status, 200);
+    assert!(gw.log().contains("in another provider's namespace"), "{}", gw.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_starts_while_the_provider_is_down_and_recovers() {
     let port = reserve_port();
@@ -541,7 +634,7 @@ async fn a_sign_in_started_on_one_replica_completes_on_another() {
         assert_eq!(p.status, 303, "callback on the other replica: {}", p.body);
         assert_eq!(p.location(), Some("/apps/any/x"));
         let page = on_finish.get("/apps/any/x").await;
-        assert_eq!(header(&page, "x-forwarded-user"), "alice");
+        assert_eq!(header(&page, "x-forwarded-user"), "op:alice");
         // Single use across replicas: the same callback again, anywhere, is refused.
         let mut again = starts.browser();
         again.cookies = on_start.cookies.clone();

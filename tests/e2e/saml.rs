@@ -133,7 +133,7 @@ async fn sp_initiated_login_reaches_the_app_with_groups() {
     assert!(login.contains("Sign in with Company SSO"));
     let mut alice = sign_in(&s, "alice").await;
     let p = alice.get("/apps/any/").await;
-    assert_eq!(header(&p, "x-forwarded-user"), "alice");
+    assert_eq!(header(&p, "x-forwarded-user"), "idp:alice");
     assert_eq!(header(&p, "x-forwarded-email"), "alice@example.org");
     assert_eq!(header(&p, "x-forwarded-groups"), "finance,staff");
     assert_eq!(alice.get("/apps/fin/").await.status, 200);
@@ -235,7 +235,7 @@ async fn encrypted_assertions_are_decrypted_with_the_sp_key() {
     assert!(xml.contains("EncryptedAssertion"), "the IdP encrypted it");
     let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
     assert_eq!(p.status, 303, "{}", p.body);
-    assert_eq!(header(&b.get("/apps/any/").await, "x-forwarded-user"), "alice");
+    assert_eq!(header(&b.get("/apps/any/").await, "x-forwarded-user"), "idp:alice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -569,7 +569,7 @@ async fn logout_requests_are_verified_exactly_as_read() {
 async fn responses_signed_at_both_levels_are_accepted() {
     let s = setup("", &["--sign-response"], false).await;
     let mut alice = sign_in(&s, "alice").await;
-    assert_eq!(header(&alice.get("/apps/any/").await, "x-forwarded-user"), "alice");
+    assert_eq!(header(&alice.get("/apps/any/").await, "x-forwarded-user"), "idp:alice");
     // And tampering is still caught when the Response carries its own signature.
     let mut b = s.gw.browser();
     let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
@@ -687,7 +687,10 @@ async fn a_sign_in_started_on_one_replica_completes_on_another() {
     let p = post(&mut on_finish, &acs, &resp, relay.as_deref()).await;
     assert_eq!(p.status, 303, "ACS on the other replica: {}", p.body);
     assert_eq!(p.location(), Some("/apps/any/x"));
-    assert_eq!(header(&on_finish.get("/apps/any/x").await, "x-forwarded-user"), "alice");
+    assert_eq!(
+        header(&on_finish.get("/apps/any/x").await, "x-forwarded-user"),
+        "idp:alice"
+    );
     // The same response again on the first replica: the RelayState record is used up.
     let mut again = s.gw.browser();
     let p = post(&mut again, &acs, &resp, relay.as_deref()).await;

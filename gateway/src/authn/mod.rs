@@ -300,6 +300,18 @@ impl Authn {
         }
     }
 
+    /// The provider whose own namespace `who` claims without being that provider's user: a
+    /// local, LDAP or shared-namespace account named `okta:carol` would otherwise be the
+    /// `okta` provider's carol in policies, grants and headers. Such sign-ins are refused.
+    fn poses_as(&self, who: &session::NewIdentity) -> Option<String> {
+        let own = (self.oidc.iter().filter(|p| p.own_namespace()).map(|p| p.id.as_str()))
+            .chain(self.saml.iter().filter(|p| p.own_namespace()).map(|p| p.id.as_str()));
+        let claimed = UserName::new(&who.username).claimed_namespace(own)?;
+        let own_user = self.oidc.iter().any(|p| p.id == who.provider && p.id == claimed)
+            || self.saml.iter().any(|p| p.id == who.provider && p.id == claimed);
+        (!own_user).then(|| claimed.to_string())
+    }
+
     /// Audits a failed single sign-on (the user is not known yet: the provider is the target).
     async fn audit_sso_failure(&self, provider: &str, client: Option<IpAddr>, reason: &str) {
         let detail = serde_json::json!({ "provider": provider, "reason": reason });
@@ -387,6 +399,13 @@ impl Gate for Authn {
             tracing::info!(user = %username, client = ?client, "failed sign-in");
             return Err(LoginError::Invalid);
         };
+        if let Some(claimed) = self.poses_as(&who) {
+            tracing::warn!(user = %who.username, provider = %who.provider, claimed = %claimed, "sign-in refused: the name is in another provider's namespace");
+            let detail =
+                serde_json::json!({ "provider": who.provider, "reason": "name in another provider's namespace" });
+            self.audit(username, client, "signin.failure", username, detail).await;
+            return Err(LoginError::Invalid);
+        }
         let (user, provider) = (who.username.clone(), who.provider.clone());
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
@@ -453,6 +472,12 @@ impl Gate for Authn {
                 return Err(sso_error(p, &e));
             }
         };
+        if let Some(claimed) = self.poses_as(&who) {
+            let e = OidcError::Rejected(format!("the user name is in the namespace of provider {claimed}"));
+            tracing::warn!(provider = %provider, user = %who.username, "OIDC sign-in refused: {e}");
+            self.audit_sso_failure(provider, client, &e.to_string()).await;
+            return Err(sso_error(p, &e));
+        }
         let user = who.username.clone();
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
@@ -514,6 +539,12 @@ impl Gate for Authn {
                 return Err(saml_error(p, &e.0));
             }
         };
+        if let Some(claimed) = self.poses_as(&who) {
+            let why = format!("the user name is in the namespace of provider {claimed}");
+            tracing::warn!(provider = %provider, user = %who.username, "SAML sign-in refused: {why}");
+            self.audit_sso_failure(provider, client, &why).await;
+            return Err(saml_error(p, &why));
+        }
         let user = who.username.clone();
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
@@ -550,7 +581,7 @@ impl Gate for Authn {
                 let mut ended = 0;
                 for s in self
                     .store
-                    .sessions_of(&UserName::new(&name_id))
+                    .sessions_of(&UserName::new(&p.user_name(&name_id)))
                     .await
                     .unwrap_or_default()
                 {

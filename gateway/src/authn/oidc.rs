@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use gatehouse_config::Oidc as OidcConfig;
+use gatehouse_config::{Oidc as OidcConfig, UserNamespace};
+use gatehouse_policy::UserName;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
@@ -507,13 +508,28 @@ impl OidcProvider {
         let groups = groups.unwrap_or_default();
         admit(&self.cfg, email.as_ref(), &groups)?;
         Ok(NewIdentity {
-            username: user,
+            username: self.user_name(&user),
             email: email.map(|e| e.address),
             display_name: name,
             groups,
             admin: false,
             provider: self.id.clone(),
         })
+    }
+
+    /// Whether this provider's users are named `<id>:<name>` (its own namespace, the
+    /// default) rather than sharing the local accounts' names.
+    pub fn own_namespace(&self) -> bool {
+        self.cfg.user_namespace == UserNamespace::Own
+    }
+
+    /// The session user name for the provider's `name`: `<id>:<name>` unless the provider
+    /// shares the local namespace (`user_namespace = "shared"`).
+    pub fn user_name(&self, name: &str) -> String {
+        match self.cfg.user_namespace {
+            UserNamespace::Own => UserName::qualified(&self.id, name).as_str().to_string(),
+            UserNamespace::Shared => name.to_string(),
+        }
     }
 
     /// Uses the refresh token: returns the current groups and the new data to keep.
@@ -614,6 +630,7 @@ mod tests {
             require_verified_email,
             required_groups: required_groups.iter().map(|g| g.to_string()).collect(),
             refresh_interval: None,
+            user_namespace: UserNamespace::Own,
         }
     }
 

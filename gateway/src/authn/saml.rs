@@ -16,7 +16,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
-use gatehouse_config::{MetadataSource, Saml as SamlConfig};
+use gatehouse_config::{MetadataSource, Saml as SamlConfig, UserNamespace};
+use gatehouse_policy::UserName;
 use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode};
 use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
 use samael::schema::Assertion;
@@ -498,6 +499,21 @@ impl SamlProvider {
         Ok((who, data, rd))
     }
 
+    /// Whether this provider's users are named `<id>:<name>` (its own namespace, the
+    /// default) rather than sharing the local accounts' names.
+    pub fn own_namespace(&self) -> bool {
+        self.cfg.user_namespace == UserNamespace::Own
+    }
+
+    /// The session user name for the IdP's `name`: `<id>:<name>` unless the provider shares
+    /// the local namespace (`user_namespace = "shared"`).
+    pub fn user_name(&self, name: &str) -> String {
+        match self.cfg.user_namespace {
+            UserNamespace::Own => UserName::qualified(&self.id, name).as_str().to_string(),
+            UserNamespace::Shared => name.to_string(),
+        }
+    }
+
     fn identity(&self, a: &Assertion) -> Result<(NewIdentity, SamlSessionData), SamlError> {
         let name_id = a
             .subject
@@ -535,7 +551,7 @@ impl SamlProvider {
             .find_map(|s| s.session_index.clone());
         Ok((
             NewIdentity {
-                username: user,
+                username: self.user_name(&user),
                 email: first(&self.cfg.email_attribute),
                 display_name: first(&self.cfg.name_attribute),
                 groups,
