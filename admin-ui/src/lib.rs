@@ -146,6 +146,10 @@ pub struct PortalApp {
 #[async_trait]
 pub trait Gate: admin::AdminGate + Send + Sync + 'static {
     fn site(&self) -> &Site;
+    /// The key of the sign-in and sign-out forms' CSRF field ([`csrf::form_token`]): a
+    /// secret shared by every replica (so a form served by one is accepted by another) that
+    /// no app can know.
+    fn csrf_key(&self) -> [u8; 32];
     /// Checks a user name and password; on success returns the new session cookie value.
     async fn password_login(
         &self,
@@ -284,14 +288,17 @@ fn set_cookie(site: &Site, name: &str, value: &str, max_age: Option<u64>, same_s
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The CSRF token of this browser, and a `Set-Cookie` if a new one had to be issued.
-fn csrf_token(site: &Site, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+/// The CSRF form field for this browser (the keyed hash of its CSRF cookie, see
+/// [`csrf::form_token`]), and a `Set-Cookie` if a new cookie had to be issued.
+fn csrf_token(gate: &Shared, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    let site = gate.site();
+    let key = gate.csrf_key();
     match cookie(headers, &site.csrf_cookie).filter(|t| csrf::well_formed(t)) {
-        Some(t) => (t.to_string(), None),
+        Some(t) => (csrf::form_token(&key, t), None),
         None => {
             let t = csrf::new_token();
             let c = set_cookie(site, &site.csrf_cookie, &t, None, "Strict");
-            (t, Some(c))
+            (csrf::form_token(&key, &t), Some(c))
         }
     }
 }
@@ -311,7 +318,7 @@ fn see_other(location: &str) -> Response {
 async fn portal(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>, headers: HeaderMap) -> Response {
     let info = info.map(|e| e.0).unwrap_or_default();
     let site = gate.site();
-    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let (csrf, new_cookie) = csrf_token(&gate, &headers);
     let apps = gate.portal_apps(info.viewer.as_ref().map(|v| &v.identity));
     let requests = match &info.viewer {
         Some(v) => gate.my_requests(v.identity.user.as_str()).await,
@@ -338,7 +345,7 @@ async fn login_page(
         return see_other(&rd);
     }
     let site = gate.site();
-    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let (csrf, new_cookie) = csrf_token(&gate, &headers);
     let notice = q.signed_out.is_some().then_some("You are signed out.");
     let html = pages::login(
         site,
@@ -396,7 +403,7 @@ async fn login_submit(
     // An over-long name is refused before it is counted, stored, logged or shown again.
     let too_long = f.username.len() > MAX_USER_NAME_BYTES;
     let rd = safe_redirect(if f.rd.is_empty() { "/" } else { &f.rd });
-    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let (csrf, new_cookie) = csrf_token(&gate, &headers);
     let render = |status: StatusCode, err: &str| {
         let html = pages::login(
             site,
@@ -416,7 +423,7 @@ async fn login_submit(
             &format!("User names are at most {MAX_USER_NAME_BYTES} bytes."),
         );
     }
-    if !csrf::verify(cookie(&headers, &site.csrf_cookie), &f.csrf) {
+    if !csrf::verify(&gate.csrf_key(), cookie(&headers, &site.csrf_cookie), &f.csrf) {
         return render(
             StatusCode::BAD_REQUEST,
             "This sign-in form expired. Please sign in again.",
@@ -456,7 +463,7 @@ async fn login_submit(
 
 async fn logout_page(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>, headers: HeaderMap) -> Response {
     let site = gate.site();
-    let (csrf, new_cookie) = csrf_token(site, &headers);
+    let (csrf, new_cookie) = csrf_token(&gate, &headers);
     let viewer = info.and_then(|i| i.0.viewer);
     let html = pages::logout(site, viewer.as_ref(), &csrf);
     with_cookies((no_store(), Html(html)).into_response(), new_cookie)
@@ -476,7 +483,7 @@ async fn logout_submit(
 ) -> Response {
     let site = gate.site();
     let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    if !csrf::verify(cookie(&headers, &site.csrf_cookie), &token) {
+    if !csrf::verify(&gate.csrf_key(), cookie(&headers, &site.csrf_cookie), &token) {
         return error(
             &gate,
             StatusCode::BAD_REQUEST,

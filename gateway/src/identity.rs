@@ -233,6 +233,9 @@ pub struct Keys {
     jwks: String,
     issuer: String,
     cache: moka::sync::Cache<(String, u64), Arc<str>>,
+    /// Key of the sign-in forms' CSRF field, derived from the active signing key: a secret
+    /// in the store that every replica shares and no app sees.
+    csrf_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -357,7 +360,16 @@ impl Keys {
             .iter()
             .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
             .collect();
+        let csrf_key = {
+            use sha2::Digest;
+            sha2::Sha256::new()
+                .chain_update(b"gatehouse-csrf-key\0")
+                .chain_update(active.private_pem.as_bytes())
+                .finalize()
+                .into()
+        };
         Ok(Keys {
+            csrf_key,
             kid: active.kid.clone(),
             encoding,
             jwks: serde_json::json!({ "keys": jwks }).to_string(),
@@ -367,6 +379,13 @@ impl Keys {
                 .time_to_live(ASSERTION_TTL - Duration::from_secs(60))
                 .build(),
         })
+    }
+
+    /// The key of the sign-in and sign-out forms' CSRF field (see
+    /// `gatehouse_admin_ui::csrf::form_token`). It changes with the signing key, so a form
+    /// left open across a key rotation asks to sign in again.
+    pub fn csrf_key(&self) -> [u8; 32] {
+        self.csrf_key
     }
 
     /// The JWKS document.

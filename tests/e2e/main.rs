@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod browser;
 mod cli;
+mod csrf;
 mod forwarding;
 mod ldap;
 mod lifecycle;

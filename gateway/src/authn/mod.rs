@@ -338,6 +338,10 @@ impl Gate for Authn {
         &self.site
     }
 
+    fn csrf_key(&self) -> [u8; 32] {
+        self.keys.current().csrf_key()
+    }
+
     async fn password_login(
         &self,
         username: &str,
