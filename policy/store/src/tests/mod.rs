@@ -74,7 +74,7 @@ fn app(slug: &str, at: i64) -> AppRecord {
         allow_groups: group_names(&["finance"]),
         allow_users: vec![u("alice")],
         owner_users: vec![u("Olga")],
-        owner_groups: group_names(&["Data Team", "data team"]),
+        owner_groups: group_names(&["Data Team"]),
         created_at: at,
         updated_at: at,
     }
