@@ -44,6 +44,10 @@ pub struct AdminApp {
     /// Who manages it besides administrators.
     pub owner_users: Vec<String>,
     pub owner_groups: Vec<String>,
+    pub remote_headers: bool,
+    pub plotly_user_data: bool,
+    pub groups_sent: String,
+    pub portal_visible: bool,
 }
 
 /// What the app form sends.
@@ -65,6 +69,14 @@ pub struct AppInput {
     pub allow_groups: String,
     #[serde(default)]
     pub allow_users: String,
+    /// Checkboxes: present when ticked.
+    pub remote_headers: Option<String>,
+    pub plotly_user_data: Option<String>,
+    /// `all` (default) or `referenced`.
+    #[serde(default)]
+    pub groups_sent: String,
+    /// Checkbox; the form renders it ticked for a new app.
+    pub portal_visible: Option<String>,
     /// Owners (administrators only set these): people and groups, one per line.
     #[serde(default)]
     pub owner_users: String,
@@ -673,6 +685,13 @@ fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, Stri
 <textarea id="allow_groups" name="allow_groups" rows="3" spellcheck="false"{g_inv}>{groups}</textarea>{g_err}
 <label for="allow_users">Allowed people</label><p class="hint">User names, one per line.</p>
 <textarea id="allow_users" name="allow_users" rows="2" spellcheck="false"{u_inv}>{users}</textarea>{u_err}
+<fieldset class="options"><legend>What the app is told, and where it shows</legend>
+<label class="check"><input type="checkbox" name="remote_headers" value="1"{remote}> Remote-User, Remote-Groups, Remote-Email, Remote-Name headers (Authelia style)</label>
+<label class="check"><input type="checkbox" name="plotly_user_data" value="1"{plotly}> Plotly-User-Data header for Dash apps using dash_enterprise_auth</label>
+<label for="groups_sent">Groups sent to the app</label>
+<select id="groups_sent" name="groups_sent"{gs_inv}><option value="all"{gs_all}>All of the person's groups</option><option value="referenced"{gs_ref}>Only the groups this app's access names (large directories)</option></select>{gs_err}
+<label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
+</fieldset>
 {owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
 </form>"#,
@@ -700,6 +719,25 @@ fn app_form(input: &AppInput, create: bool, token: &str, errors: &[(String, Stri
         u_inv = described_by(errors, "allow_users"),
         u_err = field_error(errors, "allow_users"),
         submit = if create { "Create app" } else { "Save changes" },
+        remote = if input.remote_headers.is_some() { " checked" } else { "" },
+        plotly = if input.plotly_user_data.is_some() {
+            " checked"
+        } else {
+            ""
+        },
+        gs_all = if input.groups_sent != "referenced" {
+            " selected"
+        } else {
+            ""
+        },
+        gs_ref = if input.groups_sent == "referenced" {
+            " selected"
+        } else {
+            ""
+        },
+        gs_inv = described_by(errors, "groups_sent"),
+        gs_err = field_error(errors, "groups_sent"),
+        visible = if input.portal_visible.is_some() { " checked" } else { "" },
     )
 }
 
@@ -715,6 +753,7 @@ async fn new_app_page(State(gate): State<Shared>, i: Option<Extension<RequestInf
     };
     let input = AppInput {
         access: "restricted".into(),
+        portal_visible: Some("1".into()),
         ..AppInput::default()
     };
     let body = format!(
@@ -989,6 +1028,10 @@ async fn app_page(
             allow_users: app.allow_users.join("\n"),
             owner_users: app.owner_users.join("\n"),
             owner_groups: app.owner_groups.join("\n"),
+            remote_headers: app.remote_headers.then(|| "1".to_string()),
+            plotly_user_data: app.plotly_user_data.then(|| "1".to_string()),
+            groups_sent: app.groups_sent.clone(),
+            portal_visible: app.portal_visible.then(|| "1".to_string()),
             version: app.version,
             csrf: String::new(),
         };

@@ -50,6 +50,7 @@ fn field_of(path: &str) -> &'static str {
         "access" => "access",
         "allow_groups" => "allow_groups",
         "allow_users" => "allow_users",
+        "headers" => "groups_sent",
         _ => "slug",
     }
 }
@@ -91,6 +92,9 @@ impl Authn {
             access: Some(input.access.trim().to_string()),
             allow_groups: items(&input.allow_groups),
             allow_users: items(&input.allow_users),
+            remote_headers: input.remote_headers.is_some(),
+            plotly_user_data: input.plotly_user_data.is_some(),
+            groups_sent: Some(input.groups_sent.trim().to_string()).filter(|g| !g.is_empty()),
             ..AppDefinition::default()
         };
         let app = gatehouse_config::validate_app(def, "app", &snap.config.server).map_err(|problems| {
@@ -135,6 +139,13 @@ impl Authn {
             allow_users: app.allow_users.iter().map(|u| UserName::new(u)).collect(),
             owner_users: items(&input.owner_users).iter().map(|u| UserName::new(u)).collect(),
             owner_groups: items(&input.owner_groups).iter().map(|g| GroupName::new(g)).collect(),
+            remote_headers: app.headers.remote_headers,
+            plotly_user_data: app.headers.plotly_user_data,
+            groups_sent: match app.headers.groups_sent {
+                gatehouse_config::GroupsSent::All => "all".into(),
+                gatehouse_config::GroupsSent::Referenced => "referenced".into(),
+            },
+            portal_visible: input.portal_visible.is_some(),
             created_at: 0,
             updated_at: 0,
         })
@@ -209,6 +220,13 @@ impl AdminGate for Authn {
                 version: a.version,
                 owner_users: a.owners.users.iter().map(|u| u.as_str().to_string()).collect(),
                 owner_groups: a.owners.groups.iter().map(|g| g.as_str().to_string()).collect(),
+                remote_headers: a.app.headers.remote_headers,
+                plotly_user_data: a.app.headers.plotly_user_data,
+                groups_sent: match a.app.headers.groups_sent {
+                    gatehouse_config::GroupsSent::All => "all".into(),
+                    gatehouse_config::GroupsSent::Referenced => "referenced".into(),
+                },
+                portal_visible: a.portal_visible,
             })
             .collect()
     }

@@ -54,6 +54,8 @@ pub struct AppRuntime {
     pub version: i64,
     /// Who manages it besides administrators (store apps only).
     pub owners: Owners,
+    /// Listed on the App Portal (file apps always are).
+    pub portal_visible: bool,
     /// The portal card's link.
     pub href: String,
 }
@@ -102,6 +104,9 @@ pub fn definition(r: &AppRecord) -> AppDefinition {
         access: Some(r.access.as_str().to_string()),
         allow_groups: r.allow_groups.iter().map(|g| g.as_str().to_string()).collect(),
         allow_users: r.allow_users.iter().map(|u| u.as_str().to_string()).collect(),
+        remote_headers: r.remote_headers,
+        plotly_user_data: r.plotly_user_data,
+        groups_sent: Some(r.groups_sent.clone()),
         ..AppDefinition::default()
     }
 }
@@ -126,10 +131,10 @@ impl Snapshot {
     ) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
-        let mut defined: Vec<(App, AppSource, i64, Owners)> = config
+        let mut defined: Vec<(App, AppSource, i64, Owners, bool)> = config
             .apps
             .iter()
-            .map(|a| (a.clone(), AppSource::File, 0, Owners::default()))
+            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), true))
             .collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -138,15 +143,14 @@ impl Snapshot {
             match gatehouse_config::validate_app(definition(r), &at, &config.server) {
                 Err(p) => problems.push(format!("{at} is not served: {}", p.to_string().trim_end())),
                 Ok(app) => {
-                    if let Some((clash, source, _, _)) = defined.iter().find(|(a, _, _, _)| a.slug == app.slug) {
+                    if let Some((clash, source, ..)) = defined.iter().find(|(a, ..)| a.slug == app.slug) {
                         problems.push(format!(
                             "{at} is not served: the slug {:?} is taken by the app of the same slug in the {}",
                             clash.slug,
                             source.as_str()
                         ));
-                    } else if let Some((clash, source, _, _)) = defined
-                        .iter()
-                        .find(|(a, _, _, _)| a.path == app.path && a.host == app.host)
+                    } else if let Some((clash, source, ..)) =
+                        defined.iter().find(|(a, ..)| a.path == app.path && a.host == app.host)
                     {
                         problems.push(format!(
                             "{at} is not served: its route {}{} is taken by app {:?} from the {}",
@@ -169,7 +173,7 @@ impl Snapshot {
                             users: r.owner_users.iter().cloned().collect(),
                             groups: r.owner_groups.iter().cloned().collect(),
                         };
-                        defined.push((app, AppSource::Store, r.updated_at, owners));
+                        defined.push((app, AppSource::Store, r.updated_at, owners, r.portal_visible));
                     }
                 }
             }
@@ -177,11 +181,11 @@ impl Snapshot {
         for p in &problems {
             tracing::warn!(problem = %p, "app from the store not served");
         }
-        let plain: Vec<App> = defined.iter().map(|(a, _, _, _)| a.clone()).collect();
+        let plain: Vec<App> = defined.iter().map(|(a, ..)| a.clone()).collect();
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
-            .map(|(app, source, version, owners)| {
+            .map(|(app, source, version, owners, portal_visible)| {
                 let pool = previous
                     .and_then(|prev| {
                         prev.apps.iter().find(|p| {
@@ -203,6 +207,7 @@ impl Snapshot {
                     source,
                     version,
                     owners,
+                    portal_visible,
                     href,
                     app,
                 })
@@ -232,7 +237,7 @@ impl Snapshot {
     pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
         self.apps
             .iter()
-            .filter(|a| evaluate(&a.policy, who).is_allowed())
+            .filter(|a| a.portal_visible && evaluate(&a.policy, who).is_allowed())
             .map(|a| PortalApp {
                 name: a.app.name.clone(),
                 description: a.app.description.clone(),
@@ -330,6 +335,10 @@ mod tests {
             allow_users: vec![],
             owner_users: vec![],
             owner_groups: vec![],
+            remote_headers: false,
+            plotly_user_data: false,
+            groups_sent: "all".into(),
+            portal_visible: true,
             created_at: 0,
             updated_at: 0,
         }

@@ -45,6 +45,7 @@ fn new_app_form<'a>(token: &'a str, slug: &'a str, upstream: &'a str, groups: &'
         ("access", "restricted"),
         ("allow_groups", groups),
         ("allow_users", ""),
+        ("portal_visible", "1"),
     ]
 }
 
@@ -916,4 +917,38 @@ async fn the_audit_log_is_filtered_paged_and_exported() {
     let mut alice = signed_in(&gw, "alice").await;
     assert_eq!(alice.get("/.gatehouse/admin/audit.csv").await.status, 403);
     assert_eq!(alice.get("/.gatehouse/admin/audit.json").await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_options_and_portal_visibility_are_set_in_the_admin_ui() {
+    let backend = Backend::start("dash").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = root.get("/.gatehouse/admin/apps/new").await.input_value("csrf").expect("token");
+    let up = backend.addr.to_string();
+    let mut form = new_app_form(&token, "dash", &up, "finance\nsales");
+    form.retain(|(k, _)| *k != "portal_visible");
+    form.push(("remote_headers", "1"));
+    form.push(("plotly_user_data", "1"));
+    form.push(("groups_sent", "referenced"));
+    let p = post(&mut root, "/.gatehouse/admin/apps/new", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let mut alice = signed_in(&gw, "alice").await;
+    let page = alice.get("/apps/dash/").await;
+    assert_eq!(page.status, 200);
+    let h = |n: &str| page.json()["headers"][n][0].as_str().unwrap_or("").to_string();
+    assert_eq!(h("remote-user"), "alice");
+    let plotly: serde_json::Value = serde_json::from_str(&h("plotly-user-data")).expect("Plotly-User-Data is JSON");
+    assert_eq!(plotly["username"], "alice");
+    assert_eq!(plotly["groups"], serde_json::json!(["finance"]), "only the groups the app names");
+    assert!(!alice.get("/").await.body.contains("/apps/dash/"), "hidden from the portal, still served");
+    // The edit page shows the options as saved; a bad groups_sent is refused by field.
+    let edit = root.get("/.gatehouse/admin/apps/dash").await;
+    assert!(edit.body.contains(r#"name="remote_headers" value="1" checked"#), "{}", edit.body);
+    assert!(edit.body.contains(r#"<option value="referenced" selected>"#));
+    let mut bad = new_app_form(&token, "other", &up, "");
+    bad.push(("groups_sent", "everything"));
+    let p = post(&mut root, "/.gatehouse/admin/apps/new", &bad).await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains(r#"id="groups_sent-error""#), "{}", p.body);
 }

@@ -10,7 +10,9 @@ use sqlx::AnyConnection;
 
 use crate::audit::{Actor, Entry};
 use crate::error::db;
-use crate::{get, get_groups, get_list, get_users, groups_json, to_json, users_json, Change, Store, StoreError};
+use crate::{
+    flag, get, get_flag, get_groups, get_list, get_users, groups_json, to_json, users_json, Change, Store, StoreError,
+};
 
 /// Who may open an app, as stored (the allow-lists are beside it in [`AppRecord`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -74,6 +76,13 @@ pub struct AppRecord {
     pub owner_users: Vec<UserName>,
     /// Groups whose members manage this app. Sorted, de-duplicated.
     pub owner_groups: Vec<GroupName>,
+    /// Identity header options, as in `[[apps]] headers`: Authelia-style `Remote-*`,
+    /// `Plotly-User-Data`, and which groups are sent (`all` or `referenced`).
+    pub remote_headers: bool,
+    pub plotly_user_data: bool,
+    pub groups_sent: String,
+    /// The App Portal lists it (to those who may open it). Default true.
+    pub portal_visible: bool,
     /// Epoch seconds. [`Store::upsert_app`] keeps the first one.
     pub created_at: i64,
     /// Epoch seconds.
@@ -83,7 +92,8 @@ pub struct AppRecord {
 macro_rules! app_columns {
     () => {
         "slug, name, description, upstreams_json, access, allow_groups_json, allow_users_json, \
-         owner_users_json, owner_groups_json, created_at, updated_at"
+         owner_users_json, owner_groups_json, remote_headers, plotly_user_data, groups_sent, \
+         portal_visible, created_at, updated_at"
     };
 }
 
@@ -100,6 +110,10 @@ impl AppRecord {
             "allow_users": self.allow_users.iter().map(UserName::as_str).collect::<Vec<_>>(),
             "owner_users": self.owner_users.iter().map(UserName::as_str).collect::<Vec<_>>(),
             "owner_groups": self.owner_groups.iter().map(GroupName::as_str).collect::<Vec<_>>(),
+            "remote_headers": self.remote_headers,
+            "plotly_user_data": self.plotly_user_data,
+            "groups_sent": self.groups_sent,
+            "portal_visible": self.portal_visible,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         })
@@ -118,6 +132,10 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord, StoreError> {
         allow_users: get_users(row, "allow_users_json")?,
         owner_users: get_users(row, "owner_users_json")?,
         owner_groups: get_groups(row, "owner_groups_json")?,
+        remote_headers: get_flag(row, "remote_headers")?,
+        plotly_user_data: get_flag(row, "plotly_user_data")?,
+        groups_sent: get(row, "groups_sent")?,
+        portal_visible: get_flag(row, "portal_visible")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -152,12 +170,15 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO apps (",
             app_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (slug) DO UPDATE SET \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (slug) DO UPDATE SET \
              name = excluded.name, description = excluded.description, \
              upstreams_json = excluded.upstreams_json, access = excluded.access, \
              allow_groups_json = excluded.allow_groups_json, \
              allow_users_json = excluded.allow_users_json, owner_users_json = excluded.owner_users_json, \
-             owner_groups_json = excluded.owner_groups_json, updated_at = excluded.updated_at"
+             owner_groups_json = excluded.owner_groups_json, remote_headers = excluded.remote_headers, \
+             plotly_user_data = excluded.plotly_user_data, groups_sent = excluded.groups_sent, \
+             portal_visible = excluded.portal_visible, updated_at = excluded.updated_at"
         ))
         .bind(app.slug.clone())
         .bind(app.name.clone())
@@ -168,6 +189,10 @@ impl Store {
         .bind(users_json(&app.allow_users)?)
         .bind(users_json(&app.owner_users)?)
         .bind(groups_json(&app.owner_groups)?)
+        .bind(flag(app.remote_headers))
+        .bind(flag(app.plotly_user_data))
+        .bind(app.groups_sent.clone())
+        .bind(flag(app.portal_visible))
         .bind(app.created_at)
         .bind(app.updated_at)
         .execute(&mut *tx)

@@ -75,6 +75,10 @@ fn app(slug: &str, at: i64) -> AppRecord {
         allow_users: vec![u("alice")],
         owner_users: vec![u("Olga")],
         owner_groups: group_names(&["Data Team"]),
+        remote_headers: false,
+        plotly_user_data: false,
+        groups_sent: "all".into(),
+        portal_visible: true,
         created_at: at,
         updated_at: at,
     }
