@@ -286,6 +286,10 @@ async fn sighup_swaps_in_a_valid_config_and_refuses_an_invalid_one() {
         removed.is_some(),
         "app b still served after reloading the original file"
     );
+    assert!(
+        !gw.log().contains('\u{1b}'),
+        "a log file gets plain text, no terminal colour codes"
+    );
 }
 
 /// Parses wrk's summary: (requests, non-2xx/3xx, socket errors).
