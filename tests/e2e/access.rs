@@ -667,3 +667,56 @@ async fn failures_from_one_address_are_limited_across_user_names() {
     let p = b.login("alice", PW, None).await;
     assert_eq!(p.status, 429, "{}", p.body);
 }
+
+/// Session fixation: every sign-in issues a fresh session id. A value planted in the browser
+/// beforehand, or the browser's own earlier session, is never the id it is given, and the
+/// planted value opens nothing afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sign_in_gets_a_fresh_session_id() {
+    let backend = Backend::start("app").await;
+    let gw = start(&backend, "").await;
+
+    // A planted cookie (an attacker's chosen value, well formed: 32 random-looking bytes).
+    let planted = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
+    let mut victim = gw.browser();
+    victim.cookies.insert("gatehouse_session".into(), planted.clone());
+    assert_eq!(victim.login("bob", PW, None).await.status, 303);
+    let given = victim.cookies["gatehouse_session"].clone();
+    assert_ne!(given, planted, "the sign-in adopted the planted id");
+    assert!(victim
+        .set_cookies
+        .iter()
+        .any(|c| c.starts_with(&format!("gatehouse_session={given};"))));
+    let mut attacker = gw.browser();
+    attacker.cookies.insert("gatehouse_session".into(), planted);
+    assert_eq!(
+        attacker.get_json("/apps/open/").await.status,
+        401,
+        "the planted id opens nothing"
+    );
+
+    // Signing in again over a live session (same user, then another): a new id each time.
+    let mut seen = vec![given];
+    // (The login page sends a signed-in browser on; a form posted anyway still signs in.)
+    for who in ["bob", "alice"] {
+        let csrf = victim.get("/").await.input_value("csrf").expect("csrf on the portal");
+        let p = victim
+            .post_form(
+                "/.gatehouse/login",
+                &[("username", who), ("password", PW), ("csrf", &csrf), ("rd", "/")],
+            )
+            .await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        let id = victim.cookies["gatehouse_session"].clone();
+        assert!(!seen.contains(&id), "sign-in as {who} kept an earlier session id");
+        assert_eq!(
+            header(&victim.get("/apps/open/").await, "x-forwarded-user").as_deref(),
+            Some(who)
+        );
+        seen.push(id);
+    }
+    // Two browsers signing in as the same person never share an id either.
+    let mut other = gw.browser();
+    assert_eq!(other.login("alice", PW, None).await.status, 303);
+    assert!(!seen.contains(&other.cookies["gatehouse_session"]));
+}
