@@ -195,6 +195,13 @@ async fn admins_open_everything_and_bob_is_kept_out() {
 async fn spoofed_identity_never_reaches_the_app() {
     let backend = Backend::start("app").await;
     let gw = start(&backend, "").await;
+    // A genuine assertion the gateway signed for alice, replayed by bob: it verifies, so only
+    // its decoded claims tell it apart from bob's own.
+    let mut alice = gw.browser();
+    assert_eq!(alice.login("alice", PW, None).await.status, 303);
+    let alices = header(&alice.get("/apps/open/").await, "x-gatehouse-assertion").unwrap();
+    assert_eq!(verify(&gw, &alices, "open").await.unwrap()["sub"], "alice");
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
     let spoof: &[(&str, &str)] = &[
         ("X-Forwarded-User", "admin"),
         ("x-forwarded-user", "admin"),
@@ -205,31 +212,99 @@ async fn spoofed_identity_never_reaches_the_app() {
         ("X-Forwarded-Preferred-Username", "admin"),
         ("Remote-User", "admin"),
         ("remote_groups", "admins"),
+        ("Remote-Groups", "admins"),
+        ("Remote-Email", "admin@evil"),
+        ("remote-email", "admin@evil"),
+        ("REMOTE_EMAIL", "admin@evil"),
+        ("Remote-Name", "admin"),
+        ("remote_name", "admin"),
+        ("REMOTE-NAME", "admin"),
         ("Plotly-User-Data", "{\"username\":\"admin\"}"),
-        ("X-Gatehouse-Assertion", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."),
+        ("plotly_user_data", "{\"username\":\"admin\"}"),
+        ("X-Gatehouse-Assertion", &alices),
+        ("x_gatehouse_assertion", &alices),
+        ("X-GATEHOUSE-ASSERTION", forged),
     ];
-    let check = |body: &str, who: &str| {
+    let identity = [
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-gatehouse-assertion",
+        "remote-user",
+        "remote-groups",
+        "remote-email",
+        "remote-name",
+        "plotly-user-data",
+    ];
+    let check = |body: &str, who: &str| -> serde_json::Value {
         assert!(!body.contains("admin"), "{who}: spoofed value reached the app: {body}");
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        for name in v["headers"].as_object().unwrap().keys() {
+        for (name, values) in v["headers"].as_object().unwrap() {
             assert!(!name.contains('_'), "{who}: underscore header {name} passed");
+            assert!(
+                values.as_array().is_some_and(|a| a.len() == 1) || !identity.contains(&name.as_str()),
+                "{who}: {name} reached the app more than once: {values}"
+            );
         }
+        v
     };
-    // Anonymous on a public app.
+    // Anonymous on a public app: no identity header at all, no assertion of anyone's.
     let r = raw::get(gw.addr, "/apps/pub/", spoof).await;
     assert_eq!(r.status, 200);
-    check(&r.body, "anonymous");
-    // Signed in on a protected app: the gateway's values replace the client's.
+    let v = check(&r.body, "anonymous");
+    for name in identity.iter().chain(&["x-forwarded-user"]) {
+        assert!(
+            v["headers"].get(name).is_none(),
+            "anonymous: {name} reached the app: {}",
+            r.body
+        );
+    }
+    // Signed in: the gateway's values replace the client's; apps without the options get none.
     let mut bob = gw.browser();
     assert_eq!(bob.login("bob", PW, None).await.status, 303);
     let cookie = format!("gatehouse_session={}", bob.cookies["gatehouse_session"]);
     let mut headers = spoof.to_vec();
     headers.push(("Cookie", &cookie));
-    for app in ["/apps/open/", "/apps/dash/", "/apps/pub/"] {
+    for (app, slug) in [("/apps/open/", "open"), ("/apps/dash/", "dash"), ("/apps/pub/", "pub")] {
         let r = raw::get(gw.addr, app, &headers).await;
         assert_eq!(r.status, 200, "{app}: {}", r.body);
-        check(&r.body, app);
-        assert!(r.body.contains("\"x-forwarded-user\":[\"bob\"]"), "{app}: {}", r.body);
+        let v = check(&r.body, app);
+        let got = |name: &str| v["headers"][name][0].as_str().map(str::to_string);
+        assert_eq!(got("x-forwarded-user").as_deref(), Some("bob"), "{app}: {}", r.body);
+        let token = got("x-gatehouse-assertion").expect("the gateway's assertion");
+        assert_ne!(token, alices, "{app}: the client's assertion reached the app");
+        let claims = verify(&gw, &token, slug)
+            .await
+            .unwrap_or_else(|e| panic!("{app}: the assertion does not verify: {e}"));
+        assert_eq!(claims["sub"], "bob", "{app}: {claims}");
+        assert_eq!(claims["aud"], slug, "{app}: {claims}");
+        assert_eq!(
+            decode_header(&token).unwrap().kid,
+            decode_header(&alices).unwrap().kid,
+            "{app}: signed with the gateway's current key"
+        );
+        if slug == "dash" {
+            assert_eq!(got("remote-user").as_deref(), Some("bob"));
+            assert_eq!(got("remote-name").as_deref(), Some("bob"));
+            assert_eq!(got("remote-groups").as_deref(), Some("sales"));
+            assert_eq!(got("remote-email").as_deref(), Some(""));
+            let plotly: serde_json::Value = serde_json::from_str(&got("plotly-user-data").unwrap()).unwrap();
+            assert_eq!(plotly, serde_json::json!({ "username": "bob", "groups": ["sales"] }));
+        } else {
+            for name in [
+                "remote-user",
+                "remote-groups",
+                "remote-email",
+                "remote-name",
+                "plotly-user-data",
+            ] {
+                assert!(
+                    v["headers"].get(name).is_none(),
+                    "{app}: {name} reached the app: {}",
+                    r.body
+                );
+            }
+        }
         assert!(
             !r.body.contains("gatehouse_session"),
             "{app}: gateway cookie reached the app"
