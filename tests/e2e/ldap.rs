@@ -91,6 +91,11 @@ async fn directory_sign_in_accepts_the_right_people_only() {
         ("*", "alice-pw", "wildcard user"),
         ("alice)(uid=*", "alice-pw", "filter injection"),
         ("*)(uid=*))(|(uid=*", "x", "filter injection"),
+        // Each of these would match exactly one entry (alice, bob) if `*` were not escaped,
+        // so only escaping refuses them, not the single-entry rule.
+        ("*ice", "alice-pw", "wildcard suffix matching one entry"),
+        ("a*e", "alice-pw", "inner wildcard matching one entry"),
+        ("b*", "bob-pw", "wildcard matching one entry"),
         ("al*", "alice-pw", "wildcard prefix"),
         ("locked", "locked-pw", "locked account"),
         ("dup", "dup-pw", "several entries match"),
@@ -102,6 +107,29 @@ async fn directory_sign_in_accepts_the_right_people_only() {
         assert!(p.body.contains("Wrong user name or password."), "{why}");
         assert!(!b.cookies.contains_key("gatehouse_session"), "{why}");
     }
+    // The empty password is refused by the gateway itself: slapd never sees a bind as alice
+    // for it (slapd would refuse an unauthenticated bind too, so only its log tells).
+    let alice_binds = || {
+        slapd
+            .log()
+            .to_ascii_lowercase()
+            .matches("bind dn=\"uid=alice,ou=people,dc=example,dc=org\" method=")
+            .count()
+    };
+    let before = alice_binds();
+    assert_eq!(gw.browser().login("alice", "", None).await.status, 401);
+    assert_eq!(gw.browser().login("alice", "alice-pw", None).await.status, 303);
+    // slapd's log is ordered: once the good sign-in's bind is in it, so would the other be.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alice_binds() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        alice_binds() - before,
+        1,
+        "slapd saw a bind as alice for the empty password:\n{}",
+        slapd.log()
+    );
     // Secrets never reach the logs.
     let log = gw.log();
     for secret in ["service-pw", "alice-pw", "bob-pw", "odd-pw"] {
