@@ -924,7 +924,11 @@ async fn header_options_and_portal_visibility_are_set_in_the_admin_ui() {
     let backend = Backend::start("dash").await;
     let gw = setup(&backend).await;
     let mut root = signed_in(&gw, "root").await;
-    let token = root.get("/.gatehouse/admin/apps/new").await.input_value("csrf").expect("token");
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
     let up = backend.addr.to_string();
     let mut form = new_app_form(&token, "dash", &up, "finance\nsales");
     form.retain(|(k, _)| *k != "portal_visible");
@@ -940,11 +944,22 @@ async fn header_options_and_portal_visibility_are_set_in_the_admin_ui() {
     assert_eq!(h("remote-user"), "alice");
     let plotly: serde_json::Value = serde_json::from_str(&h("plotly-user-data")).expect("Plotly-User-Data is JSON");
     assert_eq!(plotly["username"], "alice");
-    assert_eq!(plotly["groups"], serde_json::json!(["finance"]), "only the groups the app names");
-    assert!(!alice.get("/").await.body.contains("/apps/dash/"), "hidden from the portal, still served");
+    assert_eq!(
+        plotly["groups"],
+        serde_json::json!(["finance"]),
+        "only the groups the app names"
+    );
+    assert!(
+        !alice.get("/").await.body.contains("/apps/dash/"),
+        "hidden from the portal, still served"
+    );
     // The edit page shows the options as saved; a bad groups_sent is refused by field.
     let edit = root.get("/.gatehouse/admin/apps/dash").await;
-    assert!(edit.body.contains(r#"name="remote_headers" value="1" checked"#), "{}", edit.body);
+    assert!(
+        edit.body.contains(r#"name="remote_headers" value="1" checked"#),
+        "{}",
+        edit.body
+    );
     assert!(edit.body.contains(r#"<option value="referenced" selected>"#));
     let mut bad = new_app_form(&token, "other", &up, "");
     bad.push(("groups_sent", "everything"));
