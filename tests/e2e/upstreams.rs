@@ -23,12 +23,12 @@ async fn down_upstream_gives_a_clean_error_quickly() {
         .app(
             "down",
             &[closed],
-            "access = \"public\"\nhealth_check = { interval = \"60s\" }",
+            "name = \"Down app\"\naccess = \"public\"\nhealth_check = { interval = \"60s\" }",
         )
         .app(
             "silent",
             &[silent_addr],
-            "access = \"public\"\ntimeouts = { read = \"1s\", connect = \"1s\" }",
+            "name = \"Silent app\"\naccess = \"public\"\ntimeouts = { read = \"1s\", connect = \"1s\" }",
         )
         .start()
         .await;
@@ -43,17 +43,30 @@ async fn down_upstream_gives_a_clean_error_quickly() {
         .unwrap();
     let status = r.status().as_u16();
     let page = r.text().await.unwrap();
-    assert!(status == 502 || status == 503, "{status}");
-    assert!(page.contains("down") && page.contains("Try again"), "{page}");
+    // Its only member refuses connections, so it is (or, after the refused connect, becomes)
+    // unhealthy: the 503 page naming the app, not the 502 "could not be reached" one.
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("<h1>The app is unavailable</h1>"), "{page}");
+    assert!(
+        page.contains("Down app has no healthy server right now. Try again in a minute"),
+        "{page}"
+    );
     assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
     // Passive health took it out: now an immediate 503.
     let r = gw.get("/apps/down/").await;
     assert_eq!(r.status(), 503);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Down app has no healthy server right now"), "{page}");
 
     let t = Instant::now();
     let r = gw.get("/apps/silent/").await;
     assert_eq!(r.status(), 504);
     let took = t.elapsed();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("<h1>The app took too long</h1>") && page.contains("Silent app did not answer in time"),
+        "{page}"
+    );
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "took {took:?}"
