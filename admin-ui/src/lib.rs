@@ -1,6 +1,7 @@
 //! Gatehouse's web layer: the server-rendered pages people see (login, App Portal, error
-//! pages; admin pages as they land), CSRF, and the axum handlers behind the reserved
-//! `/.gatehouse/` endpoints. Pages share one layout and one stylesheet.
+//! pages, the 403 page with its access-request form, and the admin pages in [`admin`]),
+//! CSRF, and the axum handlers behind the reserved `/.gatehouse/` endpoints. Pages share
+//! one layout and one stylesheet.
 //!
 //! Nothing here decides access or checks passwords: handlers call a [`Gate`], which the
 //! gateway implements with its sessions, providers and `gatehouse_policy::evaluate`.

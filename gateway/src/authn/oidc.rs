@@ -1,6 +1,7 @@
 //! OpenID Connect sign-in with the `openidconnect` crate: discovery (retried while the
 //! provider is down), authorization code flow with PKCE (S256), `state` and `nonce` bound
-//! to a short-lived, single-use login record kept here (the browser holds one small
+//! to a short-lived, single-use login record kept in the store, so any replica can take the
+//! callback (the browser holds one small
 //! binding cookie, whatever the number of attempts), ID token validation (signature with
 //! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat` with leeway,
 //! `nonce`), JWKS re-fetch on an unknown key (at most every [`REFETCH_FLOOR`]), claims →

@@ -4,8 +4,9 @@
 //! against signature wrapping) and the usual conditions; this module adds what it does not
 //! guarantee: a provider refuses to start without an IdP signing certificate (samael would
 //! silently skip verification), algorithms are pinned, exactly one assertion, no XML
-//! comments or DTDs, single-use login records for `InResponseTo`, an assertion-ID replay
-//! cache, attribute → identity mapping, and single logout both ways (logout messages: one of
+//! comments or DTDs, single-use login records for `InResponseTo` and an assertion-ID replay
+//! record, both in the store so that any replica can take the IdP's POST, signature checks
+//! on the blocking pool, attribute → identity mapping, and single logout both ways (logout messages: one of
 //! each parameter, the IdP's signature over exactly the bytes read, Destination,
 //! IssueInstant and a replay check).
 
