@@ -216,7 +216,7 @@ impl AdminGate for Authn {
                 allow_users: a.app.allow_users.clone(),
                 editable: a.source == AppSource::Store,
                 source: a.source.as_str().to_string(),
-                audience: who_can_open(&a.policy).to_string(),
+                audience: who_can_open(&a.policy_now()).to_string(),
                 version: a.version,
                 owner_users: a.owners.users.iter().map(|u| u.as_str().to_string()).collect(),
                 owner_groups: a.owners.groups.iter().map(|g| g.as_str().to_string()).collect(),
@@ -312,7 +312,7 @@ impl AdminGate for Authn {
     }
 
     async fn check(&self, slug: &str, user: &str) -> Option<Check> {
-        let policy = self.live.peek().app(slug)?.policy.clone();
+        let policy = self.live.peek().app(slug)?.policy_now().into_owned();
         let name = UserName::new(user);
         let (who, basis) = self.identity_of(&name).await;
         let (allowed, reason) = match why(&policy, Some(&who)) {
@@ -459,7 +459,7 @@ impl AdminGate for Authn {
             }
             (
                 app.href.clone(),
-                !evaluate(&app.policy, Some(&by.identity)).is_allowed(),
+                !evaluate(&app.policy_now(), Some(&by.identity)).is_allowed(),
             )
         };
         if !denied {

@@ -114,7 +114,8 @@ pub fn decide(snap: &Snapshot, facts: &Facts<'_>, session: Option<Arc<Session>>)
             None => return Verdict::NotFound { path },
         },
     };
-    match evaluate(&app.policy, session.as_ref().map(|s| &s.identity)) {
+    let decision = evaluate(&app.policy_now(), session.as_ref().map(|s| &s.identity));
+    match decision {
         Decision::Allow(allow) => Verdict::Serve {
             app,
             upstream_path: with_query(&upstream_path),

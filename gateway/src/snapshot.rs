@@ -8,6 +8,8 @@
 //! Upstream pools are carried over from the previous snapshot when an app keeps the same
 //! upstreams and health check, so health state survives every swap.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -58,6 +60,44 @@ pub struct AppRuntime {
     pub portal_visible: bool,
     /// The portal card's link.
     pub href: String,
+    /// The people and groups on `policy`'s allow-lists only through a time-limited grant,
+    /// with the end of that grant: between the end and the next compile (milliseconds,
+    /// normally) [`AppRuntime::policy_now`] leaves them out, so an expired grant never
+    /// lets anyone in, however late the recompile.
+    pub timed: Vec<(Grantee, i64)>,
+    /// The earliest end in `timed`.
+    pub ends: Option<i64>,
+}
+
+impl AppRuntime {
+    /// The policy in force at `now`: `policy` without the time-limited grants that have
+    /// ended. Borrowed (no work) until the first of them ends.
+    pub fn policy_at(&self, now: i64) -> Cow<'_, AppPolicy> {
+        match self.ends {
+            Some(end) if now >= end => {
+                let mut policy = self.policy.clone();
+                if let gatehouse_policy::Access::Restricted { groups, users } = &mut policy.access {
+                    for (grantee, _) in self.timed.iter().filter(|(_, end)| now >= *end) {
+                        match grantee {
+                            Grantee::User(u) => users.remove(u),
+                            Grantee::Group(g) => groups.remove(g),
+                        };
+                    }
+                }
+                Cow::Owned(policy)
+            }
+            _ => Cow::Borrowed(&self.policy),
+        }
+    }
+
+    /// [`AppRuntime::policy_at`] the current second; reads the clock only for an app with
+    /// time-limited grants.
+    pub fn policy_now(&self) -> Cow<'_, AppPolicy> {
+        match self.ends {
+            None => Cow::Borrowed(&self.policy),
+            Some(_) => self.policy_at(crate::authn::session::now()),
+        }
+    }
 }
 
 /// Everything requests are judged by, at one moment. Immutable; replaced whole.
@@ -131,10 +171,10 @@ impl Snapshot {
     ) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
-        let mut defined: Vec<(App, AppSource, i64, Owners, bool)> = config
+        let mut defined: Vec<(App, AppSource, i64, Owners, bool, Vec<(Grantee, i64)>)> = config
             .apps
             .iter()
-            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), true))
+            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), true, Vec::new()))
             .collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -161,8 +201,20 @@ impl Snapshot {
                         ));
                     } else {
                         let mut app = app;
+                        let mut timed = Vec::new();
                         if app.access == Access::Restricted {
+                            let listed_users: BTreeSet<UserName> =
+                                app.allow_users.iter().map(|u| UserName::new(u)).collect();
+                            let listed_groups: BTreeSet<GroupName> =
+                                app.allow_groups.iter().map(|g| GroupName::new(g)).collect();
                             for g in grants.iter().filter(|g| g.app == app.slug && g.active(now)) {
+                                let listed = match &g.grantee {
+                                    Grantee::User(u) => listed_users.contains(u),
+                                    Grantee::Group(gr) => listed_groups.contains(gr),
+                                };
+                                if let (Some(end), false) = (g.expires_at, listed) {
+                                    timed.push((g.grantee.clone(), end));
+                                }
                                 match &g.grantee {
                                     Grantee::User(u) => app.allow_users.push(u.as_str().to_string()),
                                     Grantee::Group(gr) => app.allow_groups.push(gr.as_str().to_string()),
@@ -173,7 +225,7 @@ impl Snapshot {
                             users: r.owner_users.iter().cloned().collect(),
                             groups: r.owner_groups.iter().cloned().collect(),
                         };
-                        defined.push((app, AppSource::Store, r.updated_at, owners, r.portal_visible));
+                        defined.push((app, AppSource::Store, r.updated_at, owners, r.portal_visible, timed));
                     }
                 }
             }
@@ -185,7 +237,7 @@ impl Snapshot {
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
-            .map(|(app, source, version, owners, portal_visible)| {
+            .map(|(app, source, version, owners, portal_visible, timed)| {
                 let pool = previous
                     .and_then(|prev| {
                         prev.apps.iter().find(|p| {
@@ -209,6 +261,8 @@ impl Snapshot {
                     owners,
                     portal_visible,
                     href,
+                    ends: timed.iter().map(|(_, end)| *end).min(),
+                    timed,
                     app,
                 })
             })
@@ -237,7 +291,7 @@ impl Snapshot {
     pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
         self.apps
             .iter()
-            .filter(|a| a.portal_visible && evaluate(&a.policy, who).is_allowed())
+            .filter(|a| a.portal_visible && evaluate(&a.policy_now(), who).is_allowed())
             .map(|a| PortalApp {
                 name: a.app.name.clone(),
                 description: a.app.description.clone(),
@@ -436,5 +490,49 @@ access = "authenticated"
             admin: false,
         };
         assert_eq!(names(Some(&bob)), ["sales", "hr app", "pub app"]);
+    }
+
+    #[test]
+    fn a_time_limited_grant_stops_at_its_end_without_a_recompile() {
+        let grant = |grantee: Grantee, expires_at: Option<i64>| GrantRecord {
+            app: "hr".into(),
+            grantee,
+            expires_at,
+            created_by: "test".into(),
+            created_at: 0,
+        };
+        let grants = [
+            grant(Grantee::User(UserName::new("bob")), Some(1_000)),
+            grant(Grantee::Group(GroupName::new("temps")), Some(2_000)),
+            // Listed on the record as well: the end of the grant does not remove it.
+            grant(Grantee::Group(GroupName::new("hr")), Some(1_000)),
+            grant(Grantee::User(UserName::new("carol")), None),
+        ];
+        let stored = [record("hr", "127.0.0.1:11", StoredAccess::Restricted, &["hr"])];
+        let s = Snapshot::compile_with_grants(config(FILE), &stored, &grants, 900, None);
+        let hr = s.app("hr").expect("hr");
+        assert_eq!(hr.ends, Some(1_000));
+        assert_eq!(s.next_expiry, Some(1_000));
+        let person = |user: &str, group: &str| Identity {
+            user: UserName::new(user),
+            groups: [GroupName::new(group)].into_iter().collect(),
+            admin: false,
+        };
+        let allowed = |now: i64, who: &Identity| evaluate(&hr.policy_at(now), Some(who)).is_allowed();
+        let (bob, temp, staff, carol) = (
+            person("bob", "none"),
+            person("t", "temps"),
+            person("s", "hr"),
+            person("carol", "none"),
+        );
+        assert!(allowed(999, &bob) && allowed(999, &temp));
+        assert!(
+            matches!(hr.policy_at(999), Cow::Borrowed(_)),
+            "no work before the first end"
+        );
+        assert!(!allowed(1_000, &bob), "out at the second the grant ends");
+        assert!(allowed(1_000, &temp) && !allowed(2_000, &temp));
+        assert!(allowed(5_000, &staff), "the record's own allow-list stays");
+        assert!(allowed(5_000, &carol), "a grant without an end stays");
     }
 }
