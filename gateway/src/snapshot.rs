@@ -116,6 +116,10 @@ pub struct Snapshot {
     pub next_expiry: Option<i64>,
 }
 
+/// An app on its way into a snapshot: definition, source, version, owners, portal
+/// visibility and its time-limited grantees.
+type Defined = (App, AppSource, i64, Owners, bool, Vec<(Grantee, i64)>);
+
 static NEXT_APP_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The policy `evaluate` sees for a validated app.
@@ -171,7 +175,7 @@ impl Snapshot {
     ) -> Snapshot {
         let tls = config.server.tls.is_some();
         let mut problems = Vec::new();
-        let mut defined: Vec<(App, AppSource, i64, Owners, bool, Vec<(Grantee, i64)>)> = config
+        let mut defined: Vec<Defined> = config
             .apps
             .iter()
             .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), true, Vec::new()))
