@@ -53,10 +53,29 @@ pub enum WebError {
     BodyTooLarge { limit: usize },
 }
 
+/// The branding in force — the config file's `[branding]`, or what an administrator saved
+/// on the Branding page — swapped whole when either changes; read by every page.
+#[derive(Debug)]
+pub struct BrandingCell(arc_swap::ArcSwap<Branding>);
+
+impl BrandingCell {
+    pub fn new(branding: Branding) -> BrandingCell {
+        BrandingCell(arc_swap::ArcSwap::from_pointee(branding))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<Branding> {
+        self.0.load_full()
+    }
+
+    pub fn set(&self, branding: Branding) {
+        self.0.store(std::sync::Arc::new(branding));
+    }
+}
+
 /// Site-wide settings the pages need.
 #[derive(Debug, Clone)]
 pub struct Site {
-    pub branding: Branding,
+    pub branding: std::sync::Arc<BrandingCell>,
     pub session_cookie: String,
     pub csrf_cookie: String,
     /// Cookies carry `Secure` (TLS is on).
@@ -260,7 +279,12 @@ fn error(gate: &Shared, status: StatusCode, title: &str, message: &str) -> Respo
         message,
         action: Some(("Go to the App Portal", "/")),
     };
-    (status, no_store(), Html(pages::error_page(&gate.site().branding, &e))).into_response()
+    (
+        status,
+        no_store(),
+        Html(pages::error_page(&gate.site().branding.get(), &e)),
+    )
+        .into_response()
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 1] {
@@ -523,7 +547,7 @@ fn sso_error(gate: &Shared, e: &SsoError) -> Response {
     (
         status,
         no_store(),
-        Html(pages::error_page(&gate.site().branding, &page)),
+        Html(pages::error_page(&gate.site().branding.get(), &page)),
     )
         .into_response()
 }

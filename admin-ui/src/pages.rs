@@ -52,7 +52,7 @@ pub fn layout_with_nav(brand: &Branding, title: &str, body: &str, narrow: bool, 
 <style>:root {{ --accent: {accent}; }}</style>
 </head>
 <body>
-<header class="bar"><a class="brand" href="/"><span class="mark" aria-hidden="true">{initial}</span><span class="brand-name">{name}</span></a>{nav}</header>
+<header class="bar"><a class="brand" href="/">{mark}<span class="brand-name">{name}</span></a>{nav}</header>
 <main{cls}>
 {body}
 </main>
@@ -63,7 +63,13 @@ pub fn layout_with_nav(brand: &Branding, title: &str, body: &str, narrow: bool, 
         title = esc(title),
         name = esc(&brand.name),
         accent = esc(&brand.accent),
-        initial = esc(&initial),
+        mark = match &brand.logo_url {
+            Some(url) => format!(
+                r#"<img class="logo" src="{}" alt="" width="32" height="32">"#,
+                attr(url)
+            ),
+            None => format!(r#"<span class="mark" aria-hidden="true">{}</span>"#, esc(&initial)),
+        },
         icon = attr(&favicon(&initial, &brand.accent)),
         cls = if narrow { r#" class="narrow""# } else { "" },
     )
@@ -168,14 +174,14 @@ pub fn login(site: &Site, f: &LoginForm<'_>) -> String {
 {form}
 {sso}
 </section>"#,
-        name = esc(&site.branding.name),
+        name = esc(&site.branding.get().name),
         lead = if site.password_form {
             r#"<p class="lead">Use your account to open your apps.</p>"#
         } else {
             ""
         },
     );
-    layout(&site.branding, "Sign in", &body, true)
+    layout(&site.branding.get(), "Sign in", &body, true)
 }
 
 /// The name to show for `v`: the display name, else the user name.
@@ -260,7 +266,7 @@ pub fn portal(
         disabled = if apps.is_empty() { " disabled" } else { "" },
         requests = my_requests(requests),
     );
-    layout_with_nav(&site.branding, heading, &body, false, &nav(viewer, csrf))
+    layout_with_nav(&site.branding.get(), heading, &body, false, &nav(viewer, csrf))
 }
 
 /// "Your access requests" on the portal: where each request stands (approved ones are
@@ -297,7 +303,7 @@ pub fn logout(site: &Site, viewer: Option<&Viewer>, csrf: &str) -> String {
         ),
         None => r#"<section class="card"><h1>You are signed out</h1><div class="actions"><a class="button" href="/.gatehouse/login">Sign in</a></div></section>"#.to_string(),
     };
-    layout(&site.branding, "Sign out", &body, true)
+    layout(&site.branding.get(), "Sign out", &body, true)
 }
 
 /// A full HTML error page.
@@ -391,6 +397,7 @@ mod tests {
         Branding {
             name: "Acme <Apps>".into(),
             accent: "#0b6bcb".into(),
+            logo_url: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! This crate reads files (the config and `file:` secrets) and nothing else.
 #![forbid(unsafe_code)]
 
+mod branding;
 mod env;
 mod raw;
 mod types;
@@ -14,6 +15,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use branding::{check_branding, contrast, MIN_CONTRAST};
 pub use types::*;
 pub use validate::validate_app;
 

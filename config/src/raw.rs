@@ -70,6 +70,7 @@ pub struct Session {
 pub struct Branding {
     pub name: Option<String>,
     pub accent: Option<String>,
+    pub logo_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

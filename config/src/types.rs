@@ -126,12 +126,15 @@ pub struct Session {
 }
 
 /// `[branding]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branding {
     /// Default "Gatehouse".
     pub name: String,
-    /// A `#rrggbb` colour. Default `#0b6bcb`.
+    /// A `#rrggbb` colour (lower case) with at least 4.5:1 contrast against white. Default
+    /// `#0b6bcb`.
     pub accent: String,
+    /// A logo shown beside the name: an `https://` URL or a path on the gateway.
+    pub logo_url: Option<String>,
 }
 
 /// A value that must not be printed: `Debug` and `Display` show `***`.

@@ -426,18 +426,21 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
 }
 
 fn branding(cx: &mut Ctx, r: raw::Branding) -> Branding {
+    let name = r.name.unwrap_or_else(|| "Gatehouse".to_string());
     let accent = r.accent.unwrap_or_else(|| "#0b6bcb".to_string());
-    let ok = accent.len() == 7 && accent.starts_with('#') && accent[1..].chars().all(|c| c.is_ascii_hexdigit());
-    if !ok {
-        cx.problem(
-            "branding.accent",
-            format!("{accent:?} is not a #rrggbb colour"),
-            Some("e.g. #0b6bcb"),
-        );
-    }
-    Branding {
-        name: r.name.unwrap_or_else(|| "Gatehouse".to_string()),
-        accent,
+    let logo_url = r.logo_url.unwrap_or_default();
+    match crate::check_branding(&name, &accent, &logo_url) {
+        Ok(b) => b,
+        Err(problems) => {
+            for (field, message) in problems {
+                cx.problem(format!("branding.{field}"), message, None);
+            }
+            Branding {
+                name,
+                accent,
+                logo_url: None,
+            }
+        }
     }
 }
 
@@ -991,6 +994,19 @@ mod tests {
         assert_eq!(c.session.idle_timeout, Duration::from_secs(8 * 3600));
         assert_eq!(c.session.cookie_name, "gatehouse_session");
         assert!(c.apps.is_empty());
+    }
+
+    #[test]
+    fn branding_is_checked_for_contrast_and_logo() {
+        let c = load("[branding]\nname = \"Acme\"\naccent = \"#1F7A4D\"\nlogo_url = \"/logo.svg\"").unwrap();
+        assert_eq!(c.branding.accent, "#1f7a4d");
+        assert_eq!(c.branding.logo_url.as_deref(), Some("/logo.svg"));
+        assert_eq!(
+            paths("[branding]\naccent = \"#ffff00\"\nlogo_url = \"javascript:alert(1)\""),
+            ["branding.accent", "branding.logo_url"]
+        );
+        let text = load("[branding]\naccent = \"#ffff00\"").unwrap_err().to_string();
+        assert!(text.contains("contrast") && text.contains("darker"), "{text}");
     }
 
     #[test]

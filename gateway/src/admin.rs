@@ -9,13 +9,15 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use gatehouse_admin_ui::admin::{
-    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, AuditSearch, Check, DecisionInput, GrantInput,
-    GrantRow, RequestRow, SessionRow, UserInput, UserRow,
+    expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, AuditSearch, BrandingInput, BrandingView, Check,
+    DecisionInput, GrantInput, GrantRow, RequestRow, SessionRow, UserInput, UserRow,
 };
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
-use gatehouse_store::{AccessRequest, Actor, AppRecord, AuditFilter, GrantRecord, Grantee, NewUser, StoreError};
+use gatehouse_store::{
+    AccessRequest, Actor, AppRecord, AuditFilter, Expect, GrantRecord, Grantee, NewUser, StoreError,
+};
 
 use crate::authn::session::now;
 use crate::authn::Authn;
@@ -41,6 +43,24 @@ pub fn items(text: &str) -> Vec<String> {
 }
 
 /// The form field a config problem path (`app.upstreams[0]`) is about.
+/// The portal position typed in the app form: a whole number (empty: 0).
+fn portal_order(typed: &str) -> Result<i64, AdminError> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(0);
+    }
+    typed
+        .parse::<i64>()
+        .ok()
+        .filter(|n| n.abs() <= 1_000_000)
+        .ok_or_else(|| {
+            AdminError::Invalid(vec![(
+                "portal_order".into(),
+                format!("{typed:?} is not a whole number between -1000000 and 1000000 (e.g. 10)"),
+            )])
+        })
+}
+
 fn field_of(path: &str) -> &'static str {
     let key = path.strip_prefix("app.").unwrap_or(path);
     match key.split(['.', '[']).next().unwrap_or("") {
@@ -146,6 +166,7 @@ impl Authn {
                 gatehouse_config::GroupsSent::Referenced => "referenced".into(),
             },
             portal_visible: input.portal_visible.is_some(),
+            portal_order: portal_order(&input.portal_order)?,
             created_at: 0,
             updated_at: 0,
         })
@@ -227,6 +248,7 @@ impl AdminGate for Authn {
                     gatehouse_config::GroupsSent::Referenced => "referenced".into(),
                 },
                 portal_visible: a.portal_visible,
+                portal_order: a.portal_order,
             })
             .collect()
     }
@@ -254,17 +276,15 @@ impl AdminGate for Authn {
         let mut record = self.record(input, create)?;
         let existing = self.store.app(&record.slug).await.map_err(unavailable)?;
         let t = now();
+        let taken = || {
+            AdminError::Invalid(vec![(
+                "slug".into(),
+                format!("an app {:?} exists already", record.slug),
+            )])
+        };
         match (&existing, create) {
-            (Some(_), true) => {
-                return Err(AdminError::Invalid(vec![(
-                    "slug".into(),
-                    format!("an app {:?} exists already", record.slug),
-                )]))
-            }
+            (Some(_), true) => return Err(taken()),
             (None, false) => return Err(AdminError::NotFound),
-            (Some(e), false) if e.updated_at != input.version => {
-                return Err(AdminError::Conflict(self.last_editor(&record.slug).await));
-            }
             _ => {}
         }
         record.created_at = existing.as_ref().map(|e| e.created_at).unwrap_or(t);
@@ -277,10 +297,19 @@ impl AdminGate for Authn {
         }
         // Strictly newer than the version the form saw, even within one second.
         record.updated_at = existing.as_ref().map(|e| t.max(e.updated_at + 1)).unwrap_or(t);
-        self.store
-            .upsert_app(&record, &Self::actor(by, client))
-            .await
-            .map_err(unavailable)?;
+        // Checked and written in one statement: of two editors of one version, one wins.
+        let expect = if create {
+            Expect::Absent
+        } else {
+            Expect::Version(input.version)
+        };
+        match self.store.save_app(&record, expect, &Self::actor(by, client)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Err(taken()),
+            Err(StoreError::Changed { .. }) => return Err(AdminError::Conflict(self.last_editor(&record.slug).await)),
+            Err(StoreError::NotFound { .. }) => return Err(AdminError::NotFound),
+            Err(e) => return Err(unavailable(e)),
+        }
         self.live.rebuilt().await;
         Ok(())
     }
@@ -296,18 +325,14 @@ impl AdminGate for Authn {
         if snap.app(slug).is_some_and(|a| a.source == AppSource::File) {
             return Err(AdminError::ReadOnly);
         }
-        let existing = self.store.app(slug).await.map_err(unavailable)?;
-        match existing {
-            None => Err(AdminError::NotFound),
-            Some(e) if e.updated_at != version => Err(AdminError::Conflict(self.last_editor(slug).await)),
-            Some(_) => match self.store.delete_app(slug, &Self::actor(by, client)).await {
-                Ok(true) => {
-                    self.live.rebuilt().await;
-                    Ok(())
-                }
-                Ok(false) => Err(AdminError::NotFound),
-                Err(e) => Err(unavailable(e)),
-            },
+        match self.store.delete_app_at(slug, version, &Self::actor(by, client)).await {
+            Ok(true) => {
+                self.live.rebuilt().await;
+                Ok(())
+            }
+            Ok(false) => Err(AdminError::NotFound),
+            Err(StoreError::Changed { .. }) => Err(AdminError::Conflict(self.last_editor(slug).await)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -621,6 +646,38 @@ impl AdminGate for Authn {
                 after: json(e.after),
             })
             .collect())
+    }
+    async fn branding_view(&self) -> BrandingView {
+        let saved = crate::branding::saved(&self.store).await.ok().flatten().is_some();
+        BrandingView {
+            current: (*self.site.branding.get()).clone(),
+            saved,
+        }
+    }
+
+    async fn save_branding(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: Option<&BrandingInput>,
+    ) -> Result<(), AdminError> {
+        let branding = match input {
+            None => None,
+            Some(i) => Some(
+                gatehouse_config::check_branding(&i.name, &i.accent, &i.logo_url).map_err(|problems| {
+                    AdminError::Invalid(problems.into_iter().map(|(f, m)| (f.to_string(), m)).collect())
+                })?,
+            ),
+        };
+        let value = branding.as_ref().map(crate::branding::to_json);
+        self.store
+            .put_setting(crate::branding::SETTING, value.as_ref(), &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?;
+        // This replica at once; the others through the change feed.
+        let file = self.live.peek().config.branding.clone();
+        self.site.branding.set(branding.unwrap_or(file));
+        Ok(())
     }
 }
 

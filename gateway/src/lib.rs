@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod authn;
+pub mod branding;
 pub mod demo;
 pub mod forwarded;
 pub mod gatekeeper;

@@ -40,6 +40,8 @@ pub struct State {
     pub session_cookie: String,
     /// Every cookie the gateway sets: never forwarded to apps, never set by apps.
     pub gateway_cookies: Vec<String>,
+    /// The branding in force (the pages' too): the admin UI's, else the config file's.
+    pub branding: Arc<gatehouse_admin_ui::BrandingCell>,
     pub tls: bool,
     /// Requests being served; the shutdown drain waits for zero.
     pub in_flight: Arc<AtomicUsize>,
@@ -113,8 +115,7 @@ impl Gateway {
             message,
             action: Some(("Go to the App Portal", "/")),
         };
-        let snap = self.0.live.load();
-        respond::error(session, &snap.config.branding, &e).await?;
+        respond::error(session, &self.0.branding.get(), &e).await?;
         Ok(true)
     }
 
@@ -181,7 +182,6 @@ impl Gateway {
                     message: &msg,
                     action: Some(("Go to the App Portal", "/")),
                 };
-                let snap = self.0.live.load();
                 if requestable && respond::wants_html(&session.req_header().headers) {
                     // Apps defined in the store can be asked for: the page offers the form
                     // and says where an earlier request stands.
@@ -203,10 +203,10 @@ impl Gateway {
                         token: &token,
                         status,
                     };
-                    let html = gatehouse_admin_ui::pages::forbidden_page(&snap.config.branding, &page, Some(&boxed));
+                    let html = gatehouse_admin_ui::pages::forbidden_page(&self.0.branding.get(), &page, Some(&boxed));
                     respond::send(session, 403, "text/html; charset=utf-8", &[], bytes::Bytes::from(html)).await?;
                 } else {
-                    respond::error(session, &snap.config.branding, &page).await?;
+                    respond::error(session, &self.0.branding.get(), &page).await?;
                 }
                 ctx.app = Some(app);
                 ctx.session = Some(who);
@@ -430,8 +430,7 @@ impl ProxyHttp for Gateway {
                 message: &msg,
                 action: Some(("Go to the App Portal", "/")),
             };
-            let snap = self.0.live.load();
-            if let Err(err) = respond::error(session, &snap.config.branding, &page).await {
+            if let Err(err) = respond::error(session, &self.0.branding.get(), &page).await {
                 tracing::debug!(error = %err, "could not write the error page");
             }
         }

@@ -100,8 +100,15 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
     let live = Arc::new(Live::new(first));
     let session_cookie = config.session.cookie_name.clone();
     let tls = config.server.tls.is_some();
+    let branding = Arc::new(gatehouse_admin_ui::BrandingCell::new(
+        crate::branding::saved(&store)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| config.branding.clone()),
+    ));
     let site = Site {
-        branding: config.branding.clone(),
+        branding: branding.clone(),
         session_cookie: session_cookie.clone(),
         csrf_cookie: format!("{session_cookie}_csrf"),
         secure: tls,
@@ -152,6 +159,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         saml,
         session_cookie,
         gateway_cookies,
+        branding,
         tls,
         in_flight: Arc::new(AtomicUsize::new(0)),
     }))
@@ -300,6 +308,7 @@ impl Reloader {
             tracing::warn!(settings = %restart.join(", "), "changed settings take effect only after a restart");
         }
         self.rebuild(Some(Arc::new(next))).await?;
+        self.load_branding().await?;
         tracing::info!(config = %path.display(), apps = self.state.live.peek().apps.len(), "configuration reloaded");
         Ok(())
     }
@@ -314,7 +323,20 @@ impl Reloader {
     /// cached sessions already expire within the session cache's time to live).
     pub async fn refresh(&self) -> Result<(), GatewayError> {
         self.state.keys.reload(&self.state.store).await?;
+        self.load_branding().await?;
         self.rebuild(None).await
+    }
+
+    /// Puts the branding in force into the pages: the admin UI's saved one, else the
+    /// config file's. On a store error what is shown stays.
+    async fn load_branding(&self) -> Result<(), GatewayError> {
+        let saved = crate::branding::saved(&self.state.store).await?;
+        let next = saved.unwrap_or_else(|| self.state.live.peek().config.branding.clone());
+        if *self.state.branding.get() != next {
+            tracing::info!(name = %next.name, accent = %next.accent, "branding changed");
+            self.state.branding.set(next);
+        }
+        Ok(())
     }
 
     /// Applies one change from the store's feed.
@@ -330,6 +352,7 @@ impl Reloader {
                 Ok(())
             }
             Change::SigningKeys => self.state.keys.reload(&self.state.store).await,
+            Change::Settings => self.load_branding().await,
             Change::Resync => self.full_reload().await,
         };
         if let Err(e) = result {
@@ -422,10 +445,6 @@ pub fn needs_restart(current: &Config, next: &Config) -> Vec<&'static str> {
     check(
         "session",
         format!("{:?}", current.session) != format!("{:?}", next.session),
-    );
-    check(
-        "branding",
-        format!("{:?}", current.branding) != format!("{:?}", next.branding),
     );
     check(
         "providers",

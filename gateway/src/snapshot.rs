@@ -58,6 +58,8 @@ pub struct AppRuntime {
     pub owners: Owners,
     /// Listed on the App Portal (file apps always are).
     pub portal_visible: bool,
+    /// Position on the App Portal: lower first (file apps 0; ties keep snapshot order).
+    pub portal_order: i64,
     /// The portal card's link.
     pub href: String,
     /// The people and groups on `policy`'s allow-lists only through a time-limited grant,
@@ -117,8 +119,8 @@ pub struct Snapshot {
 }
 
 /// An app on its way into a snapshot: definition, source, version, owners, portal
-/// visibility and its time-limited grantees.
-type Defined = (App, AppSource, i64, Owners, bool, Vec<(Grantee, i64)>);
+/// visibility and position, and its time-limited grantees.
+type Defined = (App, AppSource, i64, Owners, (bool, i64), Vec<(Grantee, i64)>);
 
 static NEXT_APP_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -178,7 +180,7 @@ impl Snapshot {
         let mut defined: Vec<Defined> = config
             .apps
             .iter()
-            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), true, Vec::new()))
+            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), (true, 0), Vec::new()))
             .collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -229,7 +231,14 @@ impl Snapshot {
                             users: r.owner_users.iter().cloned().collect(),
                             groups: r.owner_groups.iter().cloned().collect(),
                         };
-                        defined.push((app, AppSource::Store, r.updated_at, owners, r.portal_visible, timed));
+                        defined.push((
+                            app,
+                            AppSource::Store,
+                            r.updated_at,
+                            owners,
+                            (r.portal_visible, r.portal_order),
+                            timed,
+                        ));
                     }
                 }
             }
@@ -241,35 +250,38 @@ impl Snapshot {
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
-            .map(|(app, source, version, owners, portal_visible, timed)| {
-                let pool = previous
-                    .and_then(|prev| {
-                        prev.apps.iter().find(|p| {
-                            p.app.slug == app.slug
-                                && p.app.upstreams == app.upstreams
-                                && p.app.health_check == app.health_check
+            .map(
+                |(app, source, version, owners, (portal_visible, portal_order), timed)| {
+                    let pool = previous
+                        .and_then(|prev| {
+                            prev.apps.iter().find(|p| {
+                                p.app.slug == app.slug
+                                    && p.app.upstreams == app.upstreams
+                                    && p.app.health_check == app.health_check
+                            })
                         })
+                        .map(|p| p.pool.clone())
+                        .unwrap_or_else(|| Arc::new(Pool::new(&app.upstreams, app.health_check.clone())));
+                    let href = match &app.host {
+                        Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, app.path),
+                        None => app.path.clone(),
+                    };
+                    Arc::new(AppRuntime {
+                        id: NEXT_APP_ID.fetch_add(1, Ordering::Relaxed),
+                        policy: app_policy(&app),
+                        pool,
+                        source,
+                        version,
+                        owners,
+                        portal_visible,
+                        portal_order,
+                        href,
+                        ends: timed.iter().map(|(_, end)| *end).min(),
+                        timed,
+                        app,
                     })
-                    .map(|p| p.pool.clone())
-                    .unwrap_or_else(|| Arc::new(Pool::new(&app.upstreams, app.health_check.clone())));
-                let href = match &app.host {
-                    Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, app.path),
-                    None => app.path.clone(),
-                };
-                Arc::new(AppRuntime {
-                    id: NEXT_APP_ID.fetch_add(1, Ordering::Relaxed),
-                    policy: app_policy(&app),
-                    pool,
-                    source,
-                    version,
-                    owners,
-                    portal_visible,
-                    href,
-                    ends: timed.iter().map(|(_, end)| *end).min(),
-                    timed,
-                    app,
-                })
-            })
+                },
+            )
             .collect();
         let served: Vec<&str> = stored_slugs(&apps);
         let next_expiry = grants
@@ -291,11 +303,17 @@ impl Snapshot {
         self.apps.iter().find(|a| a.app.slug == slug)
     }
 
-    /// The portal cards of the apps `who` may open, decided by `evaluate`.
+    /// The portal cards of the apps `who` may open, decided by `evaluate`, by portal
+    /// position (ties: config apps in file order, then store apps by slug).
     pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
-        self.apps
+        let mut shown: Vec<&Arc<AppRuntime>> = self
+            .apps
             .iter()
             .filter(|a| a.portal_visible && evaluate(&a.policy_now(), who).is_allowed())
+            .collect();
+        shown.sort_by_key(|a| a.portal_order);
+        shown
+            .into_iter()
             .map(|a| PortalApp {
                 name: a.app.name.clone(),
                 description: a.app.description.clone(),
@@ -397,6 +415,7 @@ mod tests {
             plotly_user_data: false,
             groups_sent: "all".into(),
             portal_visible: true,
+            portal_order: 0,
             created_at: 0,
             updated_at: 0,
         }
@@ -494,6 +513,14 @@ access = "authenticated"
             admin: false,
         };
         assert_eq!(names(Some(&bob)), ["sales", "hr app", "pub app"]);
+        // Positions: lower first, around the file's apps at 0.
+        let mut first = record("pub", "127.0.0.1:12", StoredAccess::Public, &[]);
+        first.portal_order = -1;
+        let mut last = record("hr", "127.0.0.1:11", StoredAccess::Restricted, &["hr"]);
+        last.portal_order = 5;
+        let s = Snapshot::compile(config(FILE), &[last, first], None);
+        let names: Vec<String> = s.portal(Some(&bob)).into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["pub app", "sales", "hr app"]);
     }
 
     #[test]

@@ -720,6 +720,7 @@ async fn apps_from_the_store_are_routed_and_judged_like_config_apps() {
                 plotly_user_data: false,
                 groups_sent: "all".into(),
                 portal_visible: true,
+                portal_order: 0,
                 created_at: 0,
                 updated_at: 0,
             },

@@ -60,6 +60,8 @@ async fn only_administrators_reach_the_admin_pages() {
         "/.gatehouse/admin/apps/pub",
         "/.gatehouse/admin/sessions",
         "/.gatehouse/admin/audit",
+        "/.gatehouse/admin/branding",
+        "/.gatehouse/admin/users",
     ];
     let mut anon = gw.browser();
     for p in pages {
@@ -159,6 +161,29 @@ async fn an_app_created_in_the_admin_ui_is_served_and_enforced_at_once() {
     let p = post(&mut root, "/.gatehouse/admin/apps/reports", &form).await;
     assert_eq!(p.status, 409, "{}", p.body);
     assert!(p.body.contains("changed by root meanwhile"), "{}", p.body);
+
+    // Two saves of one version at the same moment: one wins, the other is told — never a
+    // silent overwrite (the store checks and writes in one statement).
+    let edit = root.get("/.gatehouse/admin/apps/reports").await;
+    let version = edit.input_value("version").expect("version");
+    let racers: Vec<_> = ["finance\nsales", "finance"]
+        .into_iter()
+        .map(|groups| {
+            let (mut b, token, up, version) = (root.clone(), token.clone(), up.clone(), version.clone());
+            tokio::spawn(async move {
+                let mut form = new_app_form(&token, "reports", &up, groups);
+                form.retain(|(k, _)| *k != "version");
+                form.push(("version", version.as_str()));
+                post(&mut b, "/.gatehouse/admin/apps/reports", &form).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for r in racers {
+        statuses.push(r.await.expect("racer"));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 409], "exactly one of two simultaneous saves wins");
 
     // Deleted: gone at once, for everybody.
     let page = root.get("/.gatehouse/admin/apps/reports").await;
@@ -966,4 +991,166 @@ async fn header_options_and_portal_visibility_are_set_in_the_admin_ui() {
     let p = post(&mut root, "/.gatehouse/admin/apps/new", &bad).await;
     assert_eq!(p.status, 400);
     assert!(p.body.contains(r#"id="groups_sent-error""#), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn branding_set_in_the_admin_ui_shows_on_every_page_of_every_replica() {
+    let backend = Backend::start("reports").await;
+    let db = gatehouse_tests::cluster::PgDatabase::create();
+    let store_line = format!("[store]\nurl = \"{}\"\n[branding]\nname = \"File Name\"\n", db.url);
+    let first = gatehouse()
+        .raw(&store_line)
+        .app("pub", &[backend.addr], "access = \"public\"")
+        .app("closed", &[backend.addr], "access = \"restricted\"")
+        .user("root", PW, true, &[])
+        .user("alice", PW, false, &["finance"])
+        .start()
+        .await;
+    let second = gatehouse()
+        .raw(&store_line)
+        .app("pub", &[backend.addr], "access = \"public\"")
+        .app("closed", &[backend.addr], "access = \"restricted\"")
+        .start()
+        .await;
+    let mut root = signed_in(&first, "root").await;
+    let page = root.get("/.gatehouse/admin/branding").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("File Name") && page.body.contains("From the config file"));
+    let token = page.input_value("csrf").expect("token");
+
+    // Refused, field by field, and nothing changes.
+    let bad = [
+        ("csrf", token.as_str()),
+        ("name", ""),
+        ("accent", "#ffff00"),
+        ("logo_url", "javascript:alert(1)"),
+    ];
+    let p = post(&mut root, "/.gatehouse/admin/branding", &bad).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    for (field, words) in [
+        ("name", "1 to 60 characters"),
+        ("accent", "contrast of 1.1:1"),
+        ("logo_url", "https://"),
+    ] {
+        assert!(
+            p.body.contains(&format!(r#"id="{field}-error""#)) && p.body.contains(words),
+            "{field}: {}",
+            p.body
+        );
+    }
+    assert!(second
+        .browser()
+        .get("/.gatehouse/login")
+        .await
+        .body
+        .contains("File Name"));
+    // Not an administrator: refused, read or write.
+    let mut alice = signed_in(&first, "alice").await;
+    assert_eq!(alice.get("/.gatehouse/admin/branding").await.status, 403);
+    let alice_token = alice.get("/").await.input_value("csrf").unwrap_or_default();
+    let good = [
+        ("csrf", token.as_str()),
+        ("name", "Acme Apps"),
+        ("accent", "#1F7A4D"),
+        ("logo_url", "/apps/pub/logo.svg"),
+    ];
+    let mut forged = good;
+    forged[0] = ("csrf", alice_token.as_str());
+    assert_eq!(
+        post(&mut alice, "/.gatehouse/admin/branding", &forged).await.status,
+        403
+    );
+    // Without this gateway's Origin: refused.
+    let p = root
+        .post_form_with("/.gatehouse/admin/branding", &good, &[("origin", "http://evil.test")])
+        .await;
+    assert_eq!(p.status, 403);
+    assert!(second
+        .browser()
+        .get("/.gatehouse/login")
+        .await
+        .body
+        .contains("File Name"));
+
+    // Saved: the sign-in page, the portal, the gateway's own 403 page and the admin pages
+    // show it, on the other replica within a second.
+    let p = post(&mut root, "/.gatehouse/admin/branding", &good).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let branded = |body: &str| {
+        body.contains("Acme Apps")
+            && body.contains("--accent: #1f7a4d")
+            && body.contains(r#"<img class="logo" src="/apps/pub/logo.svg""#)
+            && !body.contains("File Name")
+    };
+    let seen = within(Duration::from_secs(1), || async {
+        branded(&second.browser().get("/.gatehouse/login").await.body)
+    })
+    .await;
+    assert!(seen.is_some(), "the other replica shows the new branding within 1 s");
+    assert!(branded(&root.get("/.gatehouse/admin/apps").await.body));
+    assert!(branded(&root.get("/").await.body), "portal");
+    let denied = alice.get("/apps/closed/").await;
+    assert_eq!(denied.status, 403);
+    assert!(branded(&denied.body), "the proxy's 403 page: {}", denied.body);
+
+    // Back to the file's.
+    let page = root.get("/.gatehouse/admin/branding").await;
+    assert!(page.body.contains("Saved in the admin UI"));
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/branding",
+        &[("csrf", token.as_str()), ("reset", "1")],
+    )
+    .await;
+    assert_eq!(p.status, 303);
+    let back = within(Duration::from_secs(1), || async {
+        second
+            .browser()
+            .get("/.gatehouse/login")
+            .await
+            .body
+            .contains("File Name")
+    })
+    .await;
+    assert!(back.is_some(), "reset reaches the other replica");
+    let audit = root.get("/.gatehouse/admin/audit?action=setting.update").await.body;
+    assert!(audit.matches("setting.update").count() >= 2, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_lists_apps_in_the_order_admins_give() {
+    let backend = Backend::start("reports").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = root
+        .get("/.gatehouse/admin/apps/new")
+        .await
+        .input_value("csrf")
+        .expect("token");
+    let up = backend.addr.to_string();
+    for (slug, name, order) in [("zeta", "Zeta board", "-5"), ("alpha", "Alpha board", "7")] {
+        let mut form = new_app_form(&token, slug, &up, "finance");
+        form.retain(|(k, _)| *k != "name");
+        form.push(("name", name));
+        form.push(("portal_order", order));
+        let p = post(&mut root, "/.gatehouse/admin/apps/new", &form).await;
+        assert_eq!(p.status, 303, "{}", p.body);
+    }
+    let mut bad = new_app_form(&token, "gamma", &up, "finance");
+    bad.push(("portal_order", "first"));
+    let p = post(&mut root, "/.gatehouse/admin/apps/new", &bad).await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains(r#"id="portal_order-error""#), "{}", p.body);
+    let mut alice = signed_in(&gw, "alice").await;
+    let portal = alice.get("/").await.body;
+    let at = |name: &str| {
+        portal
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} on the portal: {portal}"))
+    };
+    // Zeta (-5) before the file's app (0) before Alpha (7), whatever the names.
+    assert!(
+        at("Zeta board") < at(">pub<") && at(">pub<") < at("Alpha board"),
+        "{portal}"
+    );
 }

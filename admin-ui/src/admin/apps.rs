@@ -133,6 +133,8 @@ pub(super) fn app_form(
 <label for="groups_sent">Groups sent to the app</label>
 <select id="groups_sent" name="groups_sent"{gs_inv}><option value="all"{gs_all}>All of the person's groups</option><option value="referenced"{gs_ref}>Only the groups this app's access names (large directories)</option></select>{gs_err}
 <label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
+<label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at 0.</p>
+<input id="portal_order" name="portal_order" inputmode="numeric" value="{order}" aria-describedby="portal_order-hint"{po_inv}>{po_err}
 </fieldset>
 {owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
@@ -180,6 +182,9 @@ pub(super) fn app_form(
         gs_inv = described_by(errors, "groups_sent"),
         gs_err = field_error(errors, "groups_sent"),
         visible = if input.portal_visible.is_some() { " checked" } else { "" },
+        order = attr(&input.portal_order),
+        po_inv = described_by(errors, "portal_order"),
+        po_err = field_error(errors, "portal_order"),
     )
 }
 
@@ -474,6 +479,7 @@ pub(super) async fn app_page(
             plotly_user_data: app.plotly_user_data.then(|| "1".to_string()),
             groups_sent: app.groups_sent.clone(),
             portal_visible: app.portal_visible.then(|| "1".to_string()),
+            portal_order: app.portal_order.to_string(),
             version: app.version,
             csrf: String::new(),
         };

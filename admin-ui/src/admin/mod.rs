@@ -24,12 +24,15 @@ use crate::{pages, RequestInfo, Shared, Viewer};
 
 mod apps;
 mod audit;
+mod branding;
 mod requests;
 mod sessions;
 mod users;
 
 use apps::*;
 use audit::*;
+pub use branding::BrandingInput;
+use branding::*;
 use requests::*;
 use sessions::*;
 use users::*;
@@ -63,6 +66,8 @@ pub struct AdminApp {
     pub plotly_user_data: bool,
     pub groups_sent: String,
     pub portal_visible: bool,
+    /// Position on the App Portal: lower first.
+    pub portal_order: i64,
 }
 
 /// What the app form sends.
@@ -92,6 +97,9 @@ pub struct AppInput {
     pub groups_sent: String,
     /// Checkbox; the form renders it ticked for a new app.
     pub portal_visible: Option<String>,
+    /// Position on the App Portal, a whole number (lower first; empty: 0).
+    #[serde(default)]
+    pub portal_order: String,
     /// Owners (administrators only set these): people and groups, one per line.
     #[serde(default)]
     pub owner_users: String,
@@ -383,6 +391,24 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// The branding in force and where it comes from.
+    async fn branding_view(&self) -> BrandingView;
+    /// Saves the branding (checked like `[branding]`) for every page on every replica;
+    /// `None` goes back to the config file's.
+    async fn save_branding(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: Option<&BrandingInput>,
+    ) -> Result<(), AdminError>;
+}
+
+/// The branding page's view.
+#[derive(Debug, Clone)]
+pub struct BrandingView {
+    pub current: gatehouse_config::Branding,
+    /// Saved in the admin UI (else: the config file's).
+    pub saved: bool,
 }
 
 /// The admin routes, merged into the gateway's router.
@@ -406,6 +432,7 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/users", get(users_page))
         .route("/.gatehouse/admin/users/new", get(new_user_page).post(create_user))
         .route("/.gatehouse/admin/users/{name}", get(user_page).post(update_user))
+        .route("/.gatehouse/admin/branding", get(branding_page).post(save_branding))
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -547,6 +574,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/users", "People", "users"),
             link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
+            link("/.gatehouse/admin/branding", "Branding", "branding"),
         ]
         .concat()
     } else {
@@ -561,7 +589,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
         user = esc(v.identity.user.as_str()),
     );
     let html = pages::layout_with_nav(
-        &site.branding,
+        &site.branding.get(),
         title,
         &format!(r#"<div class="admin">{body}</div>"#),
         false,

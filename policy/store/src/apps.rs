@@ -60,6 +60,15 @@ impl FromStr for Access {
     }
 }
 
+/// What a checked save expects to find ([`Store::save_app`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No app with this slug: a creation.
+    Absent,
+    /// The app as last read: its `updated_at`.
+    Version(i64),
+}
+
 /// An app as configured in the admin UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRecord {
@@ -83,6 +92,8 @@ pub struct AppRecord {
     pub groups_sent: String,
     /// The App Portal lists it (to those who may open it). Default true.
     pub portal_visible: bool,
+    /// Position on the App Portal: lower first; ties keep the file's order, then slug.
+    pub portal_order: i64,
     /// Epoch seconds. [`Store::upsert_app`] keeps the first one.
     pub created_at: i64,
     /// Epoch seconds.
@@ -93,7 +104,29 @@ macro_rules! app_columns {
     () => {
         "slug, name, description, upstreams_json, access, allow_groups_json, allow_users_json, \
          owner_users_json, owner_groups_json, remote_headers, plotly_user_data, groups_sent, \
-         portal_visible, created_at, updated_at"
+         portal_visible, portal_order, created_at, updated_at"
+    };
+}
+
+/// Inserts an app or replaces every column but `created_at`; `$cond` may restrict the
+/// replacement (a `WHERE` on the existing row).
+macro_rules! app_upsert {
+    ($cond:literal) => {
+        concat!(
+            "INSERT INTO apps (",
+            app_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (slug) DO UPDATE SET \
+             name = excluded.name, description = excluded.description, \
+             upstreams_json = excluded.upstreams_json, access = excluded.access, \
+             allow_groups_json = excluded.allow_groups_json, \
+             allow_users_json = excluded.allow_users_json, owner_users_json = excluded.owner_users_json, \
+             owner_groups_json = excluded.owner_groups_json, remote_headers = excluded.remote_headers, \
+             plotly_user_data = excluded.plotly_user_data, groups_sent = excluded.groups_sent, \
+             portal_visible = excluded.portal_visible, portal_order = excluded.portal_order, \
+             updated_at = excluded.updated_at",
+            $cond
+        )
     };
 }
 
@@ -114,6 +147,7 @@ impl AppRecord {
             "plotly_user_data": self.plotly_user_data,
             "groups_sent": self.groups_sent,
             "portal_visible": self.portal_visible,
+            "portal_order": self.portal_order,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         })
@@ -136,6 +170,7 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord, StoreError> {
         plotly_user_data: get_flag(row, "plotly_user_data")?,
         groups_sent: get(row, "groups_sent")?,
         portal_visible: get_flag(row, "portal_visible")?,
+        portal_order: get(row, "portal_order")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -160,44 +195,66 @@ impl Store {
 
     /// Creates the app, or replaces every field of an existing one but `created_at`, with
     /// its `app.create` or `app.update` audit row, in one transaction. `Err(Invalid)` for an
-    /// empty slug.
+    /// empty slug. For edits people make, [`Store::save_app`] checks the version first.
     pub async fn upsert_app(&self, app: &AppRecord, actor: &Actor) -> Result<(), StoreError> {
+        self.write_app(app, None, actor).await
+    }
+
+    /// [`Store::upsert_app`] only if the app is as the editor saw it, checked and written in
+    /// one statement (compare-and-set): [`Expect::Absent`] creates only a new slug
+    /// (`Err(Conflict)` if taken); [`Expect::Version`] replaces only the row whose
+    /// `updated_at` is that version (`Err(Changed)` if someone saved since, `Err(NotFound)`
+    /// if it was deleted).
+    pub async fn save_app(&self, app: &AppRecord, expect: Expect, actor: &Actor) -> Result<(), StoreError> {
+        self.write_app(app, Some(expect), actor).await
+    }
+
+    async fn write_app(&self, app: &AppRecord, expect: Option<Expect>, actor: &Actor) -> Result<(), StoreError> {
         if app.slug.is_empty() {
             return Err(StoreError::Invalid("app slug is empty".into()));
         }
+        let what = || format!("app {:?}", app.slug);
         let mut tx = self.begin_write("saving app").await?;
         let before = read_app(&mut tx, &app.slug, Some(self)).await?;
-        sqlx::query(concat!(
-            "INSERT INTO apps (",
-            app_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (slug) DO UPDATE SET \
-             name = excluded.name, description = excluded.description, \
-             upstreams_json = excluded.upstreams_json, access = excluded.access, \
-             allow_groups_json = excluded.allow_groups_json, \
-             allow_users_json = excluded.allow_users_json, owner_users_json = excluded.owner_users_json, \
-             owner_groups_json = excluded.owner_groups_json, remote_headers = excluded.remote_headers, \
-             plotly_user_data = excluded.plotly_user_data, groups_sent = excluded.groups_sent, \
-             portal_visible = excluded.portal_visible, updated_at = excluded.updated_at"
-        ))
-        .bind(app.slug.clone())
-        .bind(app.name.clone())
-        .bind(app.description.clone())
-        .bind(to_json(&app.upstreams)?)
-        .bind(app.access.as_str())
-        .bind(groups_json(&app.allow_groups)?)
-        .bind(users_json(&app.allow_users)?)
-        .bind(users_json(&app.owner_users)?)
-        .bind(groups_json(&app.owner_groups)?)
-        .bind(flag(app.remote_headers))
-        .bind(flag(app.plotly_user_data))
-        .bind(app.groups_sent.clone())
-        .bind(flag(app.portal_visible))
-        .bind(app.created_at)
-        .bind(app.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("saving app"))?;
+        if let (Some(Expect::Version(_)), None) = (expect, &before) {
+            return Err(StoreError::NotFound { what: what() });
+        }
+        // The condition of the compare-and-set: the row may be replaced only if …
+        let statement = match expect {
+            None => app_upsert!(""),
+            Some(Expect::Absent) => app_upsert!(" WHERE 1 = 0"),
+            Some(Expect::Version(_)) => app_upsert!(" WHERE apps.updated_at = $17"),
+        };
+        let mut query = sqlx::query(statement)
+            .bind(app.slug.clone())
+            .bind(app.name.clone())
+            .bind(app.description.clone())
+            .bind(to_json(&app.upstreams)?)
+            .bind(app.access.as_str())
+            .bind(groups_json(&app.allow_groups)?)
+            .bind(users_json(&app.allow_users)?)
+            .bind(users_json(&app.owner_users)?)
+            .bind(groups_json(&app.owner_groups)?)
+            .bind(flag(app.remote_headers))
+            .bind(flag(app.plotly_user_data))
+            .bind(app.groups_sent.clone())
+            .bind(flag(app.portal_visible))
+            .bind(app.portal_order)
+            .bind(app.created_at)
+            .bind(app.updated_at);
+        if let Some(Expect::Version(v)) = expect {
+            query = query.bind(v);
+        }
+        let written = query.execute(&mut *tx).await.map_err(db("saving app"))?.rows_affected();
+        if written == 0 {
+            return Err(match expect {
+                Some(Expect::Absent) => StoreError::Conflict {
+                    what: what(),
+                    source: None,
+                },
+                _ => StoreError::Changed { what: what() },
+            });
+        }
         let after = read_app(&mut tx, &app.slug, None).await?;
         Entry {
             actor,
@@ -217,13 +274,32 @@ impl Store {
     /// Deletes an app with its `app.delete` audit row, in one transaction. False: no such
     /// app (and no audit row).
     pub async fn delete_app(&self, slug: &str, actor: &Actor) -> Result<bool, StoreError> {
+        self.remove_app(slug, None, actor).await
+    }
+
+    /// [`Store::delete_app`] only if the app is still at `version` (compare-and-set):
+    /// `Err(Changed)` if someone saved it since; `Ok(false)` if it is gone.
+    pub async fn delete_app_at(&self, slug: &str, version: i64, actor: &Actor) -> Result<bool, StoreError> {
+        self.remove_app(slug, Some(version), actor).await
+    }
+
+    async fn remove_app(&self, slug: &str, version: Option<i64>, actor: &Actor) -> Result<bool, StoreError> {
         let mut tx = self.begin_write("deleting app").await?;
-        let Some(row) = sqlx::query(concat!("DELETE FROM apps WHERE slug = $1 RETURNING ", app_columns!()))
-            .bind(slug.to_owned())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("deleting app"))?
-        else {
+        const ANY: &str = concat!("DELETE FROM apps WHERE slug = $1 RETURNING ", app_columns!());
+        const AT: &str = concat!(
+            "DELETE FROM apps WHERE slug = $1 AND updated_at = $2 RETURNING ",
+            app_columns!()
+        );
+        let mut query = sqlx::query(if version.is_some() { AT } else { ANY }).bind(slug.to_owned());
+        if let Some(v) = version {
+            query = query.bind(v);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(db("deleting app"))? else {
+            if version.is_some() && read_app(&mut tx, slug, None).await?.is_some() {
+                return Err(StoreError::Changed {
+                    what: format!("app {slug:?}"),
+                });
+            }
             return Ok(false);
         };
         let before = app_from_row(&row)?;

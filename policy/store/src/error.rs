@@ -32,6 +32,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A checked save found the row changed since the caller read it (someone else saved
+    /// meanwhile); nothing was written. `what` names it, e.g. `app "sales"`.
+    #[error("{what} was changed meanwhile")]
+    Changed { what: String },
     /// The row an update names does not exist. `what` names it, e.g. `user "bob"`.
     #[error("{what} not found")]
     NotFound { what: String },

@@ -53,6 +53,8 @@ pub enum Change {
     Session { id_hash: String },
     /// Signing keys changed (a key created, retired or deleted: rotation).
     SigningKeys,
+    /// A gateway-wide setting (the branding) changed.
+    Settings,
     /// Changes may have been missed (the listener reconnected, a table was truncated): reload
     /// everything.
     Resync,
@@ -60,7 +62,7 @@ pub enum Change {
 
 impl Change {
     /// Parses a notification payload: `apps:<slug>`, `grants:<app slug>`, `users:<username>`,
-    /// `sessions:<id_hash>`, `signing_keys`, `resync`. Anything else is [`Change::Resync`]:
+    /// `sessions:<id_hash>`, `signing_keys`, `settings`, `resync`. Anything else is [`Change::Resync`]:
     /// an unknown payload means something changed that this version cannot name.
     pub(crate) fn from_payload(payload: &str) -> Change {
         let (table, key) = payload.split_once(':').unwrap_or((payload, ""));
@@ -74,6 +76,7 @@ impl Change {
                 id_hash: key.to_owned(),
             },
             "signing_keys" => Change::SigningKeys,
+            "settings" => Change::Settings,
             _ => Change::Resync,
         }
     }

@@ -40,10 +40,11 @@ mod grants;
 mod keys;
 mod requests;
 mod sessions;
+mod settings;
 mod signin;
 mod users;
 
-pub use apps::{Access, AppRecord};
+pub use apps::{Access, AppRecord, Expect};
 pub use audit::{Actor, AuditEvent, AuditFilter};
 pub use error::StoreError;
 pub use feed::{Change, LISTENER_APPLICATION_NAME};
@@ -51,6 +52,7 @@ pub use grants::{GrantRecord, Grantee};
 pub use keys::SigningKeyRecord;
 pub use requests::{AccessRequest, RequestStatus};
 pub use sessions::SessionRecord;
+pub use settings::MAX_SETTING_BYTES;
 pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
 pub use users::{NewUser, UserRecord};
 

@@ -79,9 +79,81 @@ fn app(slug: &str, at: i64) -> AppRecord {
         plotly_user_data: false,
         groups_sent: "all".into(),
         portal_visible: true,
+        portal_order: 0,
         created_at: at,
         updated_at: at,
     }
+}
+
+/// Saves and deletes that name the version the editor saw: a compare-and-set, so of two
+/// editors of one version exactly one wins, whatever the timing.
+async fn checked_saves(store: &Store) {
+    let mut ops = app("ops", 1_000);
+    ops.portal_order = -3;
+    assert!(matches!(
+        store.save_app(&ops, Expect::Version(1_000), &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.save_app(&ops, Expect::Absent, &actor()).await.unwrap();
+    assert_eq!(store.app("ops").await.unwrap().unwrap().portal_order, -3);
+    assert!(matches!(
+        store.save_app(&ops, Expect::Absent, &actor()).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // Two editors of version 1000 at once: one saves, the other is told it changed.
+    let mut tasks = tokio::task::JoinSet::new();
+    for editor in 0..2 {
+        let (store, mut mine) = (store.clone(), app("ops", 1_000));
+        mine.name = format!("edit {editor}");
+        mine.updated_at = 1_001;
+        tasks.spawn(async move { store.save_app(&mine, Expect::Version(1_000), &actor()).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        outcomes.push(done.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| matches!(o, Err(StoreError::Changed { .. }))));
+    let updates = audit_rows(store, "app.update", "ops").await;
+    assert_eq!(updates.len(), 1, "only the winner's change is audited");
+    assert!(matches!(
+        store.delete_app_at("ops", 1_000, &actor()).await,
+        Err(StoreError::Changed { .. })
+    ));
+    assert!(store.delete_app_at("ops", 1_001, &actor()).await.unwrap());
+    assert!(!store.delete_app_at("ops", 1_001, &actor()).await.unwrap());
+}
+
+/// Gateway-wide settings: saved as JSON, replaced, removed, each audited.
+async fn settings(store: &Store) {
+    assert_eq!(store.setting("branding").await.unwrap(), None);
+    let mut feed = store.subscribe();
+    let v = serde_json::json!({"name": "Acme", "accent": "#123456"});
+    store.put_setting("branding", Some(&v), &actor()).await.unwrap();
+    assert_eq!(store.setting("branding").await.unwrap(), Some(v.clone()));
+    let w = serde_json::json!({"name": "Acme apps"});
+    store.put_setting("branding", Some(&w), &actor()).await.unwrap();
+    assert_eq!(store.setting("branding").await.unwrap(), Some(w.clone()));
+    let rows = audit_rows(store, "setting.update", "branding").await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].before, Some(v));
+    assert_eq!(rows[0].after, Some(w));
+    store.put_setting("branding", None, &actor()).await.unwrap();
+    assert_eq!(store.setting("branding").await.unwrap(), None);
+    let huge = serde_json::json!("x".repeat(MAX_SETTING_BYTES));
+    assert!(matches!(
+        store.put_setting("branding", Some(&huge), &actor()).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Ok(Change::Settings) = feed.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(announced.is_ok(), "a settings change is announced on the feed");
 }
 
 /// Exercises every method of [`Store`] on an empty, freshly migrated store.
@@ -93,6 +165,7 @@ async fn suite(store: &Store) {
     grants(store).await;
     requests(store).await;
     audit(store).await;
+    settings(store).await;
     concurrent_writes(store).await;
 }
 
@@ -509,6 +582,7 @@ async fn apps(store: &Store) {
 
     let slugs: Vec<_> = store.apps().await.unwrap().into_iter().map(|a| a.slug).collect();
     assert_eq!(slugs, ["hr", "sales"]);
+    checked_saves(store).await;
     assert!(store.delete_app("hr", &actor()).await.unwrap());
     assert!(!store.delete_app("hr", &actor()).await.unwrap());
     assert_eq!(store.apps().await.unwrap().len(), 1);

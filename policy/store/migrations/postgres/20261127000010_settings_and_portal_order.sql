@@ -1,0 +1,13 @@
+-- The App Portal's order (lower first; ties keep the config file's order, then slug), and
+-- gateway-wide settings made in the admin UI (the branding: product name, logo, accent),
+-- which take precedence over the config file's.
+ALTER TABLE apps ADD COLUMN portal_order INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE settings (
+    name       TEXT   PRIMARY KEY,
+    value      TEXT   NOT NULL,
+    updated_by TEXT   NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+-- A change announces `settings` (the payload names the table only: gateways re-read all).
+CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON settings
+    FOR EACH STATEMENT EXECUTE FUNCTION gatehouse_notify_change();
