@@ -233,8 +233,8 @@ impl AdminGate for Authn {
                     .map(|m| (m.upstream.address.clone(), m.is_healthy()))
                     .collect(),
                 access: access_word(a.app.access).to_string(),
-                allow_groups: a.app.allow_groups.clone(),
-                allow_users: a.app.allow_users.clone(),
+                allow_groups: a.listed_groups.clone(),
+                allow_users: a.listed_users.clone(),
                 editable: a.source == AppSource::Store,
                 source: a.source.as_str().to_string(),
                 audience: who_can_open(&a.policy_now()).to_string(),

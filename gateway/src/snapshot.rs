@@ -69,6 +69,10 @@ pub struct AppRuntime {
     pub timed: Vec<(Grantee, i64)>,
     /// The earliest end in `timed`.
     pub ends: Option<i64>,
+    /// The definition's own allow-lists, without grants: what the admin form edits (`app`'s
+    /// lists have the active grants merged in, for the policy and the groups sent).
+    pub listed_groups: Vec<String>,
+    pub listed_users: Vec<String>,
 }
 
 impl AppRuntime {
@@ -118,9 +122,35 @@ pub struct Snapshot {
     pub next_expiry: Option<i64>,
 }
 
-/// An app on its way into a snapshot: definition, source, version, owners, portal
-/// visibility and position, and its time-limited grantees.
-type Defined = (App, AppSource, i64, Owners, (bool, i64), Vec<(Grantee, i64)>);
+/// An app on its way into a snapshot: its definition (allow-lists with the active grants
+/// merged in), where it comes from, and what else the store says of it.
+type Defined = (App, AppSource, Extras);
+
+/// What an app carries besides its definition.
+struct Extras {
+    version: i64,
+    owners: Owners,
+    portal_visible: bool,
+    portal_order: i64,
+    timed: Vec<(Grantee, i64)>,
+    listed_groups: Vec<String>,
+    listed_users: Vec<String>,
+}
+
+impl Extras {
+    /// A file app's: no store record, no grants.
+    fn of_file(app: &App) -> Extras {
+        Extras {
+            version: 0,
+            owners: Owners::default(),
+            portal_visible: true,
+            portal_order: 0,
+            timed: Vec::new(),
+            listed_groups: app.allow_groups.clone(),
+            listed_users: app.allow_users.clone(),
+        }
+    }
+}
 
 static NEXT_APP_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -180,7 +210,7 @@ impl Snapshot {
         let mut defined: Vec<Defined> = config
             .apps
             .iter()
-            .map(|a| (a.clone(), AppSource::File, 0, Owners::default(), (true, 0), Vec::new()))
+            .map(|a| (a.clone(), AppSource::File, Extras::of_file(a)))
             .collect();
         let mut stored: Vec<&AppRecord> = stored.iter().collect();
         stored.sort_by(|a, b| a.slug.cmp(&b.slug));
@@ -207,6 +237,7 @@ impl Snapshot {
                         ));
                     } else {
                         let mut app = app;
+                        let (listed_groups, listed_users) = (app.allow_groups.clone(), app.allow_users.clone());
                         let mut timed = Vec::new();
                         if app.access == Access::Restricted {
                             let listed_users: BTreeSet<UserName> =
@@ -231,14 +262,16 @@ impl Snapshot {
                             users: r.owner_users.iter().cloned().collect(),
                             groups: r.owner_groups.iter().cloned().collect(),
                         };
-                        defined.push((
-                            app,
-                            AppSource::Store,
-                            r.updated_at,
+                        let extras = Extras {
+                            version: r.updated_at,
                             owners,
-                            (r.portal_visible, r.portal_order),
+                            portal_visible: r.portal_visible,
+                            portal_order: r.portal_order,
                             timed,
-                        ));
+                            listed_groups,
+                            listed_users,
+                        };
+                        defined.push((app, AppSource::Store, extras));
                     }
                 }
             }
@@ -250,38 +283,38 @@ impl Snapshot {
         let router = Router::new(&plain, config.server.app_domain.as_deref());
         let apps: Vec<Arc<AppRuntime>> = defined
             .into_iter()
-            .map(
-                |(app, source, version, owners, (portal_visible, portal_order), timed)| {
-                    let pool = previous
-                        .and_then(|prev| {
-                            prev.apps.iter().find(|p| {
-                                p.app.slug == app.slug
-                                    && p.app.upstreams == app.upstreams
-                                    && p.app.health_check == app.health_check
-                            })
+            .map(|(app, source, x)| {
+                let pool = previous
+                    .and_then(|prev| {
+                        prev.apps.iter().find(|p| {
+                            p.app.slug == app.slug
+                                && p.app.upstreams == app.upstreams
+                                && p.app.health_check == app.health_check
                         })
-                        .map(|p| p.pool.clone())
-                        .unwrap_or_else(|| Arc::new(Pool::new(&app.upstreams, app.health_check.clone())));
-                    let href = match &app.host {
-                        Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, app.path),
-                        None => app.path.clone(),
-                    };
-                    Arc::new(AppRuntime {
-                        id: NEXT_APP_ID.fetch_add(1, Ordering::Relaxed),
-                        policy: app_policy(&app),
-                        pool,
-                        source,
-                        version,
-                        owners,
-                        portal_visible,
-                        portal_order,
-                        href,
-                        ends: timed.iter().map(|(_, end)| *end).min(),
-                        timed,
-                        app,
                     })
-                },
-            )
+                    .map(|p| p.pool.clone())
+                    .unwrap_or_else(|| Arc::new(Pool::new(&app.upstreams, app.health_check.clone())));
+                let href = match &app.host {
+                    Some(h) => format!("{}://{h}{}", if tls { "https" } else { "http" }, app.path),
+                    None => app.path.clone(),
+                };
+                Arc::new(AppRuntime {
+                    id: NEXT_APP_ID.fetch_add(1, Ordering::Relaxed),
+                    policy: app_policy(&app),
+                    pool,
+                    source,
+                    version: x.version,
+                    owners: x.owners,
+                    portal_visible: x.portal_visible,
+                    portal_order: x.portal_order,
+                    href,
+                    ends: x.timed.iter().map(|(_, end)| *end).min(),
+                    timed: x.timed,
+                    listed_groups: x.listed_groups,
+                    listed_users: x.listed_users,
+                    app,
+                })
+            })
             .collect();
         let served: Vec<&str> = stored_slugs(&apps);
         let next_expiry = grants
@@ -543,6 +576,10 @@ access = "authenticated"
         let s = Snapshot::compile_with_grants(config(FILE), &stored, &grants, 900, None);
         let hr = s.app("hr").expect("hr");
         assert_eq!(hr.ends, Some(1_000));
+        // The admin form edits the record's own lists, never the grants merged for the policy.
+        assert_eq!(hr.listed_groups, ["hr"]);
+        assert!(hr.listed_users.is_empty());
+        assert!(hr.app.allow_users.contains(&"carol".to_string()));
         assert_eq!(s.next_expiry, Some(1_000));
         let person = |user: &str, group: &str| Identity {
             user: UserName::new(user),

@@ -32,6 +32,8 @@ const { values: opts } = parseArgs({
 const base = (opts.base ?? process.env.GATEHOUSE_URL ?? '').replace(/\/+$/, '');
 const adminPassword = opts['admin-password'] ?? process.env.GATEHOUSE_ADMIN_PASSWORD;
 const viewerPassword = opts['viewer-password'] ?? process.env.GATEHOUSE_VIEWER_PASSWORD;
+// The app owner's account is created by the run itself, in the admin UI.
+const ownerPassword = 'owner-pass-' + Math.random().toString(36).slice(2, 12);
 const shots = resolve(opts.screenshots ?? join(here, '..', 'artifacts', 'screenshots'));
 if (!base || !adminPassword || !viewerPassword) {
   console.error(
@@ -118,7 +120,11 @@ async function shoot(page, name, { desktop = true, mobile = false } = {}) {
     await noHorizontalScroll(page, `${name} (${kind})`);
     if (save) {
       const file = desktop && mobile ? `${name}-${kind}.png` : `${name}.png`;
-      await page.screenshot({ path: join(shots, file), fullPage: true });
+      const png = await page.screenshot({ path: join(shots, file), fullPage: true });
+      // Not blank: the page shows text, and the image is more than one flat colour (a blank
+      // page compresses to a few hundred bytes).
+      const text = await page.evaluate(() => document.body.innerText.trim().length);
+      check(text > 20 && png.length > 8000, `${name} (${kind}): the screenshot is not blank`, { text, bytes: png.length });
     }
   }
   await page.setViewportSize(DESKTOP);
@@ -494,33 +500,36 @@ async function adminUi(page) {
   await page.keyboard.type('Built in the admin UI');
   await page.keyboard.press('Tab');
   await page.keyboard.type(upstream);
-  await page.keyboard.press('Tab');
-  await page.keyboard.press('Tab');
-  await page.keyboard.type('staff');
   await shoot(page, 'admin-new-app', { desktop: true, mobile: true });
   await Promise.all([
     page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/reports'),
     page.locator('button[type=submit]', { hasText: 'Create app' }).press('Enter'),
   ]);
   check(/Saved/.test(await alertText(page)), 'the app page confirms the save', await alertText(page));
-  const audience = (await page.locator('section.card p').first().textContent()) ?? '';
-  check(/members of staff/.test(audience), 'who can open it names group staff', audience);
-  await shoot(page, 'admin-app', { desktop: true, mobile: true });
 
-  // A second app for administrators only (no groups), for the access-request flow.
-  await open(page, '/.gatehouse/admin/apps/new');
-  await page.fill('#slug', 'vault');
-  await page.fill('#name', 'Vault');
-  await page.fill('#upstreams', upstream);
-  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/vault'), page.click('button[type=submit]')]);
-  await open(page, '/.gatehouse/admin/apps/reports');
+  step = 'admin grants group staff with the keyboard only';
+  await page.focus('#grant-kind');
+  await page.keyboard.press('Tab');
+  check((await page.evaluate(() => document.activeElement?.id)) === 'grant-name', 'Tab goes from the grant kind to the name');
+  await page.keyboard.type('staff');
+  await page.keyboard.press('Tab');
+  check((await page.evaluate(() => document.activeElement?.id)) === 'grant-duration', 'then to the duration');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  const grantButton = await page.evaluate(() => document.activeElement?.textContent?.trim());
+  check(/Grant/.test(grantButton ?? ''), 'then to the Grant button', grantButton);
+  await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.keyboard.press('Enter')]);
+  await page.waitForLoadState('load');
+  const grants = (await page.locator('section.card', { hasText: 'Besides the allow-lists' }).locator('table').textContent()) ?? '';
+  check(/staff/.test(grants) && /until removed/.test(grants), 'the grant to staff is listed, until removed', grants.slice(0, 200));
+  await shoot(page, 'admin-app', { desktop: true, mobile: true });
 
   step = 'check a person';
   await page.fill('#check', 'viewer');
   await Promise.all([page.waitForURL((u) => u.searchParams.get('check') === 'viewer'), page.press('#check', 'Enter')]);
   const verdict = await page.locator('.alert[role=status]').last().textContent();
   check(/viewer can open this app/.test(verdict ?? ''), 'checking viewer says allowed, with the reason', verdict);
-  log('admin created /apps/reports/ for staff with the keyboard; "check a person" agrees');
+  log('admin created /apps/reports/ and granted group staff with the keyboard; "check a person" agrees');
 
   step = 'validation next to the field';
   await open(page, '/.gatehouse/admin/apps/new');
@@ -536,7 +545,7 @@ async function adminUi(page) {
   check((await page.getAttribute('#slug', 'aria-invalid')) === 'true', 'the invalid field is marked for assistive technology');
   await shoot(page, 'admin-app-invalid', { desktop: true, mobile: true });
 
-  step = 'people';
+  step = 'people: a local account for the owner';
   status = await open(page, '/.gatehouse/admin/users');
   const people = (await page.locator('table').textContent()) ?? '';
   check(status === 200 && people.includes('admin') && people.includes('viewer'), 'the People page lists the local accounts', people.slice(0, 200));
@@ -544,60 +553,132 @@ async function adminUi(page) {
   await open(page, '/.gatehouse/admin/users/new');
   await keyboardPath(page, 'new local account form');
   await shoot(page, 'admin-new-user', { desktop: true, mobile: true });
+  await page.fill('#username', 'olga');
+  await page.fill('#display_name', 'Olga Owner');
+  await page.fill('#groups', 'ops');
+  await page.fill('#password', ownerPassword);
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/users/olga'), page.click('button[type=submit]')]);
+  await shoot(page, 'admin-user', { desktop: true, mobile: true });
 
-  step = 'sessions and audit';
+  step = 'an app owned by olga';
+  await open(page, '/.gatehouse/admin/apps/new');
+  await page.fill('#slug', 'vault');
+  await page.fill('#name', 'Vault');
+  await page.fill('#upstreams', upstream);
+  await page.fill('#owner_users', 'olga');
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/apps/vault'), page.click('button[type=submit]')]);
+
+  step = 'branding';
+  status = await open(page, '/.gatehouse/admin/branding');
+  check(status === 200 && (await page.locator('#accent').count()) === 1, 'the Branding page has the accent field', status);
+  await keyboardPath(page, 'branding form');
+  await page.fill('#accent', '#ffff00');
+  const [refused] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('button[type=submit]')]);
+  await page.waitForLoadState('load');
+  check(refused.status() === 400 && /contrast/.test((await page.locator('#accent-error').textContent()) ?? ''), 'a low-contrast accent is refused next to the field, with the ratio', refused.status());
+  await shoot(page, 'admin-branding', { desktop: true, mobile: true });
+
+  step = 'sessions and audit pages';
   status = await open(page, '/.gatehouse/admin/sessions');
   check(status === 200 && (await page.locator('table tbody tr').count()) >= 1, 'the Sessions page lists live sessions', status);
   await shoot(page, 'admin-sessions', { desktop: true, mobile: true });
   status = await open(page, '/.gatehouse/admin/audit');
-  const auditText = (await page.locator('table').textContent()) ?? '';
-  check(status === 200 && auditText.includes('app.create') && auditText.includes('signin.success'), 'the audit log shows the sign-ins and the new app', auditText.slice(0, 200));
+  check(status === 200, 'the audit log opens', status);
   await shoot(page, 'admin-audit', { desktop: true, mobile: true });
-  log('sessions and audit pages render; the audit log has the app creation and sign-ins');
 
-  step = 'viewer opens the new app, not the admin pages';
-  await open(page, '/.gatehouse/logout');
-  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  step = 'a member opens the app, a non-member is refused and asks';
+  await signOut(page);
   await signInByForm(page, 'viewer', viewerPassword);
   const apps = await visibleApps(page);
   check(apps.includes('/apps/reports/'), "the viewer's portal lists the new app", apps);
   status = await open(page, '/apps/reports/');
-  check(status === 200, 'the viewer (staff) opens the new app', status);
-  // A restricted app the viewer may not open yet: ask for it from the 403 page.
+  check(status === 200, 'the viewer (member of staff) opens the new app', status);
   status = await open(page, '/apps/vault/');
-  check(status === 403, 'the viewer is refused the vault', status);
+  check(status === 403, 'the viewer (not a member) is refused the vault', status);
   await shoot(page, 'request-access', { desktop: true, mobile: true });
   await page.fill('#reason', 'Month-end close');
   await Promise.all([page.waitForURL((u) => u.pathname === '/apps/vault/'), page.click('form.request-access button[type=submit]')]);
-  check(/waiting for an administrator/.test(await alertText(page)), 'the 403 page says the request is pending', await alertText(page));
+  check(/waiting for/.test(await alertText(page)), 'the 403 page says the request is pending', await alertText(page));
   await shoot(page, 'request-pending');
-  log('viewer asked for /apps/vault/ from its 403 page; the page says it is pending');
   status = await open(page, '/.gatehouse/admin/apps');
   check(status === 403, 'the viewer gets 403 on the admin pages', status);
   check(/Administrators only/.test((await page.locator('h1').textContent()) ?? ''), 'the 403 page says why');
   await shoot(page, 'admin-forbidden', { desktop: true, mobile: true });
-  log('viewer opens /apps/reports/ at once; admin pages answer a clear 403');
+  log('viewer opens /apps/reports/, is refused /apps/vault/ and asks for it');
 
-  step = 'admin approves the request';
-  await open(page, '/.gatehouse/logout');
-  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
-  await signInByForm(page, 'admin', adminPassword);
+  step = 'the owner (not an administrator) approves for a short while';
+  await signOut(page);
+  await signInByForm(page, 'olga', ownerPassword);
+  status = await open(page, '/.gatehouse/admin/');
+  check(status === 200 && /My apps/.test((await page.locator('nav.admin-nav').textContent()) ?? ''), 'the owner sees My apps', status);
+  const mine = (await page.locator('table').textContent()) ?? '';
+  check(mine.includes('Vault') && !mine.includes('Staff reports'), "the owner's list holds her app only", mine.slice(0, 200));
+  status = await open(page, '/.gatehouse/admin/users');
+  check(status === 403, 'the owner cannot open People', status);
   status = await open(page, '/.gatehouse/admin/requests');
   const pendingText = (await page.locator('.requests').textContent()) ?? '';
-  check(status === 200 && pendingText.includes('viewer') && pendingText.includes('Month-end close'), 'the admin sees the pending request with its reason', pendingText.slice(0, 200));
+  check(status === 200 && pendingText.includes('viewer') && pendingText.includes('Month-end close'), 'the owner sees the pending request with its reason', pendingText.slice(0, 200));
   await shoot(page, 'admin-requests', { desktop: true, mobile: true });
-  await page.selectOption('select[name=duration]', '8h');
+  // Until a moment 20 s from now (UTC): long enough to open the app, short enough to watch
+  // it end.
+  const ends = Math.floor(Date.now() / 1000) + 20;
+  const until = new Date(ends * 1000).toISOString().slice(0, 19).replace('T', ' ');
+  await page.fill('.requests input[name=until]', until);
   await Promise.all([page.waitForURL((u) => u.pathname === '/.gatehouse/admin/requests'), page.click('button[value=approve]')]);
   check((await page.locator('.requests').count()) === 0, 'no request is pending any more');
-  log('admin approved the request for 8 hours');
+  log(`owner olga approved the request until ${until} UTC`);
 
-  step = 'viewer opens the approved app';
-  await open(page, '/.gatehouse/logout');
-  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  step = 'the requester opens the app until the grant ends';
+  await signOut(page);
   await signInByForm(page, 'viewer', viewerPassword);
   status = await open(page, '/apps/vault/');
   check(status === 200, 'after approval the viewer opens the vault', status);
-  log('viewer opens /apps/vault/ after approval');
+  const viewerCookies = await page.context().cookies();
+  // Wait for the end with a deadline, asking the gateway: refused from the end's second on.
+  let after = -1;
+  while (Date.now() < (ends + 5) * 1000) {
+    status = await open(page, '/apps/vault/');
+    if (status === 403) {
+      after = Date.now() / 1000 - ends;
+      break;
+    }
+    check(status === 200 && Date.now() / 1000 < ends + 0.5, 'the vault stays open until the end, not after', { status, late: Date.now() / 1000 - ends });
+    await page.waitForTimeout(250);
+  }
+  check(after >= 0 && after < 2, 'access ends when the grant does', after);
+  log(`the grant ended; the vault answered 403 ${after.toFixed(1)} s after its end`);
+
+  step = 'the admin ends the viewer\'s sessions';
+  await page.context().clearCookies();
+  await open(page, '/.gatehouse/login');
+  await signInByForm(page, 'admin', adminPassword);
+  status = await open(page, '/.gatehouse/admin/sessions');
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.gatehouse/admin/sessions' && u.searchParams.has('revoked')),
+    page.locator('form', { has: page.locator('input[name=user][value=viewer]') }).locator('button').click(),
+  ]);
+  check(/Ended \d+ session/.test(await alertText(page)), 'the Sessions page confirms', await alertText(page));
+  const adminCookies = await page.context().cookies();
+  await page.context().clearCookies();
+  await page.context().addCookies(viewerCookies);
+  await open(page, '/apps/reports/');
+  check(pathOf(page).startsWith('/.gatehouse/login'), "the viewer's revoked session is sent to sign in", pathOf(page));
+  await page.context().clearCookies();
+  await page.context().addCookies(adminCookies);
+
+  step = 'the audit log shows each step';
+  status = await open(page, '/.gatehouse/admin/audit');
+  const auditText = (await page.locator('table').textContent()) ?? '';
+  for (const action of ['app.create', 'grant.add', 'user.create', 'access.request', 'access.approve', 'grant.expire', 'session.delete', 'signin.success']) {
+    check(auditText.includes(action), `the audit log shows ${action}`, auditText.slice(0, 300));
+  }
+  await shoot(page, 'admin-audit-after', { desktop: true, mobile: true });
+  log('the audit log shows creation, grant, request, approval, expiry and revocation');
+}
+
+async function signOut(page) {
+  await open(page, '/.gatehouse/logout');
+  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
 }
 
 main().then(

@@ -134,7 +134,7 @@ pub(super) fn app_form(
 <select id="groups_sent" name="groups_sent"{gs_inv}><option value="all"{gs_all}>All of the person's groups</option><option value="referenced"{gs_ref}>Only the groups this app's access names (large directories)</option></select>{gs_err}
 <label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
 <label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at 0.</p>
-<input id="portal_order" name="portal_order" inputmode="numeric" value="{order}" aria-describedby="portal_order-hint"{po_inv}>{po_err}
+<input id="portal_order" name="portal_order" type="text" inputmode="numeric" value="{order}" aria-describedby="portal_order-hint"{po_inv}>{po_err}
 </fieldset>
 {owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
@@ -343,7 +343,7 @@ pub(super) async fn grants_section(gate: &Shared, app: &AdminApp, token: &str, e
 <label>Kind <select name="kind" id="grant-kind"><option value="group">Group</option><option value="user">Person</option></select></label>
 <label>Name <input name="name" id="grant-name" type="text" autocapitalize="none" spellcheck="false" required></label>
 <label>For <select name="duration" id="grant-duration"><option value="">until removed</option><option value="1h">1 hour</option><option value="8h">8 hours</option><option value="1d">1 day</option><option value="7d">7 days</option><option value="30d">30 days</option></select></label>
-<label>Or until (UTC date) <input name="until" id="grant-until" type="text" placeholder="YYYY-MM-DD" inputmode="numeric"></label>
+<label>Or until (UTC) <input name="until" id="grant-until" type="text" placeholder="YYYY-MM-DD or YYYY-MM-DD HH:MM"></label>
 <button class="button" type="submit">Grant</button></form>{error}</section>"#,
         slug = attr(&app.slug),
         token = attr(token),

@@ -49,15 +49,15 @@ fn branding_form(view: &BrandingView, input: &BrandingInput, token: &str, errors
     };
     format!(
         r#"<p class="hint">{source}</p>
-<form method="post" action="/.gatehouse/admin/branding" class="admin-form" novalidate>
+<form method="post" action="/.gatehouse/admin/branding" class="stack admin-form" novalidate>
 <input type="hidden" name="csrf" value="{token}">
 <label for="name">Product name</label><p class="hint" id="name-hint">Shown in every page's header and title; up to 60 characters.</p>
-<input id="name" name="name" value="{name}" maxlength="60" required aria-describedby="name-hint"{n_inv}>{n_err}
+<input id="name" name="name" type="text" value="{name}" maxlength="60" required aria-describedby="name-hint"{n_inv}>{n_err}
 <label for="accent">Accent colour</label><p class="hint" id="accent-hint">Buttons (white text on it) and links (it on white); <code>#rrggbb</code> with a contrast of at least 4.5:1 against white.</p>
-<input id="accent" name="accent" value="{accent}" maxlength="7" spellcheck="false" aria-describedby="accent-hint"{a_inv}>{a_err}
+<input id="accent" name="accent" type="text" value="{accent}" maxlength="7" spellcheck="false" aria-describedby="accent-hint"{a_inv}>{a_err}
 {swatch}
 <label for="logo_url">Logo address</label><p class="hint" id="logo-hint">Optional: an <code>https://</code> address or a path on this gateway; empty shows the name's first letter.</p>
-<input id="logo_url" name="logo_url" value="{logo}" spellcheck="false" aria-describedby="logo-hint"{l_inv}>{l_err}
+<input id="logo_url" name="logo_url" type="text" value="{logo}" spellcheck="false" aria-describedby="logo-hint"{l_inv}>{l_err}
 <div class="actions"><button class="button" type="submit">Save branding</button>{reset}</div>
 </form>"#,
         token = attr(token),

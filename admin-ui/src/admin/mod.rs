@@ -210,7 +210,8 @@ pub struct GrantInput {
     /// ``, `1h`, `8h`, `1d`, `7d` or `30d`.
     #[serde(default)]
     pub duration: String,
-    /// A UTC date `YYYY-MM-DD` (the grant lasts through that day), overriding `duration`.
+    /// A UTC date `YYYY-MM-DD` (the grant lasts through that day) or date and time
+    /// `YYYY-MM-DD HH:MM[:SS]` (until that moment), overriding `duration`.
     #[serde(default)]
     pub until: String,
     #[serde(default)]
@@ -222,17 +223,36 @@ pub struct GrantInput {
 pub fn expiry(duration: &str, until: &str, now: i64) -> Result<Option<i64>, String> {
     let until = until.trim();
     if !until.is_empty() {
-        let parts: Vec<&str> = until.split('-').collect();
+        let bad = || format!("{until:?} is not a UTC date (YYYY-MM-DD) or date and time (YYYY-MM-DD HH:MM)");
+        let (date, time) = match until.split_once(['T', ' ']) {
+            Some((d, t)) => (d, Some(t.trim())),
+            None => (until, None),
+        };
+        let parts: Vec<&str> = date.split('-').collect();
         let nums: Option<Vec<i64>> = parts.iter().map(|p| p.parse().ok()).collect();
         let Some([y, m, d]) = nums.as_deref().and_then(|n| <[i64; 3]>::try_from(n).ok()) else {
-            return Err(format!("{until:?} is not a date (YYYY-MM-DD)"));
+            return Err(bad());
         };
         if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
-            return Err(format!("{until:?} is not a date (YYYY-MM-DD)"));
+            return Err(bad());
         }
-        let end = (days_from_civil(y, m, d) + 1) * 86_400;
+        let day = days_from_civil(y, m, d) * 86_400;
+        let end = match time {
+            // A date alone: through the whole of that day.
+            None => day + 86_400,
+            Some(t) => {
+                let hms: Option<Vec<i64>> = t.split(':').map(|p| p.parse().ok()).collect();
+                match hms.as_deref() {
+                    Some([h, mi]) if (0..24).contains(h) && (0..60).contains(mi) => day + h * 3_600 + mi * 60,
+                    Some([h, mi, sec]) if (0..24).contains(h) && (0..60).contains(mi) && (0..60).contains(sec) => {
+                        day + h * 3_600 + mi * 60 + sec
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+        };
         if end <= now {
-            return Err(format!("{until} is in the past"));
+            return Err(format!("{until} (UTC) is in the past"));
         }
         return Ok(Some(end));
     }
@@ -658,7 +678,23 @@ mod tests {
         let end = expiry("1h", "2026-11-20", now).unwrap().unwrap();
         assert_eq!(chrono_like(end), "2026-11-21 00:00:00");
         assert!(expiry("", "2026-11-17", now).is_err(), "in the past");
-        for bad in ["2026-13-01", "tomorrow", "2026-11", "2026-11-20-1"] {
+        // A moment: until then.
+        let end = expiry("", "2026-11-20 17:30", now).unwrap().unwrap();
+        assert_eq!(chrono_like(end), "2026-11-20 17:30:00");
+        let end = expiry("8h", "2026-11-18T11:07:05", now).unwrap().unwrap();
+        assert_eq!(end, now + 25);
+        assert!(expiry("", "2026-11-18 11:06", now).is_err(), "a minute ago");
+        for bad in [
+            "2026-13-01",
+            "tomorrow",
+            "2026-11",
+            "2026-11-20-1",
+            "2026-11-20 24:00",
+            "2026-11-20 12:60",
+            "2026-11-20 12",
+            "2026-11-20 12:00:00:00",
+            "2026-11-20T",
+        ] {
             assert!(expiry("", bad, now).is_err(), "{bad}");
         }
         assert!(expiry("forever", "", now).is_err());

@@ -109,7 +109,7 @@ pub(super) async fn requests_page(State(gate): State<Shared>, i: Option<Extensio
 <input type="hidden" name="csrf" value="{token}"><input type="hidden" name="app" value="{app}"><input type="hidden" name="user" value="{user_attr}">
 <label>Grant to <select name="grant_to">{options}</select></label>
 <label>For <select name="duration"><option value="">until removed</option><option value="1h">1 hour</option><option value="8h">8 hours</option><option value="1d">1 day</option><option value="7d">7 days</option><option value="30d">30 days</option></select></label>
-<label>Or until (UTC date) <input name="until" type="text" placeholder="YYYY-MM-DD" inputmode="numeric"></label>
+<label>Or until (UTC) <input name="until" type="text" placeholder="YYYY-MM-DD or YYYY-MM-DD HH:MM"></label>
 <button class="button" type="submit" name="decision" value="approve">Approve</button>
 <button class="button secondary" type="submit" name="decision" value="decline">Decline</button>
 </form></li>"#,
