@@ -619,6 +619,7 @@ impl AdminGate for Authn {
             actor: some(&q.actor),
             action: some(&q.action),
             target: some(&q.target),
+            app: some(&q.app),
             since: q.since,
             until: q.until,
             limit: q.limit,

@@ -602,6 +602,12 @@ async fn grants_are_added_removed_and_expire_on_every_replica() {
         .expect("audit")
         .len();
     assert_eq!(n, 1, "not once per replica");
+    // The audit log by app: its creation, grants and their end; nobody's sign-in.
+    let by_app = root.get("/.gatehouse/admin/audit?app=reports").await.body;
+    for action in ["app.create", "grant.add", "grant.remove", "grant.expire"] {
+        assert!(by_app.contains(action), "{action}: {by_app}");
+    }
+    assert!(!by_app.contains("signin.success"), "{by_app}");
     store.close().await;
 }
 

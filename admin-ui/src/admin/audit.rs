@@ -10,6 +10,8 @@ pub(super) struct AuditQuery {
     action: String,
     #[serde(default)]
     target: String,
+    #[serde(default)]
+    app: String,
     /// UTC dates `YYYY-MM-DD`, both inclusive.
     #[serde(default)]
     from: String,
@@ -41,6 +43,7 @@ impl AuditQuery {
             actor: self.actor.trim().to_string(),
             action: self.action.trim().to_string(),
             target: self.target.trim().to_string(),
+            app: self.app.trim().to_string(),
             since: day_start(&self.from)?,
             until: day_start(&self.to)?.map(|t| t + 86_400),
             offset: self.page.clamp(0, 100_000) * AUDIT_PAGE,
@@ -53,10 +56,11 @@ impl AuditQuery {
         let enc =
             |v: &str| percent_encoding::utf8_percent_encode(v.trim(), percent_encoding::NON_ALPHANUMERIC).to_string();
         format!(
-            "actor={}&action={}&target={}&from={}&to={}&page={page}",
+            "actor={}&action={}&target={}&app={}&from={}&to={}&page={page}",
             enc(&self.actor),
             enc(&self.action),
             enc(&self.target),
+            enc(&self.app),
             enc(&self.from),
             enc(&self.to)
         )
@@ -131,6 +135,7 @@ pub(super) async fn audit_page(
 <form method="get" action="/.gatehouse/admin/audit" class="filters">
 <label>Person <input name="actor" type="text" value="{actor}" autocapitalize="none"></label>
 <label>Action <input name="action" type="text" value="{action}" placeholder="e.g. signin.failure" autocapitalize="none"></label>
+<label>App <input name="app" type="text" value="{app}" placeholder="slug" autocapitalize="none"></label>
 <label>Target <input name="target" type="text" value="{target}" autocapitalize="none"></label>
 <label>From (UTC) <input name="from" type="text" value="{from}" placeholder="YYYY-MM-DD" inputmode="numeric"></label>
 <label>To (UTC) <input name="to" type="text" value="{to}" placeholder="YYYY-MM-DD" inputmode="numeric"></label>
@@ -141,6 +146,7 @@ pub(super) async fn audit_page(
         actor = attr(&q.actor),
         action = attr(&q.action),
         target = attr(&q.target),
+        app = attr(&q.app),
         from = attr(&q.from),
         to = attr(&q.to),
     );

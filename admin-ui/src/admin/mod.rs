@@ -286,6 +286,8 @@ pub struct AuditSearch {
     pub actor: String,
     pub action: String,
     pub target: String,
+    /// An app's slug: its own events and those of its grants and requests.
+    pub app: String,
     /// Epoch seconds: from (inclusive) and to (exclusive).
     pub since: Option<i64>,
     pub until: Option<i64>,

@@ -96,6 +96,9 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Exactly this target.
     pub target: Option<String>,
+    /// Events about this app: its own (target = the slug) and those of its grants and
+    /// access requests (target `<slug>/…`).
+    pub app: Option<String>,
     /// At or after this time (epoch seconds).
     pub since: Option<i64>,
     /// Before this time (epoch seconds, exclusive).
@@ -112,6 +115,7 @@ impl Default for AuditFilter {
             actor: None,
             action: None,
             target: None,
+            app: None,
             since: None,
             until: None,
             limit: 100,
@@ -202,8 +206,9 @@ impl Store {
             "SELECT ",
             audit_columns!(),
             " FROM audit_log WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
-             AND ($3 IS NULL OR target = $3) AND at >= $4 AND at < $5 ORDER BY at DESC, id DESC \
-             LIMIT $6 OFFSET $7"
+             AND ($3 IS NULL OR target = $3) AND at >= $4 AND at < $5 \
+             AND ($8 IS NULL OR target = $8 OR substr(target, 1, length($8) + 1) = $8 || '/') \
+             ORDER BY at DESC, id DESC LIMIT $6 OFFSET $7"
         ))
         .bind(filter.actor.clone())
         .bind(filter.action.clone())
@@ -212,6 +217,7 @@ impl Store {
         .bind(filter.until.unwrap_or(i64::MAX))
         .bind(filter.limit.max(0))
         .bind(filter.offset.max(0))
+        .bind(filter.app.clone())
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading audit log"))?

@@ -731,6 +731,30 @@ async fn audit(store: &Store) {
         ..AuditFilter::default()
     };
     assert_eq!(actions(store.audit_events(&only_b).await.unwrap()), ["b"]);
+    // By app: the app's own events and its grants' and requests' (`<slug>/…`), not those
+    // of an app whose slug merely starts the same.
+    for (action, target) in [
+        ("app.update", "ledger"),
+        ("grant.add", "ledger/group:finance"),
+        ("access.request", "ledger/user:bob"),
+        ("grant.add", "ledger-old/user:bob"),
+        ("app.update", "ledgers"),
+    ] {
+        store.audit(&AuditEvent::new(&alice, action, target)).await.unwrap();
+    }
+    let ledger = AuditFilter {
+        app: Some("ledger".into()),
+        ..AuditFilter::default()
+    };
+    let mut targets: Vec<String> = store
+        .audit_events(&ledger)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.target)
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["ledger", "ledger/group:finance", "ledger/user:bob"]);
 }
 
 /// Many writers at once: SQLite serialises them (busy timeout), PostgreSQL does not care;
@@ -766,7 +790,7 @@ async fn check_left_over(store: &Store) {
         actor: Some("alice".into()),
         ..AuditFilter::default()
     };
-    assert_eq!(store.audit_events(&by_alice).await.unwrap().len(), 5);
+    assert_eq!(store.audit_events(&by_alice).await.unwrap().len(), 10);
     // Still usable for writes after the (no-op) migration run.
     assert!(matches!(
         store.create_user(&user("ALICE", &[]), &actor()).await,
