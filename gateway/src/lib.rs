@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod upstream;
 pub mod web;
 pub mod whoami;
+pub mod api_tokens;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's) and [`audit`] (the log and its export). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export), `tokens` (API tokens: create,
+//! shown once, revoke) and [`api`] (the JSON admin API: the same operations for scripts). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
 //! a token bound to the admin's session and coming from this gateway's own origin. Nothing
@@ -27,12 +28,15 @@ mod audit;
 mod requests;
 mod sessions;
 mod users;
+pub mod api;
+mod tokens;
 
 use apps::*;
 use audit::*;
 use requests::*;
 use sessions::*;
 use users::*;
+use tokens::*;
 
 /// An app as the admin UI shows it.
 #[derive(Debug, Clone)]
@@ -312,6 +316,41 @@ pub struct Check {
     pub basis: String,
 }
 
+/// An API token, as listed (never its secret).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Short public id (not a secret).
+    pub id: String,
+    pub name: String,
+    /// `admin` or `app:<slug>`.
+    pub scope: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    /// Usable now: neither revoked nor expired.
+    pub active: bool,
+}
+
+/// What the new-token form sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenInput {
+    #[serde(default)]
+    pub name: String,
+    /// `admin` or `app:<slug>`.
+    #[serde(default)]
+    pub scope: String,
+    /// As for grants: ``, `1h`, `8h`, `1d`, `7d` or `30d`; or `until` a UTC date.
+    #[serde(default)]
+    pub duration: String,
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// What the admin pages need from the gateway.
 #[async_trait]
 pub trait AdminGate: Send + Sync {
@@ -383,6 +422,15 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// API tokens, live ones first, revoked and expired ones too.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError>;
+    /// Creates an API token; returns its secret (shown once: only its hash is stored).
+    async fn create_token(&self, by: &Viewer, client: Option<IpAddr>, input: &TokenInput) -> Result<String, AdminError>;
+    /// Revokes token `id`: refused from the next request on, on every replica.
+    async fn revoke_token(&self, by: &Viewer, client: Option<IpAddr>, id: &str) -> Result<(), AdminError>;
+    /// The usable token whose secret is `secret` (looked up in the store on every call, its
+    /// use recorded); `None`: unknown, revoked or expired.
+    async fn token_for(&self, secret: &str) -> Result<Option<TokenRow>, AdminError>;
 }
 
 /// The admin routes, merged into the gateway's router.
@@ -406,6 +454,9 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/users", get(users_page))
         .route("/.gatehouse/admin/users/new", get(new_user_page).post(create_user))
         .route("/.gatehouse/admin/users/{name}", get(user_page).post(update_user))
+        .route("/.gatehouse/admin/tokens", get(tokens_page).post(create_token))
+        .route("/.gatehouse/admin/tokens/revoke", post(revoke_token))
+        .merge(api::routes())
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -547,6 +598,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/users", "People", "users"),
             link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
+            link("/.gatehouse/admin/tokens", "API tokens", "tokens"),
         ]
         .concat()
     } else {
