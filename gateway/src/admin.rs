@@ -628,7 +628,12 @@ impl AdminGate for Authn {
         self.api_tokens().await
     }
 
-    async fn create_token(&self, by: &Viewer, client: Option<IpAddr>, input: &TokenInput) -> Result<String, AdminError> {
+    async fn create_token(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: &TokenInput,
+    ) -> Result<String, AdminError> {
         self.create_api_token(by, &Self::actor(by, client), input).await
     }
 

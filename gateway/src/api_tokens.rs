@@ -105,7 +105,11 @@ impl Authn {
         let expires_at = match expiry(&input.duration, &input.until, t) {
             Ok(e) => e,
             Err(m) => {
-                let field = if input.until.trim().is_empty() { "duration" } else { "until" };
+                let field = if input.until.trim().is_empty() {
+                    "duration"
+                } else {
+                    "until"
+                };
                 errors.push((field.to_string(), m));
                 None
             }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api_tokens;
 pub mod authn;
 pub mod demo;
 pub mod forwarded;
@@ -24,7 +25,6 @@ pub mod snapshot;
 pub mod upstream;
 pub mod web;
 pub mod whoami;
-pub mod api_tokens;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

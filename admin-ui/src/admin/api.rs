@@ -157,17 +157,19 @@ impl ApiError {
 fn admin_error(e: AdminError, what: &str) -> ApiError {
     match e {
         AdminError::Invalid(fields) => ApiError::invalid(fields),
-        AdminError::Conflict(who) => {
-            ApiError::new(StatusCode::CONFLICT, format!("{what} was changed by {who} meanwhile: nothing was changed"))
-        }
+        AdminError::Conflict(who) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{what} was changed by {who} meanwhile: nothing was changed"),
+        ),
         AdminError::NotFound => ApiError::not_found(format!("no such {what}")),
         AdminError::ReadOnly => ApiError::new(
             StatusCode::CONFLICT,
             format!("{what} is defined in the config file: change it there"),
         ),
-        AdminError::Unavailable(why) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store is unavailable: {why}"))
-        }
+        AdminError::Unavailable(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {why}"),
+        ),
     }
 }
 
@@ -311,7 +313,7 @@ async fn dispatch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let (viewer, scope, csrf) = authenticate(&gate, &i, &headers, &method).await?;
+    let (viewer, scope, csrf) = authenticate(&gate, &i, &headers).await?;
     let mut call = Call {
         gate,
         viewer,
@@ -341,6 +343,11 @@ async fn dispatch(
             _ => format!("{who} may not use this route: administrators only"),
         }));
     }
+    if let Some(expected) = &call.csrf {
+        if !matches!(method, Method::GET | Method::HEAD) {
+            check_csrf(&call.gate, expected, &headers)?;
+        }
+    }
     call.body = axum::body::to_bytes(body, API_BODY_LIMIT).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -350,13 +357,12 @@ async fn dispatch(
     (route.handler)(call).await
 }
 
-/// The caller: a bearer token (looked up now) or the admin session (plus, for a change,
-/// the session-bound token and this gateway's Origin).
+/// The caller: a bearer token (looked up now) or the admin session. Returns the viewer, its
+/// scope and, for a session, the session-bound CSRF token.
 async fn authenticate(
     gate: &Shared,
     i: &RequestInfo,
     headers: &HeaderMap,
-    method: &Method,
 ) -> Result<(Viewer, Scope, Option<String>), ApiError> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let secret = auth
@@ -403,21 +409,27 @@ async fn authenticate(
             r#"Bearer realm="gatehouse""#,
         ));
     };
-    let csrf = i.session_id_hash.as_deref().map(session_token);
-    let safe = matches!(*method, Method::GET | Method::HEAD);
-    if !safe {
-        let sent = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).unwrap_or("");
-        if !csrf.as_deref().is_some_and(|e| crate::csrf::same(e, sent)) {
-            return Err(ApiError::forbidden(format!(
-                "session requests that change something need the {CSRF_HEADER} header (see GET /.gatehouse/admin/api/whoami)"
-            )));
-        }
-        if !same_origin(headers, &gate.site().origin) {
-            return Err(ApiError::forbidden("cross-site request refused: wrong or missing Origin"));
-        }
-    }
+    // A session always has a CSRF token to expect; a missing store key expects one nobody has.
+    let csrf = Some(i.session_id_hash.as_deref().map(session_token).unwrap_or_default());
     let scope = if v.identity.admin { Scope::Admin } else { Scope::Owner };
     Ok((v, scope, csrf))
+}
+
+/// For a session caller's change: the session-bound token in [`CSRF_HEADER`] and this
+/// gateway's Origin.
+fn check_csrf(gate: &Shared, expected: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let sent = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if expected.is_empty() || !crate::csrf::same(expected, sent) {
+        return Err(ApiError::forbidden(format!(
+            "session requests that change something need the {CSRF_HEADER} header (GET /.gatehouse/admin/api/whoami gives it): nothing was changed"
+        )));
+    }
+    if !same_origin(headers, &gate.site().origin) {
+        return Err(ApiError::forbidden(
+            "cross-site request refused (Origin is not this gateway): nothing was changed",
+        ));
+    }
+    Ok(())
 }
 
 // ---- answers ----
@@ -515,7 +527,7 @@ async fn whoami(c: Call) -> ApiResult {
         "admin": c.admin(),
         "scope": scope,
         "token": c.viewer.token,
-        "csrf": c.csrf,
+        "csrf": c.csrf.as_deref().filter(|t| !t.is_empty()),
     }))
 }
 
@@ -559,7 +571,10 @@ struct AppBody {
 /// refused (the form would split them).
 fn lines(field: &str, items: &[String], errors: &mut Vec<(String, String)>) -> String {
     if let Some(bad) = items.iter().find(|i| i.contains([',', '\n', '\r'])) {
-        errors.push((field.to_string(), format!("{bad:?}: one name per item, without commas or line breaks")));
+        errors.push((
+            field.to_string(),
+            format!("{bad:?}: one name per item, without commas or line breaks"),
+        ));
     }
     items.join("\n")
 }
@@ -644,7 +659,12 @@ async fn update_app(c: Call) -> ApiResult {
         slug: app.slug.clone(),
         name: app.name.clone(),
         description: app.description.clone(),
-        upstreams: app.upstreams.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>().join("\n"),
+        upstreams: app
+            .upstreams
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
         access: app.access.clone(),
         allow_groups: app.allow_groups.join("\n"),
         allow_users: app.allow_users.join("\n"),
@@ -802,17 +822,18 @@ async fn decide(c: Call) -> ApiResult {
         app: slug.clone(),
         user: user.clone(),
         decision: b.decision.clone(),
-        grant_to: if b.grant_to.is_empty() { "user".into() } else { b.grant_to },
+        grant_to: if b.grant_to.is_empty() {
+            "user".into()
+        } else {
+            b.grant_to
+        },
         duration: b.duration,
         until: b.until,
     };
-    c.gate
-        .decide(&c.viewer, c.client, &input)
-        .await
-        .map_err(|e| match e {
-            AdminError::NotFound => ApiError::not_found(format!("no pending request of {user:?} for {slug:?}")),
-            e => admin_error(e, "request"),
-        })?;
+    c.gate.decide(&c.viewer, c.client, &input).await.map_err(|e| match e {
+        AdminError::NotFound => ApiError::not_found(format!("no pending request of {user:?} for {slug:?}")),
+        e => admin_error(e, "request"),
+    })?;
     ok(json!({ "app": slug, "user": user, "status": if b.decision == "approve" { "approved" } else { "declined" } }))
 }
 
@@ -1017,13 +1038,18 @@ mod tests {
                 }
             }
         }
-        let routed: std::collections::BTreeSet<(String, String)> =
-            ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+        let routed: std::collections::BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
         assert_eq!(routed.len(), ROUTES.len(), "a route is listed twice");
         let missing: Vec<_> = routed.difference(&documented).collect();
         let extra: Vec<_> = documented.difference(&routed).collect();
         assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
-        assert!(extra.is_empty(), "openapi.json documents routes that do not exist: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "openapi.json documents routes that do not exist: {extra:?}"
+        );
     }
 
     #[test]

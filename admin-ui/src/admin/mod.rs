@@ -23,20 +23,20 @@ use serde::Deserialize;
 
 use crate::{pages, RequestInfo, Shared, Viewer};
 
+pub mod api;
 mod apps;
 mod audit;
 mod requests;
 mod sessions;
-mod users;
-pub mod api;
 mod tokens;
+mod users;
 
 use apps::*;
 use audit::*;
 use requests::*;
 use sessions::*;
-use users::*;
 use tokens::*;
+use users::*;
 
 /// An app as the admin UI shows it.
 #[derive(Debug, Clone)]
@@ -425,7 +425,8 @@ pub trait AdminGate: Send + Sync {
     /// API tokens, live ones first, revoked and expired ones too.
     async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError>;
     /// Creates an API token; returns its secret (shown once: only its hash is stored).
-    async fn create_token(&self, by: &Viewer, client: Option<IpAddr>, input: &TokenInput) -> Result<String, AdminError>;
+    async fn create_token(&self, by: &Viewer, client: Option<IpAddr>, input: &TokenInput)
+        -> Result<String, AdminError>;
     /// Revokes token `id`: refused from the next request on, on every replica.
     async fn revoke_token(&self, by: &Viewer, client: Option<IpAddr>, id: &str) -> Result<(), AdminError>;
     /// The usable token whose secret is `secret` (looked up in the store on every call, its

@@ -11,7 +11,8 @@ pub(super) struct TokensQuery {
 }
 
 fn when(t: Option<i64>, none: &str) -> String {
-    t.map(|t| format!("{} UTC", time(t))).unwrap_or_else(|| none.to_string())
+    t.map(|t| format!("{} UTC", time(t)))
+        .unwrap_or_else(|| none.to_string())
 }
 
 /// The page: an optional notice (the new secret), the form, the list.
@@ -180,7 +181,8 @@ pub(super) async fn create_token(
             r
         }
         Err(AdminError::Invalid(errors)) => {
-            let notice = r#"<div class="alert error" role="alert">No token was created: correct the fields marked below.</div>"#;
+            let notice =
+                r#"<div class="alert error" role="alert">No token was created: correct the fields marked below.</div>"#;
             let mut r = render(&gate, &v, &i, notice, &f, &errors).await;
             *r.status_mut() = StatusCode::BAD_REQUEST;
             r
