@@ -5,7 +5,8 @@
 //! shown once, revoke) and [`api`] (the JSON admin API: the same operations for scripts). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
-//! a token bound to the admin's session and coming from this gateway's own origin. Nothing
+//! a token bound to the admin's session and coming from this gateway's own origin (the
+//! JSON API: an API token, or the session with that token in a header and the origin). Nothing
 //! here decides access: the gateway's [`AdminGate`] does, with `gatehouse_policy`.
 
 use std::net::IpAddr;
