@@ -452,6 +452,46 @@ async fn bad_requests_are_refused_and_change_nothing() {
     }
     assert_eq!(checked, 19, "every route");
 
+    // The tokens page: administrators only; a bad name or scope is refused next to the
+    // field and creates nothing.
+    let mut alice_b = alice.clone();
+    assert_eq!(alice_b.get("/.gatehouse/admin/tokens").await.status, 403);
+    let page = root.get("/.gatehouse/admin/tokens").await;
+    let csrf = page.input_value("csrf").unwrap();
+    let origin = root.origin();
+    let p = root
+        .post_form_with(
+            "/.gatehouse/admin/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "Bad Name"),
+                ("scope", "app:nope"),
+                ("duration", ""),
+            ],
+            &[("origin", &origin)],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"name-error\"") && p.body.contains("id=\"scope-error\""),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("ghk_"), "no token");
+    let p = alice_b
+        .post_form_with(
+            "/.gatehouse/admin/tokens",
+            &[("csrf", &csrf), ("name", "mine"), ("scope", "admin")],
+            &[("origin", &origin)],
+        )
+        .await;
+    assert_eq!(p.status, 403, "non-administrators create no tokens");
+    let listed = root.get("/.gatehouse/admin/tokens").await.body;
+    assert!(
+        !listed.contains("Bad Name") && !listed.contains(">mine<"),
+        "nothing created"
+    );
+
     // An app-scoped token: its app only, and only what owners may do.
     let scoped = create_token(&mut root, "reports-bot", "app:reports").await;
     assert_eq!(slugs(&bearer(&gw, &scoped, "GET", "/apps", None).await), ["reports"]);
@@ -570,6 +610,17 @@ async fn a_revoked_token_is_refused_at_once_on_every_replica() {
     let stored = db.sql("SELECT concat_ws('|', id, name, scope, secret_hash, created_by) FROM api_tokens");
     assert!(stored.contains("ci|admin|"), "{stored}");
     assert!(!stored.contains(&token[4..]), "the secret is not in the table");
+
+    // An expired token (its end moved into the past by another client): refused at once too.
+    let other = create_token(&mut root, "nightly", "admin").await;
+    assert_eq!(bearer(&second, &other, "GET", "/apps", None).await.status, 200);
+    db.sql("UPDATE api_tokens SET expires_at = 1 WHERE name = 'nightly'");
+    assert_eq!(
+        bearer(&second, &other, "GET", "/apps", None).await.status,
+        401,
+        "expired"
+    );
+    assert!(root.get("/.gatehouse/admin/tokens").await.body.contains(">expired<"));
 
     revoke_token(&mut root, "ci").await;
     let r = bearer(&second, &token, "GET", "/apps", None).await;
