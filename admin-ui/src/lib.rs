@@ -130,6 +130,9 @@ async fn security_headers(mut res: Response) -> Response {
 pub struct Viewer {
     pub identity: Identity,
     pub display_name: Option<String>,
+    /// The API token (its name) this caller authenticated with; `None` for a session.
+    /// Changes made with it are audited with the token's name in the detail.
+    pub token: Option<String>,
 }
 
 /// Per-request facts the gateway attaches as an extension.

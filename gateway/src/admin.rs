@@ -12,6 +12,7 @@ use gatehouse_admin_ui::admin::{
     expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, AuditSearch, BrandingInput, BrandingView, Check,
     DecisionInput, GrantInput, GrantRow, RequestRow, SessionRow, UserInput, UserRow,
 };
+use gatehouse_admin_ui::admin::{TokenInput, TokenRow};
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
@@ -81,7 +82,7 @@ fn unavailable(e: StoreError) -> AdminError {
 
 impl Authn {
     fn actor(by: &Viewer, client: Option<IpAddr>) -> Actor {
-        Actor::user(&by.identity.user, client)
+        crate::api_tokens::actor(by, client)
     }
 
     /// Who last changed `slug`, for "changed by X meanwhile".
@@ -679,6 +680,27 @@ impl AdminGate for Authn {
         let file = self.live.peek().config.branding.clone();
         self.site.branding.set(branding.unwrap_or(file));
         Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError> {
+        self.api_tokens().await
+    }
+
+    async fn create_token(
+        &self,
+        by: &Viewer,
+        client: Option<IpAddr>,
+        input: &TokenInput,
+    ) -> Result<String, AdminError> {
+        self.create_api_token(by, &Self::actor(by, client), input).await
+    }
+
+    async fn revoke_token(&self, by: &Viewer, client: Option<IpAddr>, id: &str) -> Result<(), AdminError> {
+        self.revoke_api_token(&Self::actor(by, client), id).await
+    }
+
+    async fn token_for(&self, secret: &str) -> Result<Option<TokenRow>, AdminError> {
+        self.api_token_for(secret).await
     }
 }
 

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api_tokens;
 pub mod authn;
 pub mod branding;
 pub mod demo;

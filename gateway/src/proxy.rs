@@ -142,6 +142,7 @@ impl Gateway {
                     viewer: who.as_ref().map(|s| gatehouse_admin_ui::Viewer {
                         identity: s.identity.clone(),
                         display_name: s.display_name.clone(),
+                        token: None,
                     }),
                     session_cookie: identity::cookie(&session.req_header().headers, &self.0.session_cookie)
                         .map(str::to_string),

@@ -466,6 +466,7 @@ async function run(page) {
   await page.emulateMedia({ colorScheme: 'light' });
 
   await adminUi(page);
+  await apiTokens(page);
 }
 
 /** The text of the first `.alert`, trimmed ('' when there is none). */
@@ -679,6 +680,47 @@ async function adminUi(page) {
 async function signOut(page) {
   await open(page, '/.gatehouse/logout');
   await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+}
+
+/** 14. API tokens: the admin creates one with the keyboard, sees the secret once, uses it
+ *  on the JSON API, revokes it, and the API refuses it at once. */
+async function apiTokens(page) {
+  step = 'API tokens page';
+  await open(page, '/.gatehouse/logout');
+  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/.gatehouse/login')), page.click('form button[type=submit]')]);
+  await signInByForm(page, 'admin', adminPassword);
+  let status = await open(page, '/.gatehouse/admin/tokens');
+  check(status === 200, 'the API tokens page opens', status);
+  await shoot(page, 'admin-tokens', { desktop: true, mobile: true });
+  await keyboardPath(page, 'API tokens');
+
+  step = 'admin creates a token with the keyboard';
+  await page.focus('#token-name');
+  await page.keyboard.type('ci-browser');
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST'),
+    page.locator('button[type=submit]', { hasText: 'Create token' }).press('Enter'),
+  ]);
+  await page.waitForLoadState('load');
+  check(answer.status() === 201, 'the token is created', answer.status());
+  const secret = await page.inputValue('#new-token');
+  check(/^ghk_[A-Za-z0-9_-]{43}$/.test(secret), 'the new token is shown once', secret.slice(0, 6));
+  await shoot(page, 'admin-token-created', { desktop: true, mobile: true });
+  // As a script would call it (Playwright's request client: not a page subresource).
+  const api = async (t) =>
+    (await page.request.get(url('/.gatehouse/admin/api/apps'), { headers: { Authorization: `Bearer ${t}` } })).status();
+  check((await api(secret)) === 200, 'the JSON API accepts the token', await api(secret));
+  await open(page, '/.gatehouse/admin/tokens');
+  check(!(await page.content()).includes(secret), 'the token is not shown again');
+
+  step = 'admin revokes the token';
+  await Promise.all([
+    page.waitForURL((u) => u.searchParams.get('revoked') === '1'),
+    page.locator('button', { hasText: 'Revoke ci-browser' }).press('Enter'),
+  ]);
+  check((await api(secret)) === 401, 'the revoked token is refused at once', await api(secret));
+  await shoot(page, 'admin-token-revoked');
+  log('admin created an API token with the keyboard, used it, revoked it; the API refused it at once');
 }
 
 main().then(

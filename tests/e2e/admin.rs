@@ -926,7 +926,9 @@ async fn the_audit_log_is_filtered_paged_and_exported() {
         .await;
     assert_eq!(none.body.matches("<code>test.event</code>").count(), 0);
     let bad = root.get("/.gatehouse/admin/audit?from=yesterday").await;
-    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+    assert!(bad.body.contains("is not a UTC date"), "{}", bad.body);
+    let bad = root.get("/.gatehouse/admin/audit?from=2026-11-20%2010:00").await;
+    assert!(bad.body.contains("is not a date (YYYY-MM-DD)"), "{}", bad.body);
 
     let csv = root.get("/.gatehouse/admin/audit.csv?action=test.event").await;
     assert_eq!(csv.status, 200);

@@ -32,6 +32,9 @@ pub(super) fn day_start(date: &str) -> Result<Option<i64>, String> {
     if date.is_empty() {
         return Ok(None);
     }
+    if date.contains([' ', 'T']) {
+        return Err(format!("{date:?} is not a date (YYYY-MM-DD)"));
+    }
     // The day after, minus one day: `expiry` already parses dates and rejects nonsense.
     let end = expiry("", date, i64::MIN + 1)?.ok_or_else(|| format!("{date:?} is not a date"))?;
     Ok(Some(end - 86_400))

@@ -1,10 +1,12 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's) and [`audit`] (the log and its export). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export), `tokens` (API tokens: create,
+//! shown once, revoke) and [`api`] (the JSON admin API: the same operations for scripts). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
-//! a token bound to the admin's session and coming from this gateway's own origin. Nothing
+//! a token bound to the admin's session and coming from this gateway's own origin (the
+//! JSON API: an API token, or the session with that token in a header and the origin). Nothing
 //! here decides access: the gateway's [`AdminGate`] does, with `gatehouse_policy`.
 
 use std::net::IpAddr;
@@ -22,11 +24,13 @@ use serde::Deserialize;
 
 use crate::{pages, RequestInfo, Shared, Viewer};
 
+pub mod api;
 mod apps;
 mod audit;
 mod branding;
 mod requests;
 mod sessions;
+mod tokens;
 mod users;
 
 use apps::*;
@@ -35,6 +39,7 @@ pub use branding::BrandingInput;
 use branding::*;
 use requests::*;
 use sessions::*;
+use tokens::*;
 use users::*;
 
 /// An app as the admin UI shows it.
@@ -342,6 +347,41 @@ pub struct Check {
     pub basis: String,
 }
 
+/// An API token, as listed (never its secret).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Short public id (not a secret).
+    pub id: String,
+    pub name: String,
+    /// `admin` or `app:<slug>`.
+    pub scope: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    /// Usable now: neither revoked nor expired.
+    pub active: bool,
+}
+
+/// What the new-token form sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenInput {
+    #[serde(default)]
+    pub name: String,
+    /// `admin` or `app:<slug>`.
+    #[serde(default)]
+    pub scope: String,
+    /// As for grants: ``, `1h`, `8h`, `1d`, `7d` or `30d`; or `until` a UTC date.
+    #[serde(default)]
+    pub duration: String,
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// What the admin pages need from the gateway.
 #[async_trait]
 pub trait AdminGate: Send + Sync {
@@ -413,6 +453,16 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// API tokens, live ones first, revoked and expired ones too.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError>;
+    /// Creates an API token; returns its secret (shown once: only its hash is stored).
+    async fn create_token(&self, by: &Viewer, client: Option<IpAddr>, input: &TokenInput)
+        -> Result<String, AdminError>;
+    /// Revokes token `id`: refused from the next request on, on every replica.
+    async fn revoke_token(&self, by: &Viewer, client: Option<IpAddr>, id: &str) -> Result<(), AdminError>;
+    /// The usable token whose secret is `secret` (looked up in the store on every call, its
+    /// use recorded); `None`: unknown, revoked or expired.
+    async fn token_for(&self, secret: &str) -> Result<Option<TokenRow>, AdminError>;
     /// The branding in force and where it comes from.
     async fn branding_view(&self) -> BrandingView;
     /// Saves the branding (checked like `[branding]`) for every page on every replica;
@@ -455,6 +505,9 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/users/new", get(new_user_page).post(create_user))
         .route("/.gatehouse/admin/users/{name}", get(user_page).post(update_user))
         .route("/.gatehouse/admin/branding", get(branding_page).post(save_branding))
+        .route("/.gatehouse/admin/tokens", get(tokens_page).post(create_token))
+        .route("/.gatehouse/admin/tokens/revoke", post(revoke_token))
+        .merge(api::routes())
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -597,6 +650,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
             link("/.gatehouse/admin/branding", "Branding", "branding"),
+            link("/.gatehouse/admin/tokens", "API tokens", "tokens"),
         ]
         .concat()
     } else {

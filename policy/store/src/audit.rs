@@ -18,6 +18,9 @@ pub struct Actor {
     pub name: String,
     /// The client address of the request that asked for it, if it came over HTTP.
     pub client: Option<IpAddr>,
+    /// The API token it acted with, if any: written into every audit row's detail as
+    /// `"token": <name>`.
+    pub token: Option<String>,
 }
 
 impl Actor {
@@ -25,7 +28,14 @@ impl Actor {
         Actor {
             name: name.into(),
             client,
+            token: None,
         }
+    }
+
+    /// The same actor acting with API token `token` (its name), if any.
+    pub fn with_token(mut self, token: Option<String>) -> Actor {
+        self.token = token;
+        self
     }
 
     /// A signed-in person acting from `client`.
@@ -80,7 +90,10 @@ impl AuditEvent {
             client: actor.client.map(|c| c.to_string()),
             action: action.into(),
             target: target.into(),
-            detail: Value::Null,
+            detail: match &actor.token {
+                Some(t) => serde_json::json!({ "token": t }),
+                None => Value::Null,
+            },
             before: None,
             after: None,
         }
@@ -184,7 +197,15 @@ pub(crate) struct Entry<'a> {
 impl Entry<'_> {
     pub(crate) async fn write(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         let mut event = AuditEvent::new(self.actor, self.action, self.target);
-        event.detail = self.detail;
+        event.detail = match (self.detail, event.detail) {
+            (Value::Null, token) => token,
+            (Value::Object(mut d), Value::Object(token)) => {
+                d.extend(token);
+                Value::Object(d)
+            }
+            (d, Value::Null) => d,
+            (d, token) => serde_json::json!({ "detail": d, "token": token["token"] }),
+        };
         event.before = self.before;
         event.after = self.after;
         insert(conn, &event).await

@@ -5,7 +5,8 @@
 //!
 //! One module per table: [`users`](Store::create_user), [`sessions`](Store::insert_session),
 //! [`signing keys`](Store::insert_signing_key), [`apps`](Store::upsert_app),
-//! [`audit log`](Store::audit_events), and the sign-in state every replica shares
+//! [`audit log`](Store::audit_events), [`API tokens`](Store::create_api_token) (by the
+//! hash of their secret, never the secret), and the sign-in state every replica shares
 //! ([`login attempts`](Store::put_login_attempt), [`assertion ids`](Store::first_sighting),
 //! [`failed sign-ins`](Store::record_failed_signin)). Errors are one [`StoreError`].
 //!
@@ -42,6 +43,7 @@ mod requests;
 mod sessions;
 mod settings;
 mod signin;
+mod tokens;
 mod users;
 
 pub use apps::{Access, AppRecord, Expect};
@@ -54,6 +56,7 @@ pub use requests::{AccessRequest, RequestStatus};
 pub use sessions::SessionRecord;
 pub use settings::MAX_SETTING_BYTES;
 pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
+pub use tokens::{api_token_hash, ApiTokenRecord, TokenScope};
 pub use users::{NewUser, UserRecord};
 
 use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
