@@ -622,6 +622,29 @@ impl AdminGate for Authn {
             })
             .collect())
     }
+    async fn provider_statuses(&self) -> Vec<gatehouse_admin_ui::admin::ProviderStatus> {
+        self.probe_providers().await
+    }
+
+    fn ldap_providers(&self) -> Vec<(String, String)> {
+        self.ldap_ids()
+    }
+
+    async fn ldap_lookup(&self, provider: Option<&str>, user: &str) -> gatehouse_admin_ui::admin::LdapLookup {
+        self.lookup_in_directory(provider, user).await
+    }
+
+    async fn suggest(
+        &self,
+        kind: gatehouse_admin_ui::admin::SuggestKind,
+        q: &str,
+    ) -> Vec<gatehouse_admin_ui::admin::Suggestion> {
+        self.find_names(kind, q).await
+    }
+
+    async fn seen_names(&self, kind: gatehouse_admin_ui::admin::SuggestKind, limit: usize) -> Vec<String> {
+        self.seen_name_list(kind, limit).await
+    }
 }
 
 impl Authn {

@@ -24,12 +24,15 @@ use crate::{pages, RequestInfo, Shared, Viewer};
 
 mod apps;
 mod audit;
+mod providers;
 mod requests;
 mod sessions;
 mod users;
 
 use apps::*;
 use audit::*;
+use providers::*;
+pub use providers::{utc, LdapLookup, ProviderStatus, SuggestKind, Suggestion, MAX_QUERY_BYTES};
 use requests::*;
 use sessions::*;
 use users::*;
@@ -383,6 +386,17 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// Every configured sign-in provider, probed now (all at once, each briefly).
+    async fn provider_statuses(&self) -> Vec<ProviderStatus>;
+    /// The LDAP providers: id and label, in configuration order.
+    fn ldap_providers(&self) -> Vec<(String, String)>;
+    /// What LDAP provider `provider` (the first when `None`) says about `user`.
+    async fn ldap_lookup(&self, provider: Option<&str>, user: &str) -> LdapLookup;
+    /// Names of `kind` matching `q`, seen at sign-in or found in a directory, as grants
+    /// spell them.
+    async fn suggest(&self, kind: SuggestKind, q: &str) -> Vec<Suggestion>;
+    /// Up to `limit` names of `kind` seen at sign-in.
+    async fn seen_names(&self, kind: SuggestKind, limit: usize) -> Vec<String>;
 }
 
 /// The admin routes, merged into the gateway's router.
@@ -406,6 +420,10 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/users", get(users_page))
         .route("/.gatehouse/admin/users/new", get(new_user_page).post(create_user))
         .route("/.gatehouse/admin/users/{name}", get(user_page).post(update_user))
+        .route("/.gatehouse/admin/providers", get(providers_page))
+        .route("/.gatehouse/admin/providers/ldap-test", post(ldap_test))
+        .route("/.gatehouse/admin/suggest", get(suggest))
+        .route("/.gatehouse/assets/suggest.js", get(suggest_script))
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -547,6 +565,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/users", "People", "users"),
             link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
+            link("/.gatehouse/admin/providers", "Providers", "providers"),
         ]
         .concat()
     } else {
