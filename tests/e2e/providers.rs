@@ -393,6 +393,52 @@ async fn directory_people_who_never_signed_in_are_suggested_and_granted() {
     let p = root.get_json("/.gatehouse/admin/suggest?kind=user&q=al").await;
     assert_eq!(names(&p), ["alice"]);
     assert_eq!(sources_of(&p, "alice"), ["seen at sign-in", "directory corp"]);
+
+    // A requester in 2,001 groups: the approver names one of them in a field that suggests
+    // exactly their groups, instead of picking from a list of 2,001.
+    let mut many = signed_in(&gw, "many", "many-pw").await;
+    let page = many.get("/apps/ledger/").await;
+    assert_eq!(page.status, 403);
+    let many_token = page.input_value("csrf").expect("request token");
+    let p = post(
+        &mut many,
+        "/.gatehouse/request-access",
+        &[("csrf", &many_token), ("app", "ledger"), ("reason", "")],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let requests = root.get("/.gatehouse/admin/requests").await;
+    assert!(requests.body.contains(r#"name="grant_group""#), "{}", requests.body);
+    assert!(requests.body.contains(r#"<option value="bulk-0007">"#));
+    assert!(
+        !requests.body.contains(r#"value="group:bulk-0007""#),
+        "not 2,001 options"
+    );
+    let decide = |group: &'static str| {
+        vec![
+            ("csrf", token.clone()),
+            ("app", "ledger".to_string()),
+            ("user", "many".to_string()),
+            ("decision", "approve".to_string()),
+            ("grant_to", "group".to_string()),
+            ("grant_group", group.to_string()),
+        ]
+    };
+    let form = decide("finance");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = post(&mut root, "/.gatehouse/admin/requests", &form).await;
+    assert_eq!(p.status, 400, "not one of their groups: {}", p.body);
+    let form = decide("Bulk-0007");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = post(&mut root, "/.gatehouse/admin/requests", &form).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let opened = within(Duration::from_secs(2), || {
+        let mut m = many.clone();
+        async move { m.get("/apps/ledger/").await.status == 200 }
+    })
+    .await;
+    assert!(opened.is_some(), "the group grant lets the requester in");
+    assert_eq!(bob.get("/apps/ledger/").await.status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]

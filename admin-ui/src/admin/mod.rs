@@ -303,6 +303,10 @@ pub struct DecisionInput {
     pub duration: String,
     #[serde(default)]
     pub until: String,
+    /// With `grant_to = "group"`: the group, typed (requesters in many groups get a field
+    /// suggesting their groups instead of a long list).
+    #[serde(default)]
+    pub grant_group: String,
 }
 
 /// The answer of "check a person" on an app.
