@@ -2,7 +2,8 @@
 //! the live snapshot, store apps saved through the same validation as the config file's,
 //! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
 //! log from the store. Every change goes to the store with the admin as its actor (audited
-//! in the same transaction); the change feed then updates every replica.
+//! in the same transaction); the change feed then updates every replica. Provider status,
+//! the LDAP test lookup and name suggestions are in `crate::providers`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

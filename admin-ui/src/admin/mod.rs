@@ -1,7 +1,8 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's) and [`audit`] (the log and its export). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export) and [`providers`] (sign-in
+//! provider status, the LDAP test form, name suggestions). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
 //! a token bound to the admin's session and coming from this gateway's own origin. Nothing

@@ -3,7 +3,9 @@
 //! password (never an empty one) → groups from `memberOf` or a group search, optionally
 //! nested (per-level searches with a cycle guard and a depth limit, or AD's
 //! `LDAP_MATCHING_RULE_IN_CHAIN`). Service connections are pooled; every operation has a
-//! timeout; a directory that is down gives `Unavailable`, never a hang.
+//! timeout; a directory that is down gives `Unavailable`, never a hang. For the admin UI:
+//! a probe (fresh connection + service bind), size-limited name searches with escaped
+//! filters for suggestions, and the provider's [`Health`](crate::providers::Health).
 
 use std::collections::{BTreeSet, HashSet};
 use std::panic::AssertUnwindSafe;

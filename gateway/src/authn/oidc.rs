@@ -6,7 +6,8 @@
 //! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat` with leeway,
 //! `nonce`), JWKS re-fetch on an unknown key (at most every [`REFETCH_FLOOR`]), claims →
 //! identity (user claim, email, name, groups by a dotted path, userinfo fallback),
-//! refresh, and RP-initiated logout.
+//! refresh, and RP-initiated logout. Discovery (with the JWKS key count) and sign-in or
+//! refresh failures are recorded in the provider's [`Health`](crate::providers::Health).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

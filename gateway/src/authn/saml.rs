@@ -8,7 +8,9 @@
 //! record, both in the store so that any replica can take the IdP's POST, signature checks
 //! on the blocking pool, attribute → identity mapping, and single logout both ways (logout messages: one of
 //! each parameter, the IdP's signature over exactly the bytes read, Destination,
-//! IssueInstant and a replay check).
+//! IssueInstant and a replay check). Metadata loads and refreshes (IdP entity id, signing
+//! certificate expiry) and refused responses are recorded in the provider's
+//! [`Health`](crate::providers::Health) for the admin UI.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
