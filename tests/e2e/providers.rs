@@ -9,6 +9,7 @@ use std::time::Duration;
 use gatehouse_tests::cluster::within;
 use gatehouse_tests::ldap::Slapd;
 use gatehouse_tests::oidc::{Client, OpenIdProvider};
+use gatehouse_tests::saml::{sp_metadata, SamlIdp};
 use gatehouse_tests::{reserve_port, Backend, Browser, Gateway, Page};
 
 use crate::gatehouse;
@@ -486,4 +487,72 @@ async fn an_oidc_provider_shows_its_issuer_discovery_and_keys() {
     let p = root.get("/.gatehouse/admin/providers").await;
     let c = card(&p.body, "op");
     assert!(c.contains(r#"data-status="unreachable""#), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saml_provider_shows_its_idp_metadata_refresh_and_certificate() {
+    let slapd = Slapd::start().await;
+    let backend = Backend::start("app").await;
+    let port = reserve_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = SamlIdp::start(
+        &sp_metadata(
+            &format!("{base}/.gatehouse/saml/idp/metadata"),
+            &format!("{base}/.gatehouse/saml/idp/acs"),
+            None,
+            None,
+        ),
+        &[],
+    )
+    .await;
+    let block = format!(
+        "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nlabel = \"Company SSO\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\nmetadata_refresh = \"1s\"\n",
+        idp.metadata_url
+    );
+    let gw = start(&slapd, &backend, &block, Some(port)).await;
+    let mut root = signed_in(&gw, "root", PW).await;
+    // The certificate the IdP signs with, and its expiry as openssl reads it.
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(&idp.cert_pem_file)
+        .output()
+        .unwrap();
+    let end = String::from_utf8_lossy(&out.stdout).to_string();
+    let end_date = end
+        .trim()
+        .trim_start_matches("notAfter=")
+        .get(..10)
+        .unwrap_or("?")
+        .to_string();
+    let refreshed = within(Duration::from_secs(10), || {
+        let mut r = root.clone();
+        async move {
+            let p = r.get("/.gatehouse/admin/providers").await;
+            card(&p.body, "idp").contains("Last refresh</dt><dd>ok")
+        }
+    })
+    .await;
+    let p = root.get("/.gatehouse/admin/providers").await;
+    let c = card(&p.body, "idp").to_string();
+    assert!(refreshed.is_some(), "the metadata refresh succeeded: {c}");
+    assert!(c.contains(r#"data-status="reachable""#), "{c}");
+    assert!(c.contains(&format!("IdP entity id</dt><dd>{}", idp.entity_id)), "{c}");
+    assert!(c.contains(&idp.metadata_url), "metadata source: {c}");
+    assert!(
+        c.contains(&format!("Signing certificate expires</dt><dd>{end_date}")),
+        "expiry {end_date} ({end}): {c}"
+    );
+    // The IdP goes away: unreachable, and the refresh failure is shown.
+    idp.stop();
+    let failed = within(Duration::from_secs(10), || {
+        let mut r = root.clone();
+        async move {
+            let p = r.get("/.gatehouse/admin/providers").await;
+            let c = card(&p.body, "idp");
+            c.contains(r#"data-status="unreachable""#) && c.contains("Last refresh</dt><dd>failed")
+        }
+    })
+    .await;
+    let p = root.get("/.gatehouse/admin/providers").await;
+    assert!(failed.is_some(), "{}", card(&p.body, "idp"));
 }
