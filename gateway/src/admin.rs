@@ -2,7 +2,8 @@
 //! the live snapshot, store apps saved through the same validation as the config file's,
 //! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
 //! log from the store. Every change goes to the store with the admin as its actor (audited
-//! in the same transaction); the change feed then updates every replica.
+//! in the same transaction); the change feed then updates every replica. Provider status,
+//! the LDAP test lookup and name suggestions are in `crate::providers`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -701,6 +702,30 @@ impl AdminGate for Authn {
 
     async fn token_for(&self, secret: &str) -> Result<Option<TokenRow>, AdminError> {
         self.api_token_for(secret).await
+    }
+
+    async fn provider_statuses(&self) -> Vec<gatehouse_admin_ui::admin::ProviderStatus> {
+        self.probe_providers().await
+    }
+
+    fn ldap_providers(&self) -> Vec<(String, String)> {
+        self.ldap_ids()
+    }
+
+    async fn ldap_lookup(&self, provider: Option<&str>, user: &str) -> gatehouse_admin_ui::admin::LdapLookup {
+        self.lookup_in_directory(provider, user).await
+    }
+
+    async fn suggest(
+        &self,
+        kind: gatehouse_admin_ui::admin::SuggestKind,
+        q: &str,
+    ) -> Vec<gatehouse_admin_ui::admin::Suggestion> {
+        self.find_names(kind, q).await
+    }
+
+    async fn seen_names(&self, kind: gatehouse_admin_ui::admin::SuggestKind, limit: usize) -> Vec<String> {
+        self.seen_name_list(kind, limit).await
     }
 }
 

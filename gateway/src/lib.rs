@@ -18,6 +18,7 @@ pub mod forwarded;
 pub mod gatekeeper;
 pub mod identity;
 pub mod metrics;
+pub mod providers;
 pub mod proxy;
 pub mod respond;
 pub mod route;

@@ -579,6 +579,35 @@ async function adminUi(page) {
   check(refused.status() === 400 && /contrast/.test((await page.locator('#accent-error').textContent()) ?? ''), 'a low-contrast accent is refused next to the field, with the ratio', refused.status());
   await shoot(page, 'admin-branding', { desktop: true, mobile: true });
 
+  step = 'providers page';
+  status = await open(page, '/.gatehouse/admin/providers');
+  const local = page.locator('[data-provider=local]');
+  check(status === 200 && (await local.locator('[data-status=reachable]').count()) === 1, 'the Providers page shows the local provider reachable', status);
+  check((await page.locator('.admin-nav a[aria-current=page]').textContent()) === 'Providers', 'Providers is the current nav item');
+  await shoot(page, 'admin-providers', { desktop: true, mobile: true });
+  log('the Providers page lists the local provider as reachable');
+
+  step = 'grant field suggests names, picked with the keyboard';
+  await open(page, '/.gatehouse/admin/apps/reports');
+  await page.focus('#grant-kind');
+  await page.selectOption('#grant-kind', 'user');
+  await page.focus('#grant-name');
+  check((await page.getAttribute('#grant-name', 'role')) === 'combobox', 'the script made the grant field a combobox');
+  await page.keyboard.type('vie');
+  const option = page.locator('#grant-name-suggestions [role=option]', { hasText: 'viewer' });
+  await option.waitFor({ state: 'visible', timeout: 5000 });
+  check((await page.getAttribute('#grant-name', 'aria-expanded')) === 'true', 'the listbox is announced as open');
+  await shoot(page, 'admin-grant-suggestions', { desktop: true, mobile: true });
+  await page.keyboard.press('ArrowDown');
+  check((await option.getAttribute('aria-selected')) === 'true', 'ArrowDown selects the first suggestion');
+  await page.keyboard.press('Enter');
+  check((await page.inputValue('#grant-name')) === 'viewer', 'Enter picks the suggestion', await page.inputValue('#grant-name'));
+  check((await page.getAttribute('#grant-name', 'aria-expanded')) === 'false', 'the listbox closes after picking');
+  await Promise.all([page.waitForURL((u) => u.searchParams.get('saved') === '1'), page.keyboard.press('Enter')]);
+  const grantRows = (await page.locator('section.card', { hasText: 'Grants' }).locator('table').textContent()) ?? '';
+  check(grantRows.includes('viewer'), 'the picked name is granted', grantRows.slice(0, 200));
+  log('typing "vie" in the grant field suggests viewer; ArrowDown + Enter picks it; Enter grants it');
+
   step = 'sessions and audit pages';
   status = await open(page, '/.gatehouse/admin/sessions');
   check(status === 200 && (await page.locator('table tbody tr').count()) >= 1, 'the Sessions page lists live sessions', status);

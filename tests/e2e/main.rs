@@ -14,6 +14,7 @@ mod ldap;
 mod lifecycle;
 mod live;
 mod oidc;
+mod providers;
 mod routing;
 mod saml;
 mod streaming;

@@ -833,6 +833,7 @@ async fn decide(c: Call) -> ApiResult {
         },
         duration: b.duration,
         until: b.until,
+        grant_group: String::new(),
     };
     c.gate.decide(&c.viewer, c.client, &input).await.map_err(|e| match e {
         AdminError::NotFound => ApiError::not_found(format!("no pending request of {user:?} for {slug:?}")),

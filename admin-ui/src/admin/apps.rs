@@ -81,9 +81,9 @@ pub(super) fn app_form(
     let owners = if with_owners {
         format!(
             r#"<label for="owner_users">Owners</label><p class="hint">People (one per line) who may manage this app's access, grants, requests and settings without being administrators.</p>
-<textarea id="owner_users" name="owner_users" rows="2" spellcheck="false">{}</textarea>
+<textarea id="owner_users" name="owner_users" rows="2" spellcheck="false" data-suggest="user">{}</textarea>
 <label for="owner_groups">Owner groups</label><p class="hint">Members of these groups are owners too.</p>
-<textarea id="owner_groups" name="owner_groups" rows="2" spellcheck="false">{}</textarea>"#,
+<textarea id="owner_groups" name="owner_groups" rows="2" spellcheck="false" data-suggest="group">{}</textarea>"#,
             esc(&input.owner_users),
             esc(&input.owner_groups)
         )
@@ -124,9 +124,9 @@ pub(super) fn app_form(
 <label for="access">Access</label>
 <select id="access" name="access"{acc_inv}>{o1}{o2}{o3}</select>{acc_err}
 <label for="allow_groups">Allowed groups</label><p class="hint">Restricted apps: one group per line. Administrators can always open every app.</p>
-<textarea id="allow_groups" name="allow_groups" rows="3" spellcheck="false"{g_inv}>{groups}</textarea>{g_err}
+<textarea id="allow_groups" name="allow_groups" rows="3" spellcheck="false" data-suggest="group"{app_attr}{g_inv}>{groups}</textarea>{g_err}
 <label for="allow_users">Allowed people</label><p class="hint">User names, one per line.</p>
-<textarea id="allow_users" name="allow_users" rows="2" spellcheck="false"{u_inv}>{users}</textarea>{u_err}
+<textarea id="allow_users" name="allow_users" rows="2" spellcheck="false" data-suggest="user"{app_attr}{u_inv}>{users}</textarea>{u_err}
 <fieldset class="options"><legend>What the app is told, and where it shows</legend>
 <label class="check"><input type="checkbox" name="remote_headers" value="1"{remote}> Remote-User, Remote-Groups, Remote-Email, Remote-Name headers (Authelia style)</label>
 <label class="check"><input type="checkbox" name="plotly_user_data" value="1"{plotly}> Plotly-User-Data header for Dash apps using dash_enterprise_auth</label>
@@ -138,7 +138,12 @@ pub(super) fn app_form(
 </fieldset>
 {owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
-</form>"#,
+</form><script src="/.gatehouse/assets/suggest.js" defer></script>"#,
+        app_attr = if create {
+            String::new()
+        } else {
+            format!(r#" data-suggest-app="{}""#, attr(&input.slug))
+        },
         token = attr(token),
         version = input.version,
         name = attr(&input.name),
@@ -341,12 +346,13 @@ pub(super) async fn grants_section(gate: &Shared, app: &AdminApp, token: &str, e
 <form method="post" action="/.gatehouse/admin/apps/{slug}/grants" class="filters grant-form">
 <input type="hidden" name="csrf" value="{token}">
 <label>Kind <select name="kind" id="grant-kind"><option value="group">Group</option><option value="user">Person</option></select></label>
-<label>Name <input name="name" id="grant-name" type="text" autocapitalize="none" spellcheck="false" required></label>
+<label>Name <input name="name" id="grant-name" type="text" autocapitalize="none" spellcheck="false" required maxlength="256" list="grant-names" data-suggest="group" data-suggest-kind-from="grant-kind" data-suggest-app="{slug}"></label>
 <label>For <select name="duration" id="grant-duration"><option value="">until removed</option><option value="1h">1 hour</option><option value="8h">8 hours</option><option value="1d">1 day</option><option value="7d">7 days</option><option value="30d">30 days</option></select></label>
 <label>Or until (UTC) <input name="until" id="grant-until" type="text" placeholder="YYYY-MM-DD or YYYY-MM-DD HH:MM"></label>
-<button class="button" type="submit">Grant</button></form>{error}</section>"#,
+<button class="button" type="submit">Grant</button></form>{error}{names}</section>"#,
         slug = attr(&app.slug),
         token = attr(token),
+        names = datalist(gate, "grant-names").await,
     )
 }
 

@@ -1,8 +1,10 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's), [`audit`] (the log and its export), `tokens` (API tokens: create,
-//! shown once, revoke) and [`api`] (the JSON admin API: the same operations for scripts). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export), [`providers`] (sign-in provider
+//! status, the LDAP test form, name suggestions), `branding` (name, logo, accent), `tokens`
+//! (API tokens: create, shown once, revoke) and [`api`] (the JSON admin API: the same
+//! operations for scripts). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
 //! a token bound to the admin's session and coming from this gateway's own origin (the
@@ -28,6 +30,7 @@ pub mod api;
 mod apps;
 mod audit;
 mod branding;
+mod providers;
 mod requests;
 mod sessions;
 mod tokens;
@@ -37,6 +40,8 @@ use apps::*;
 use audit::*;
 pub use branding::BrandingInput;
 use branding::*;
+use providers::*;
+pub use providers::{utc, LdapLookup, ProviderStatus, SuggestKind, Suggestion, MAX_QUERY_BYTES};
 use requests::*;
 use sessions::*;
 use tokens::*;
@@ -335,6 +340,10 @@ pub struct DecisionInput {
     pub duration: String,
     #[serde(default)]
     pub until: String,
+    /// With `grant_to = "group"`: the group, typed (requesters in many groups get a field
+    /// suggesting their groups instead of a long list).
+    #[serde(default)]
+    pub grant_group: String,
 }
 
 /// The answer of "check a person" on an app.
@@ -453,6 +462,17 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// Every configured sign-in provider, probed now (all at once, each briefly).
+    async fn provider_statuses(&self) -> Vec<ProviderStatus>;
+    /// The LDAP providers: id and label, in configuration order.
+    fn ldap_providers(&self) -> Vec<(String, String)>;
+    /// What LDAP provider `provider` (the first when `None`) says about `user`.
+    async fn ldap_lookup(&self, provider: Option<&str>, user: &str) -> LdapLookup;
+    /// Names of `kind` matching `q`, seen at sign-in or found in a directory, as grants
+    /// spell them.
+    async fn suggest(&self, kind: SuggestKind, q: &str) -> Vec<Suggestion>;
+    /// Up to `limit` names of `kind` seen at sign-in.
+    async fn seen_names(&self, kind: SuggestKind, limit: usize) -> Vec<String>;
     /// API tokens, live ones first, revoked and expired ones too.
     async fn tokens(&self) -> Result<Vec<TokenRow>, AdminError>;
     /// Creates an API token; returns its secret (shown once: only its hash is stored).
@@ -508,6 +528,10 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/tokens", get(tokens_page).post(create_token))
         .route("/.gatehouse/admin/tokens/revoke", post(revoke_token))
         .merge(api::routes())
+        .route("/.gatehouse/admin/providers", get(providers_page))
+        .route("/.gatehouse/admin/providers/ldap-test", post(ldap_test))
+        .route("/.gatehouse/admin/suggest", get(suggest))
+        .route("/.gatehouse/assets/suggest.js", get(suggest_script))
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -651,6 +675,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
             link("/.gatehouse/admin/branding", "Branding", "branding"),
             link("/.gatehouse/admin/tokens", "API tokens", "tokens"),
+            link("/.gatehouse/admin/providers", "Providers", "providers"),
         ]
         .concat()
     } else {

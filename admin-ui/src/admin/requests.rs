@@ -71,6 +71,36 @@ pub(super) fn status_badge(status: &str) -> String {
     format!(r#"<span class="badge {cls}">{}</span>"#, esc(status))
 }
 
+/// Most groups listed one by one in the "Grant to" choice; beyond, the requester's groups
+/// are suggested as the approver types (a `<datalist>`, no script needed).
+const GROUP_OPTIONS: usize = 20;
+
+/// The "Grant to" options for request `r` (the `n`th on the page) and, for a requester in
+/// many groups, the field that takes one of them by name.
+fn grant_choice(r: &RequestRow, n: usize) -> (String, String) {
+    let user = format!(r#"<option value="user">{} only</option>"#, esc(&r.user));
+    if r.groups.len() <= GROUP_OPTIONS {
+        let groups: String = r
+            .groups
+            .iter()
+            .map(|g| format!(r#"<option value="group:{}">everyone in {}</option>"#, attr(g), esc(g)))
+            .collect();
+        return (user + &groups, String::new());
+    }
+    let list: String = r
+        .groups
+        .iter()
+        .map(|g| format!(r#"<option value="{}">"#, attr(g)))
+        .collect();
+    (
+        format!(r#"{user}<option value="group">everyone in the group named here →</option>"#),
+        format!(
+            r#"<label>Their group ({count}) <input name="grant_group" type="text" list="request-groups-{n}" autocapitalize="none" spellcheck="false" maxlength="256"></label><datalist id="request-groups-{n}">{list}</datalist>"#,
+            count = r.groups.len()
+        ),
+    )
+}
+
 pub(super) async fn requests_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
     let i = info(i);
     let (v, is_admin) = match manager(&gate, &i, "/.gatehouse/admin/requests", None) {
@@ -96,18 +126,15 @@ pub(super) async fn requests_page(State(gate): State<Shared>, i: Option<Extensio
     let pending: String = rows
         .iter()
         .filter(|r| r.status == "pending")
-        .map(|r| {
-            let options: String = std::iter::once(format!(r#"<option value="user">{} only</option>"#, esc(&r.user)))
-                .chain(r.groups.iter().map(|g| {
-                    format!(r#"<option value="group:{}">everyone in {}</option>"#, attr(g), esc(g))
-                }))
-                .collect();
+        .enumerate()
+        .map(|(n, r)| {
+            let (options, group_field) = grant_choice(r, n);
             format!(
                 r#"<li class="card wide-card request"><div class="admin-head"><h2>{user} → {app_name}</h2><span class="muted small">asked {at} UTC</span></div>
 <p>{reason}</p><p class="muted small">Groups: {groups}</p>
 <form method="post" action="/.gatehouse/admin/requests" class="filters">
 <input type="hidden" name="csrf" value="{token}"><input type="hidden" name="app" value="{app}"><input type="hidden" name="user" value="{user_attr}">
-<label>Grant to <select name="grant_to">{options}</select></label>
+<label>Grant to <select name="grant_to">{options}</select></label>{group_field}
 <label>For <select name="duration"><option value="">until removed</option><option value="1h">1 hour</option><option value="8h">8 hours</option><option value="1d">1 day</option><option value="7d">7 days</option><option value="30d">30 days</option></select></label>
 <label>Or until (UTC) <input name="until" type="text" placeholder="YYYY-MM-DD or YYYY-MM-DD HH:MM"></label>
 <button class="button" type="submit" name="decision" value="approve">Approve</button>
@@ -157,7 +184,10 @@ pub(super) async fn decide(
     form: Result<Form<DecisionInput>, FormRejection>,
 ) -> Response {
     let i = info(i);
-    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let mut f = form.map(|Form(f)| f).unwrap_or_default();
+    if f.grant_to == "group" {
+        f.grant_to = format!("group:{}", f.grant_group.trim());
+    }
     let v = match manager_post(&gate, &i, &headers, &f.csrf, "/.gatehouse/admin/requests", Some(&f.app)) {
         Ok((v, _)) => v,
         Err(r) => return *r,

@@ -3,16 +3,21 @@
 //! password (never an empty one) → groups from `memberOf` or a group search, optionally
 //! nested (per-level searches with a cycle guard and a depth limit, or AD's
 //! `LDAP_MATCHING_RULE_IN_CHAIN`). Service connections are pooled; every operation has a
-//! timeout; a directory that is down gives `Unavailable`, never a hang.
+//! timeout; a directory that is down gives `Unavailable`, never a hang. For the admin UI:
+//! a probe (fresh connection + service bind), size-limited name searches with escaped
+//! filters for suggestions, and the provider's [`Health`](crate::providers::Health).
 
 use std::collections::{BTreeSet, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use gatehouse_admin_ui::admin::SuggestKind;
 use gatehouse_config::{Directory, GroupName, GroupStrategy, Ldap as LdapConfig};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+
+use crate::providers::Candidate;
 
 use super::session::NewIdentity;
 use crate::GatewayError;
@@ -52,6 +57,8 @@ pub struct LdapProvider {
     cfg: LdapConfig,
     connector: Option<native_tls::TlsConnector>,
     idle: Mutex<Vec<Ldap>>,
+    /// Last error and last answer, for the admin UI's Providers page.
+    pub health: crate::providers::Health,
 }
 
 impl std::fmt::Debug for LdapProvider {
@@ -174,6 +181,7 @@ impl LdapProvider {
             cfg: cfg.clone(),
             connector,
             idle: Mutex::new(Vec::new()),
+            health: crate::providers::Health::default(),
         })
     }
 
@@ -432,6 +440,20 @@ impl LdapProvider {
     /// What the gateway would see for `username` (no password, no session): for
     /// `gatehouse ldap test` and for periodic re-checks. `Ok(None)`: no single entry.
     pub async fn lookup(&self, username: &str) -> Result<Option<DirectoryUser>, LdapFailure> {
+        let r = self.lookup_entry(username).await;
+        self.note(&r);
+        r
+    }
+
+    /// Records the outcome of an operation that reached (or failed to reach) the directory.
+    fn note<T>(&self, r: &Result<T, LdapFailure>) {
+        match r {
+            Err(LdapFailure::Unavailable(e)) => self.health.error(e.clone()),
+            _ => self.health.ok(),
+        }
+    }
+
+    async fn lookup_entry(&self, username: &str) -> Result<Option<DirectoryUser>, LdapFailure> {
         let username = username.trim().to_string();
         self.with_service(move |me, l| {
             let username = username.clone();
@@ -447,6 +469,12 @@ impl LdapProvider {
 
     /// Checks `username` and `password` against the directory.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<NewIdentity, LdapFailure> {
+        let r = self.authenticate_entry(username, password).await;
+        self.note(&r);
+        r
+    }
+
+    async fn authenticate_entry(&self, username: &str, password: &str) -> Result<NewIdentity, LdapFailure> {
         let username = username.trim();
         // An empty password would make a simple bind "unauthenticated" and succeed.
         if password.is_empty() || username.is_empty() || username.len() > 256 {
@@ -492,6 +520,136 @@ impl LdapProvider {
             admin: false,
             provider: self.id.clone(),
         })
+    }
+}
+
+impl LdapProvider {
+    /// The configured server URL.
+    pub fn url(&self) -> &str {
+        &self.cfg.url
+    }
+
+    /// The service account's DN (its password is never shown).
+    pub fn bind_dn(&self) -> &str {
+        &self.cfg.bind_dn
+    }
+
+    pub fn user_base(&self) -> &str {
+        &self.cfg.user_base
+    }
+
+    /// Where groups are searched (the configured base or the user base's domain).
+    pub fn group_search_base(&self) -> String {
+        self.group_base()
+    }
+
+    /// Opens a fresh connection and binds as the service account (not from the pool, so a
+    /// directory that went away is seen as such); for the Providers page.
+    pub async fn probe(&self) -> Result<(), LdapFailure> {
+        let mut l = self.connect().await?;
+        self.op(&mut l);
+        let res = l
+            .simple_bind(&self.cfg.bind_dn, self.cfg.bind_password.expose())
+            .await
+            .map_err(unavailable)?;
+        let _ = l.unbind().await;
+        if res.rc != 0 {
+            return Err(unavailable(format!(
+                "service bind refused (code {}): check bind_dn and bind_password",
+                res.rc
+            )));
+        }
+        Ok(())
+    }
+
+    /// The search filter for suggestions of `kind` matching `q` (RFC 4515-escaped): people by
+    /// a prefix of the user-id attribute or a substring of the display name, within the
+    /// configured user filter; groups by a substring of their `cn`.
+    pub fn suggestion_filter(&self, kind: SuggestKind, q: &str) -> String {
+        let q = ldap_escape(q);
+        match kind {
+            SuggestKind::User => format!(
+                "(&{}(|({}={q}*)({}=*{q}*)))",
+                self.cfg.user_filter.replace("{username}", "*"),
+                self.cfg.attr_user_id,
+                self.cfg.attr_display_name,
+            ),
+            SuggestKind::Group => format!(
+                "(&(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup)(objectClass=group))(cn=*{q}*))"
+            ),
+        }
+    }
+
+    /// Up to `limit` names of `kind` matching `q` in the directory, as the gateway would name
+    /// them at sign-in (the user-id attribute; a group's `cn` or DN as configured), with a
+    /// display name for people. Size- and time-limited; an empty `q` finds nothing.
+    pub async fn search_names(&self, kind: SuggestKind, q: &str, limit: usize) -> Result<Vec<Candidate>, LdapFailure> {
+        let q = q.trim();
+        if q.is_empty() || q.len() > crate::providers::MAX_QUERY {
+            return Ok(vec![]);
+        }
+        let filter = self.suggestion_filter(kind, q);
+        let (base, attrs) = match kind {
+            SuggestKind::User => (
+                self.cfg.user_base.clone(),
+                vec![self.cfg.attr_user_id.clone(), self.cfg.attr_display_name.clone()],
+            ),
+            SuggestKind::Group => (self.group_base(), vec!["cn".to_string()]),
+        };
+        let entries = self
+            .with_service(move |me, l| {
+                let (base, filter, attrs) = (base.clone(), filter.clone(), attrs.clone());
+                Box::pin(async move { me.limited_search(l, &base, &filter, attrs, limit).await })
+            })
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| match kind {
+                SuggestKind::User => Some(Candidate {
+                    name: Self::attr(&e, &self.cfg.attr_user_id)?,
+                    detail: Self::attr(&e, &self.cfg.attr_display_name).unwrap_or_default(),
+                }),
+                SuggestKind::Group => Some(Candidate {
+                    name: match self.cfg.group_name {
+                        GroupName::Cn => first_rdn_value(&e.dn),
+                        GroupName::Dn => e.dn.clone(),
+                    },
+                    detail: String::new(),
+                }),
+            })
+            .collect())
+    }
+
+    /// A search answering at most `limit` entries (a size-limit answer is not an error).
+    async fn limited_search(
+        &self,
+        l: &mut Ldap,
+        base: &str,
+        filter: &str,
+        attrs: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<SearchEntry>, LdapFailure> {
+        self.op(l);
+        let size = i32::try_from(limit).unwrap_or(i32::MAX);
+        let search =
+            l.with_search_options(SearchOptions::new().sizelimit(size))
+                .search(base, Scope::Subtree, filter, attrs);
+        let ldap3::SearchResult(raw, res) = tokio::time::timeout(self.cfg.operation_timeout, search)
+            .await
+            .map_err(|_| unavailable("search timed out"))?
+            .map_err(unavailable)?;
+        // 4: size limit exceeded (we asked for it); 32: no such object (an empty answer).
+        if !matches!(res.rc, 0 | 4 | 32) {
+            return Err(unavailable(format!("search failed (code {}: {})", res.rc, res.text)));
+        }
+        let mut out = Vec::new();
+        for r in raw.into_iter().take(limit) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| SearchEntry::construct(r))) {
+                Ok(e) => out.push(e),
+                Err(_) => return Err(unavailable("malformed entry from the directory")),
+            }
+        }
+        Ok(out)
     }
 }
 

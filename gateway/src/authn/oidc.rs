@@ -6,7 +6,8 @@
 //! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat` with leeway,
 //! `nonce`), JWKS re-fetch on an unknown key (at most every [`REFETCH_FLOOR`]), claims →
 //! identity (user claim, email, name, groups by a dotted path, userinfo fallback),
-//! refresh, and RP-initiated logout.
+//! refresh, and RP-initiated logout. Discovery (with the JWKS key count) and sign-in or
+//! refresh failures are recorded in the provider's [`Health`](crate::providers::Health).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,6 +113,8 @@ pub struct OidcProvider {
     last_fetch: Mutex<Option<Instant>>,
     /// Where attempts are kept (shared by every replica).
     store: Arc<Store>,
+    /// Discovery, JWKS and the last error, for the admin UI's Providers page.
+    pub health: crate::providers::Health,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -256,6 +259,7 @@ impl OidcProvider {
             discovered: tokio::sync::RwLock::new(None),
             last_fetch: Mutex::new(None),
             store,
+            health: crate::providers::Health::default(),
         }
     }
 
@@ -285,8 +289,10 @@ impl OidcProvider {
             .await
             .map_err(|e| {
                 tracing::warn!(provider = %self.id, error = %e, "OIDC discovery failed");
+                self.health.error(format!("discovery failed: {e}"));
                 unreachable(e)
             })?;
+        let jwks_keys = metadata.jwks().keys().len();
         // end_session_endpoint is not in the core metadata; read it from the document.
         let doc_url = format!(
             "{}/.well-known/openid-configuration",
@@ -330,6 +336,10 @@ impl OidcProvider {
             algs,
         });
         *slot = Some(d.clone());
+        self.health.update(|h| {
+            h.discovered_at = Some(super::session::now());
+            h.jwks_keys = Some(jwks_keys);
+        });
         tracing::info!(provider = %self.id, "OIDC provider discovered");
         Ok(d)
     }
@@ -373,6 +383,28 @@ impl OidcProvider {
     /// Completes a sign-in from the callback's query. Returns the identity, the data to
     /// keep with the session, and where to send the person.
     pub async fn callback(
+        &self,
+        q: &Callback,
+        binding: Option<&str>,
+    ) -> Result<(NewIdentity, ProviderData, String), OidcError> {
+        let r = self.complete(q, binding).await;
+        self.note("sign-in", &r);
+        r
+    }
+
+    /// Records a sign-in or refresh outcome; a stale attempt or a person the provider's
+    /// filters refuse says nothing about the provider.
+    fn note<T>(&self, what: &str, r: &Result<T, OidcError>) {
+        match r {
+            Ok(_) => self.health.ok(),
+            Err(e @ (OidcError::Unreachable(_) | OidcError::Denied(_) | OidcError::Rejected(_))) => {
+                self.health.error(format!("{what}: {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn complete(
         &self,
         q: &Callback,
         binding: Option<&str>,
@@ -535,6 +567,12 @@ impl OidcProvider {
 
     /// Uses the refresh token: returns the current groups and the new data to keep.
     pub async fn refresh(&self, data: &ProviderData) -> Result<(Vec<String>, ProviderData), OidcError> {
+        let r = self.refresh_tokens(data).await;
+        self.note("refresh", &r);
+        r
+    }
+
+    async fn refresh_tokens(&self, data: &ProviderData) -> Result<(Vec<String>, ProviderData), OidcError> {
         let rt = data
             .refresh_token
             .clone()
@@ -593,6 +631,34 @@ impl OidcProvider {
 
     pub fn refresh_interval(&self) -> Option<Duration> {
         self.cfg.refresh_interval
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.cfg.issuer
+    }
+
+    /// Fetches the discovery document (without replacing the one in use); for the Providers
+    /// page. `Err`: why the provider cannot be used now.
+    pub async fn probe(&self) -> Result<(), String> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.cfg.issuer.trim_end_matches('/')
+        );
+        let r = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = r.status();
+        if !status.is_success() {
+            return Err(format!("discovery document: HTTP {status}"));
+        }
+        let doc: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|_| "discovery document is not JSON".to_string())?;
+        match doc.get("issuer").and_then(|i| i.as_str()) {
+            Some(i) if i.trim_end_matches('/') == self.cfg.issuer.trim_end_matches('/') => Ok(()),
+            Some(i) => Err(format!("discovery names another issuer ({i})")),
+            None => Err("discovery document has no issuer".into()),
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 //! record, both in the store so that any replica can take the IdP's POST, signature checks
 //! on the blocking pool, attribute → identity mapping, and single logout both ways (logout messages: one of
 //! each parameter, the IdP's signature over exactly the bytes read, Destination,
-//! IssueInstant and a replay check).
+//! IssueInstant and a replay check). Metadata loads and refreshes (IdP entity id, signing
+//! certificate expiry) and refused responses are recorded in the provider's
+//! [`Health`](crate::providers::Health) for the admin UI.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -90,6 +92,10 @@ pub struct SamlProvider {
     public_url: String,
     /// Login attempts and the assertion ids already used, shared by every replica.
     store: Arc<Store>,
+    /// Metadata loads and refreshes and the last error, for the admin UI's Providers page.
+    pub health: crate::providers::Health,
+    /// For the Providers page's probe of the IdP (built once: building loads root certificates).
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for SamlProvider {
@@ -331,6 +337,13 @@ impl SamlProvider {
         let acs_url = format!("{public_url}/.gatehouse/saml/{id}/acs");
         let slo_url = format!("{public_url}/.gatehouse/saml/{id}/slo");
         let (sp, sp_unsolicited) = build_sps(id, cfg, &xml, public_url, &acs_url, &slo_url).map_err(err)?;
+        let health = crate::providers::Health::default();
+        note_metadata(&health, &sp);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| err(format!("HTTP client: {e}")))?;
         Ok(SamlProvider {
             id: id.to_string(),
             label: label.to_string(),
@@ -341,6 +354,8 @@ impl SamlProvider {
             slo_url,
             public_url: public_url.to_string(),
             store,
+            health,
+            http,
         })
     }
 
@@ -404,6 +419,20 @@ impl SamlProvider {
     /// Checks a posted SAMLResponse. Returns the identity, the data for single logout and
     /// where to go next.
     pub async fn acs(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+        binding: Option<&str>,
+    ) -> Result<(NewIdentity, SamlSessionData, String), SamlError> {
+        let r = self.check_response(saml_response, relay_state, binding).await;
+        match &r {
+            Ok(_) => self.health.ok(),
+            Err(e) => self.health.error(format!("sign-in refused: {e}")),
+        }
+        r
+    }
+
+    async fn check_response(
         &self,
         saml_response: &str,
         relay_state: Option<&str>,
@@ -751,6 +780,14 @@ impl SamlProvider {
     /// Fetches the IdP metadata again (URL sources only). On any failure — unreachable,
     /// unreadable, no signing certificate — the last good copy stays in use.
     pub async fn refresh_metadata(&self) -> Result<(), String> {
+        let r = self.fetch_and_swap_metadata().await;
+        let t = crate::authn::session::now();
+        self.health
+            .update(|h| h.last_refresh = Some((t, r.as_ref().err().cloned())));
+        r
+    }
+
+    async fn fetch_and_swap_metadata(&self) -> Result<(), String> {
         let Some((url, _)) = self.metadata_url() else {
             return Ok(());
         };
@@ -766,6 +803,7 @@ impl SamlProvider {
             &self.acs_url,
             &self.slo_url,
         )?;
+        note_metadata(&self.health, &sp);
         if let Ok(mut s) = self.sp.write() {
             *s = Arc::new(sp);
         }
@@ -779,9 +817,65 @@ impl SamlProvider {
         &self.acs_url
     }
 
+    /// Where the IdP metadata comes from, in words.
+    pub fn metadata_source(&self) -> String {
+        match &self.cfg.idp_metadata {
+            MetadataSource::File(p) => format!("file {}", p.display()),
+            MetadataSource::Url(u) => format!(
+                "{u} (refreshed every {})",
+                humantime_secs(self.cfg.metadata_refresh.as_secs())
+            ),
+        }
+    }
+
+    /// Asks the IdP's sign-in endpoint (HTTP-Redirect binding) for anything: any HTTP answer
+    /// means reachable. For the Providers page.
+    pub async fn probe(&self) -> Result<(), String> {
+        let sso = self
+            .sp()
+            .sso_binding_location(HTTP_REDIRECT_BINDING)
+            .ok_or_else(|| "the IdP metadata has no HTTP-Redirect SingleSignOnService".to_string())?;
+        match self.http.get(&sso).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{sso}: {e}")),
+        }
+    }
+
     pub fn slo_url(&self) -> &str {
         &self.slo_url
     }
+}
+
+/// Records the IdP entity id and the earliest signing-certificate expiry of freshly loaded
+/// metadata.
+fn note_metadata(health: &crate::providers::Health, sp: &ServiceProvider) {
+    let entity = sp.idp_metadata.entity_id.clone();
+    let expiry = sp
+        .idp_signing_certs()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| cert_not_after(c.der_data()))
+        .min();
+    let t = crate::authn::session::now();
+    health.update(|h| {
+        h.metadata_loaded_at = Some(t);
+        h.idp_entity_id = entity;
+        h.cert_expires_at = expiry;
+    });
+}
+
+/// A DER certificate's `notAfter` in epoch seconds.
+pub fn cert_not_after(der: &[u8]) -> Option<i64> {
+    let cert = openssl::x509::X509::from_der(der).ok()?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let d = epoch.diff(cert.not_after()).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+fn humantime_secs(s: u64) -> String {
+    crate::providers::ago(i64::try_from(s).unwrap_or(i64::MAX))
 }
 
 /// What the SLO endpoint must do.
