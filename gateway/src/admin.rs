@@ -63,6 +63,17 @@ fn portal_order(typed: &str) -> Result<i64, AdminError> {
         })
 }
 
+/// A session's name on the admin pages: a one-way digest of its store key, which itself
+/// never leaves the server (the admin forms' tokens are derived from it).
+fn session_reference(id_hash: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::new()
+        .chain_update(b"gatehouse-session-ref\0")
+        .chain_update(id_hash.as_bytes())
+        .finalize();
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 fn field_of(path: &str) -> &'static str {
     let key = path.strip_prefix("app.").unwrap_or(path);
     match key.split(['.', '[']).next().unwrap_or("") {
@@ -359,6 +370,7 @@ impl AdminGate for Authn {
         Ok(rows
             .into_iter()
             .map(|s| SessionRow {
+                reference: session_reference(&s.id_hash),
                 user: s.username.as_str().to_string(),
                 provider: s.provider,
                 groups: s.groups.len(),
@@ -367,6 +379,24 @@ impl AdminGate for Authn {
                 last_seen: s.last_seen,
             })
             .collect())
+    }
+
+    async fn revoke_session(&self, by: &Viewer, client: Option<IpAddr>, reference: &str) -> Result<(), AdminError> {
+        let rows = self.store.recent_sessions(5_000).await.map_err(unavailable)?;
+        let Some(s) = rows.iter().find(|s| session_reference(&s.id_hash) == reference) else {
+            return Err(AdminError::NotFound);
+        };
+        if !self
+            .store
+            .delete_session(&s.id_hash, &Self::actor(by, client))
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(AdminError::NotFound);
+        }
+        // This replica at once; the others through the change feed.
+        self.sessions.forget(&s.id_hash).await;
+        Ok(())
     }
 
     async fn revoke_user(&self, by: &Viewer, client: Option<IpAddr>, user: &str) -> Result<u64, AdminError> {

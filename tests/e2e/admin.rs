@@ -303,9 +303,54 @@ async fn an_admin_ends_a_persons_sessions() {
     let mut alice = signed_in(&gw, "alice").await;
     assert_eq!(alice.get_json("/apps/team/").await.status, 200);
     let mut root = signed_in(&gw, "root").await;
+    // One session of two: alice's phone is signed out, her laptop stays.
+    let mut phone = signed_in(&gw, "alice").await;
     let page = root.get("/.gatehouse/admin/sessions").await;
     assert!(page.body.contains("End all of alice"), "{}", page.body);
     let token = page.input_value("csrf").expect("token");
+    // One of alice's rows (either session).
+    let reference = page
+        .body
+        .split("name=\"session\" value=\"")
+        .skip(1)
+        .zip(page.body.split("name=\"user\" value=\"").skip(1))
+        .find(|(_, user)| user.starts_with("alice\""))
+        .and_then(|(r, _)| r.split('"').next())
+        .expect("alice's session row")
+        .to_string();
+    assert!(!page
+        .body
+        .contains(&phone.cookies.values().next().cloned().unwrap_or_default()));
+    let p = post(
+        &mut root,
+        "/.gatehouse/admin/sessions/end",
+        &[("csrf", &token), ("session", &reference)],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let mut after = [
+        phone.get_json("/apps/team/").await.status,
+        alice.clone().get_json("/apps/team/").await.status,
+    ];
+    after.sort_unstable();
+    assert_eq!(after, [200, 401], "that one session ended at once; her other one lives");
+    if phone.get_json("/apps/team/").await.status == 200 {
+        std::mem::swap(&mut alice, &mut phone);
+    }
+    let again = post(
+        &mut root,
+        "/.gatehouse/admin/sessions/end",
+        &[("csrf", &token), ("session", &reference)],
+    )
+    .await;
+    assert_eq!(again.status, 404, "ended already: said so");
+    let forged = post(
+        &mut root,
+        "/.gatehouse/admin/sessions/end",
+        &[("csrf", "nope"), ("session", &reference)],
+    )
+    .await;
+    assert_eq!(forged.status, 403);
     let p = post(
         &mut root,
         "/.gatehouse/admin/sessions/revoke",

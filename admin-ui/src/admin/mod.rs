@@ -151,6 +151,9 @@ pub struct AuditRow {
 /// A live session, as shown.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
+    /// Names this session in the "end this session" form without revealing its store key
+    /// (a one-way digest of it).
+    pub reference: String,
     pub user: String,
     pub provider: String,
     pub groups: usize,
@@ -417,6 +420,9 @@ pub trait AdminGate: Send + Sync {
     async fn sessions(&self) -> Result<Vec<SessionRow>, AdminError>;
     /// Ends every session of `user`; returns how many.
     async fn revoke_user(&self, by: &Viewer, client: Option<IpAddr>, user: &str) -> Result<u64, AdminError>;
+    /// Ends the one session whose [`SessionRow::reference`] is `reference`, on every
+    /// replica. `Err(NotFound)`: no such live session.
+    async fn revoke_session(&self, by: &Viewer, client: Option<IpAddr>, reference: &str) -> Result<(), AdminError>;
     /// The audit events matching `q`, newest first.
     async fn audit(&self, q: &AuditSearch) -> Result<Vec<AuditRow>, AdminError>;
     /// The grants of store app `slug`, expired ones too.
@@ -516,6 +522,7 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/apps/{slug}/grants/remove", post(remove_grant))
         .route("/.gatehouse/admin/sessions", get(sessions_page))
         .route("/.gatehouse/admin/sessions/revoke", post(revoke_sessions))
+        .route("/.gatehouse/admin/sessions/end", post(end_session))
         .route("/.gatehouse/admin/audit", get(audit_page))
         .route("/.gatehouse/admin/audit.csv", get(audit_csv))
         .route("/.gatehouse/admin/audit.json", get(audit_json))
