@@ -403,7 +403,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // Every member was marked down and the ones tried anyway (panic routing) refused:
+        // the app is unavailable (503), not merely unreachable this once (502).
+        let none_up = !ctx.unreachable.is_empty() && ctx.app.as_ref().is_some_and(|a| a.pool.all_down());
         let code = match e.etype() {
+            _ if none_up && e.esource() == &ErrorSource::Upstream => 503,
+            ErrorType::ConnectTimedout if none_up => 503,
             ErrorType::HTTPStatus(c) => *c,
             ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => 504,
             ErrorType::ConnectTimedout => 502,

@@ -72,19 +72,29 @@ impl Pool {
         }
     }
 
-    /// Picks the next healthy member in round-robin order, skipping those in `tried`.
-    /// `None`: no healthy member is left (the caller answers 503).
+    /// Picks the next healthy member in round-robin order, skipping those in `tried`. When
+    /// every member is marked down, it still picks the untried ones in turn ("panic
+    /// routing", as Envoy does): an app that has just come back — a restart, a deploy — is
+    /// served at once instead of after its next health check, and a dead one costs a
+    /// refused connection. `None`: nothing is left to try (the caller answers 503).
     pub fn select(&self, tried: &[usize]) -> Option<usize> {
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|i| self.members[*i].is_healthy() && !tried.contains(i))
+        let in_turn = || (0..n).map(move |k| (start + k) % n).filter(|i| !tried.contains(i));
+        let panic = self.all_down();
+        in_turn().find(|i| panic || self.members[*i].is_healthy())
     }
 
-    /// Whether a member other than those in `tried` is healthy (worth a retry).
+    /// Whether [`Pool::select`] would pick a member other than those in `tried` (worth a
+    /// retry).
     pub fn has_alternative(&self, tried: &[usize]) -> bool {
-        (0..self.members.len()).any(|i| self.members[i].is_healthy() && !tried.contains(&i))
+        let panic = self.all_down();
+        (0..self.members.len()).any(|i| (panic || self.members[i].is_healthy()) && !tried.contains(&i))
+    }
+
+    /// Every member is marked down.
+    pub fn all_down(&self) -> bool {
+        self.members.iter().all(|m| !m.is_healthy())
     }
 
     /// Records a failure (passive: a failed connect; active: a failed check).
@@ -211,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn when_all_are_down_each_is_still_tried_in_turn() {
+        let p = pool(2, HealthCheck::default());
+        assert_eq!(p.record_failure(0), Transition::WentDown);
+        assert_eq!(p.select(&[0]), Some(1), "one healthy left: no panic");
+        assert_eq!(p.select(&[1]), None, "the healthy one was tried; the down one is not");
+        assert_eq!(p.record_failure(1), Transition::WentDown);
+        assert!(p.all_down());
+        let picks: Vec<_> = (0..4).map(|_| p.select(&[]).unwrap()).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
+        assert_eq!(p.select(&[0]), Some(1));
+        assert!(p.has_alternative(&[0]));
+        assert_eq!(p.select(&[0, 1]), None, "each at most once per request");
+        assert!(!p.has_alternative(&[0, 1]));
+    }
+
+    #[test]
     fn thresholds() {
         let p = pool(
             1,
@@ -222,7 +248,9 @@ mod tests {
         );
         assert_eq!(p.record_failure(0), Transition::Unchanged);
         assert_eq!(p.record_failure(0), Transition::WentDown);
-        assert_eq!(p.select(&[]), None);
+        assert!(!p.members[0].is_healthy());
+        assert_eq!(p.select(&[]), Some(0), "the only member: still tried (panic routing)");
+        assert_eq!(p.select(&[0]), None);
         assert_eq!(p.record_success(0), Transition::Unchanged);
         assert_eq!(p.record_success(0), Transition::CameUp);
         assert_eq!(p.select(&[]), Some(0));

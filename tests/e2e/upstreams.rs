@@ -122,3 +122,94 @@ async fn failover_and_recovery() {
     }
     drop(two);
 }
+
+/// Panic routing: when every upstream of an app is marked down, the gateway still tries
+/// them, so an app that comes back (a restart, a deploy) is served at once — not after its
+/// next health check — and restarting two upstreams in turn under load fails no request.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarted_apps_are_served_as_soon_as_they_listen() {
+    // One upstream, health checks a minute apart: only panic routing can bring it back fast.
+    let solo = Backend::start("solo").await;
+    let gw = gatehouse()
+        .app(
+            "solo",
+            &[solo.addr],
+            "access = \"public\"\nhealth_check = { interval = \"60s\", unhealthy_after = 1 }",
+        )
+        .start()
+        .await;
+    assert_eq!(gw.get("/apps/solo/").await.status(), 200);
+    let addr = solo.stop().await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/apps/solo/").await.status(), 503, "down, and said so");
+    }
+    let m = gw.metrics_text().await;
+    assert!(
+        m.contains(&format!(
+            "gatehouse_upstream_healthy{{app=\"solo\",upstream=\"{addr}\"}} 0"
+        )),
+        "marked down: {m}"
+    );
+    let back = Backend::start_on(addr, "solo").await;
+    // The very first request after it listens again is served: nothing waits for the next
+    // health check (a minute away), so "back" is one request's latency after listening.
+    let r = gw.get("/apps/solo/").await;
+    assert_eq!(r.status(), 200, "served by the first request after it listens again");
+    assert_eq!(back.hits(), 1);
+
+    // Two upstreams restarted one after the other while four clients keep asking.
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let gw = gatehouse()
+        .app(
+            "pair",
+            &[one.addr, two.addr],
+            "access = \"public\"\nhealth_check = { interval = \"60s\", unhealthy_after = 1 }",
+        )
+        .start()
+        .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = gw.url("/apps/pair/");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, stop) = (gw.client(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => failed.push(r.status().to_string()),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let pause = || tokio::time::sleep(Duration::from_millis(300));
+    pause().await;
+    let one_addr = one.stop().await;
+    pause().await;
+    let one = Backend::start_on(one_addr, "one").await;
+    pause().await;
+    let two_addr = two.stop().await;
+    pause().await;
+    let two = Backend::start_on(two_addr, "two").await;
+    pause().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut served, mut failures) = (0, Vec::new());
+    for c in clients {
+        let (ok, failed) = c.await.expect("client");
+        served += ok;
+        failures.extend(failed);
+    }
+    assert!(served > 50, "the load ran: {served}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {:?}",
+        failures.len(),
+        served,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(one.hits() > 0 && two.hits() > 0, "both served after their restart");
+}
