@@ -7,7 +7,9 @@
 //! [`signing keys`](Store::insert_signing_key), [`apps`](Store::upsert_app),
 //! [`audit log`](Store::audit_events), and the sign-in state every replica shares
 //! ([`login attempts`](Store::put_login_attempt), [`assertion ids`](Store::first_sighting),
-//! [`failed sign-ins`](Store::record_failed_signin)). Errors are one [`StoreError`].
+//! [`failed sign-ins`](Store::record_failed_signin)), and usage per app
+//! ([`visits`](Store::add_visits), added up from every replica's batches). Errors are one
+//! [`StoreError`].
 //!
 //! Every method that changes who may open what (users, apps, session revocation, signing
 //! keys) takes the [`Actor`] and writes its audit row — the record before and after — in
@@ -41,6 +43,7 @@ mod keys;
 mod requests;
 mod sessions;
 mod signin;
+mod usage;
 mod users;
 
 pub use apps::{Access, AppRecord};
@@ -53,6 +56,7 @@ pub use requests::{AccessRequest, RequestStatus};
 pub use sessions::SessionRecord;
 pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
 pub use users::{NewUser, UserRecord};
+pub use usage::{day_of, AppUsage, LastVisit, UsageDay, VisitCount, USAGE_RETENTION_DAYS};
 
 use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
 
