@@ -1,7 +1,7 @@
 //! The gateway's side of the admin UI (`gatehouse_admin_ui::admin::AdminGate`): apps from
 //! the live snapshot, store apps saved through the same validation as the config file's,
 //! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
-//! log from the store. Every change goes to the store with the admin as its actor (audited
+//! log from the store; usage per app from the store (`usage::report`). Every change goes to the store with the admin as its actor (audited
 //! in the same transaction); the change feed then updates every replica.
 
 use std::collections::BTreeSet;
@@ -12,6 +12,7 @@ use gatehouse_admin_ui::admin::{
     expiry, AdminApp, AdminError, AdminGate, AppInput, AuditRow, AuditSearch, Check, DecisionInput, GrantInput,
     GrantRow, RequestRow, SessionRow, UserInput, UserRow,
 };
+use gatehouse_admin_ui::admin::{UsageReport, UsageRow};
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
@@ -621,6 +622,18 @@ impl AdminGate for Authn {
                 after: json(e.after),
             })
             .collect())
+    }
+
+    async fn app_usage(&self, slug: &str) -> Result<UsageReport, AdminError> {
+        crate::usage::report(&self.store, slug, now())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn usage_by_app(&self, days: i64) -> Result<Vec<UsageRow>, AdminError> {
+        crate::usage::by_app(&self.store, days, now())
+            .await
+            .map_err(unavailable)
     }
 }
 

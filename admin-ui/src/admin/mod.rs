@@ -1,7 +1,8 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's) and [`audit`] (the log and its export). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export) and [`usage`] (visits per app:
+//! the section of an app's page and the overview). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
 //! a token bound to the admin's session and coming from this gateway's own origin. Nothing
@@ -26,12 +27,15 @@ mod apps;
 mod audit;
 mod requests;
 mod sessions;
+mod usage;
 mod users;
 
 use apps::*;
 use audit::*;
 use requests::*;
 use sessions::*;
+use usage::*;
+pub use usage::{UsageDayRow, UsageReport, UsageRow};
 use users::*;
 
 /// An app as the admin UI shows it.
@@ -383,6 +387,12 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// App `slug`'s usage: the last 30 UTC days, totals over 7 and 30 days, the last 10
+    /// people who opened it.
+    async fn app_usage(&self, slug: &str) -> Result<UsageReport, AdminError>;
+    /// Each app's visits and distinct people over the last `days` UTC days (today
+    /// included); apps without visits may be left out.
+    async fn usage_by_app(&self, days: i64) -> Result<Vec<UsageRow>, AdminError>;
 }
 
 /// The admin routes, merged into the gateway's router.
@@ -406,6 +416,7 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/users", get(users_page))
         .route("/.gatehouse/admin/users/new", get(new_user_page).post(create_user))
         .route("/.gatehouse/admin/users/{name}", get(user_page).post(update_user))
+        .route("/.gatehouse/admin/usage", get(usage_page))
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -547,6 +558,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/users", "People", "users"),
             link("/.gatehouse/admin/sessions", "Sessions", "sessions"),
             link("/.gatehouse/admin/audit", "Audit log", "audit"),
+            link("/.gatehouse/admin/usage", "Usage", "usage"),
         ]
         .concat()
     } else {

@@ -55,8 +55,8 @@ pub use keys::SigningKeyRecord;
 pub use requests::{AccessRequest, RequestStatus};
 pub use sessions::SessionRecord;
 pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
-pub use users::{NewUser, UserRecord};
 pub use usage::{day_of, AppUsage, LastVisit, UsageDay, VisitCount, USAGE_RETENTION_DAYS};
+pub use users::{NewUser, UserRecord};
 
 use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
 
