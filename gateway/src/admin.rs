@@ -1,8 +1,9 @@
 //! The gateway's side of the admin UI (`gatehouse_admin_ui::admin::AdminGate`): apps from
 //! the live snapshot, store apps saved through the same validation as the config file's,
-//! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
-//! log from the store; usage per app from the store (`usage::report`). Every change goes to the store with the admin as its actor (audited
-//! in the same transaction); the change feed then updates every replica.
+//! "who can open this" and "check a person" from `gatehouse_policy`, sessions, the audit
+//! log and usage per app (`usage::report`) from the store. Every change goes to the store
+//! with the admin as its actor (audited in the same transaction); the change feed then
+//! updates every replica.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
