@@ -1,6 +1,7 @@
 //! Micro-benches of the pure functions every proxied request goes through, in the order
 //! `request_filter` calls them: canonicalise the path, route it to an app, decide access
-//! with `gatehouse_policy::evaluate`, compute the forwarding headers, pick an upstream.
+//! with `gatehouse_policy::evaluate`, compute the forwarding headers, pick an upstream,
+//! count the visit (`usage::is_visit`, `usage::Recorder::record`).
 //! Each bench is kept short (2 s of measurement) so the whole run takes about a minute on
 //! two cores: `cargo bench -p gatehouse-benches`.
 
@@ -95,6 +96,32 @@ fn forwarding_and_upstream(c: &mut Criterion) {
     c.bench_function("upstream_select_3_members", |b| b.iter(|| pool.select(black_box(&[]))));
 }
 
+fn usage(c: &mut Criterion) {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "accept",
+        http::HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"),
+    );
+    let asset = {
+        let mut h = headers.clone();
+        h.insert("sec-fetch-dest", http::HeaderValue::from_static("script"));
+        h
+    };
+    c.bench_function("usage_is_visit_page", |b| {
+        b.iter(|| gatehouse_gateway::usage::is_visit(&http::Method::GET, black_box(&headers)))
+    });
+    c.bench_function("usage_is_visit_asset", |b| {
+        b.iter(|| gatehouse_gateway::usage::is_visit(&http::Method::GET, black_box(&asset)))
+    });
+    let recorder = gatehouse_gateway::usage::Recorder::new(&gatehouse_config::Usage::default()).expect("recorder");
+    let now = 1_795_000_000;
+    // A key already held (every visit after a person's first in a flush interval).
+    recorder.record("app-042", "alice", now);
+    c.bench_function("usage_record_known_key", |b| {
+        b.iter(|| recorder.record(black_box("app-042"), black_box("alice"), black_box(now)))
+    });
+}
+
 criterion_group! {
     name = hot_path;
     config = Criterion::default()
@@ -104,6 +131,6 @@ criterion_group! {
         // The bootstrap runs single-threaded here; 100,000 resamples (the default) took
         // longer than the measurements themselves.
         .nresamples(10_000);
-    targets = canonicalisation, routing, policy, forwarding_and_upstream
+    targets = canonicalisation, routing, policy, forwarding_and_upstream, usage
 }
 criterion_main!(hot_path);

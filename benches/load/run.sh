@@ -6,11 +6,16 @@
 #             shared by both proxies, so it is the same for both and cheap;
 #   nginx     a reverse proxy to the upstream (own -c config and -p prefix in a temp dir,
 #             not the system service; worker_processes = THREADS, upstream keepalive on);
-#   gatehouse `gatehouse serve` with threads = THREADS and one public app -> the upstream.
-# Then runs wrk against upstream, nginx and Gatehouse, interleaved over ROUNDS rounds (the
-# order rotates every round), and prints a markdown table: requests/s, latency p50/p99,
-# CPU time per request of the server under test (from /proc/<pid>/stat), and the ratios
-# Gatehouse/nginx. Absolute numbers depend on the machine; compare ratios of the same run.
+#   gatehouse `gatehouse serve` with threads = THREADS and one public app -> the upstream,
+#             usage recording on ([usage] enabled = true, the default);
+#   gatehouse_off  the same with usage recording off ([usage] enabled = false), own store.
+# Then runs wrk against upstream, nginx and both Gatehouse instances, interleaved over ROUNDS
+# rounds (the order rotates every round), and prints a markdown table: requests/s, latency
+# p50/p99, CPU time per request of the server under test (from /proc/<pid>/stat), and the
+# ratios Gatehouse/nginx and usage on/off. wrk sends `Sec-Fetch-Dest: document` to every
+# target, so every request Gatehouse serves is a visit it counts (the worst case for the
+# recorder; nginx and the upstream ignore the header). Absolute numbers depend on the
+# machine; compare ratios of the same run.
 #
 # Settings (environment):
 #   THREADS=2          proxy worker threads (Gatehouse) / worker processes (nginx)
@@ -48,6 +53,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target-bench}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REQUEST_PATH=/apps/bench/index.html
+# Makes every request a page load (a "visit" the usage recorder counts).
+VISIT_HEADER="Sec-Fetch-Dest: document"
 
 log() { printf '[load] %s\n' "$*" >&2; }
 die() {
@@ -232,7 +239,7 @@ EOF
 write_configs() {
     local body access_log gh_log
     body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
-    mkdir -p "$TMP/upstream/tmp" "$TMP/nginx/tmp" "$TMP/gatehouse"
+    mkdir -p "$TMP/upstream/tmp" "$TMP/nginx/tmp" "$TMP/gatehouse" "$TMP/gatehouse_off"
     if [[ $ACCESS_LOG == on ]]; then
         access_log="access_log $TMP/nginx/access.log;"
     else
@@ -289,17 +296,25 @@ $(nginx_temp_paths "$TMP/nginx")
 EOF
     } >"$TMP/nginx/nginx.conf"
 
-    cat >"$TMP/gatehouse/gatehouse.toml" <<EOF
+    local dir port usage
+    for dir in gatehouse gatehouse_off; do
+        if [[ $dir == gatehouse ]]; then port=$GATEHOUSE_PORT usage=true; else port=$GATEHOUSE_OFF_PORT usage=false; fi
+        cat >"$TMP/$dir/gatehouse.toml" <<EOF
 [server]
-listen = "127.0.0.1:$GATEHOUSE_PORT"
+listen = "127.0.0.1:$port"
 threads = $THREADS
 shutdown_grace_period = "1s"
+
+[usage]
+enabled = $usage
+flush_seconds = 5
 
 [[apps]]
 slug = "bench"
 upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
 access = "public"
 EOF
+    done
     if [[ $ACCESS_LOG == on ]]; then gh_log=info; else gh_log=warn; fi
     GATEHOUSE_LOG_LEVEL=$gh_log
 }
@@ -315,14 +330,19 @@ start_servers() {
         >"$TMP/gatehouse.log" 2>&1 &
     GATEHOUSE_PID=$!
     PIDS+=("$GATEHOUSE_PID")
+    GATEHOUSE_LOG=$GATEHOUSE_LOG_LEVEL "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse_off/gatehouse.toml" \
+        >"$TMP/gatehouse_off.log" 2>&1 &
+    GATEHOUSE_OFF_PID=$!
+    PIDS+=("$GATEHOUSE_OFF_PID")
 
     wait_http "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" upstream
     wait_http "http://127.0.0.1:$NGINX_PORT$REQUEST_PATH" nginx
     wait_http "http://127.0.0.1:$GATEHOUSE_PORT$REQUEST_PATH" gatehouse
+    wait_http "http://127.0.0.1:$GATEHOUSE_OFF_PORT$REQUEST_PATH" gatehouse_off
     # Both proxies must return the upstream's body, not an error page of their own.
     local want got name port
     want=$(curl -s "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" | md5sum)
-    for name in nginx:$NGINX_PORT gatehouse:$GATEHOUSE_PORT; do
+    for name in nginx:$NGINX_PORT gatehouse:$GATEHOUSE_PORT gatehouse_off:$GATEHOUSE_OFF_PORT; do
         port=${name#*:}
         got=$(curl -s "http://127.0.0.1:$port$REQUEST_PATH" | md5sum)
         [[ $got == "$want" ]] || die "${name%%:*} does not return the upstream's body"
@@ -341,7 +361,8 @@ to_ms() {
 
 # CPU ticks of every server this script started (upstream, nginx, Gatehouse).
 all_server_ticks() {
-    echo $(($(cpu_ticks "$UPSTREAM_PID") + $(cpu_ticks "$NGINX_PID") + $(cpu_ticks "$GATEHOUSE_PID")))
+    echo $(($(cpu_ticks "$UPSTREAM_PID") + $(cpu_ticks "$NGINX_PID") + $(cpu_ticks "$GATEHOUSE_PID") +
+        $(cpu_ticks "$GATEHOUSE_OFF_PID")))
 }
 
 # run_wrk NAME PORT PID ROUND: appends
@@ -356,7 +377,7 @@ run_wrk() {
     all0=$(all_server_ticks)
     before=$(cpu_ticks "$pid")
     local TIMEFORMAT='%U %S'
-    { time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out" 2>&1; } \
+    { time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$VISIT_HEADER" "$url" >"$out" 2>&1; } \
         2>"$out.cpu"
     after=$(cpu_ticks "$pid")
     all1=$(all_server_ticks)
@@ -386,12 +407,15 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# per_round_ratio COLUMN: "r1, r2, ..." of Gatehouse/nginx within each round.
+# per_round_ratio COLUMN [A B]: "r1, r2, ..." of A/B (default gatehouse/nginx) within each round.
 per_round_ratio() {
-    awk -v c="$1" '$1 == "nginx" { n[$2] = $c } $1 == "gatehouse" { g[$2] = $c }
-        END { for (r = 1; r in n; r++) printf "%s%.2f", (r > 1 ? ", " : ""), (n[r] > 0 ? g[r] / n[r] : 0) }' \
+    awk -v c="$1" -v a="${2:-gatehouse}" -v b="${3:-nginx}" '$1 == b { n[$2] = $c } $1 == a { g[$2] = $c }
+        END { for (r = 1; r in n; r++) printf "%s%.3f", (r > 1 ? ", " : ""), (n[r] > 0 ? g[r] / n[r] : 0) }' \
         "$RESULTS"
 }
+
+# pct A B: how much A differs from B, in percent with a sign.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f %%", 100 * (a - b) / b; else print "n/a" }'; }
 
 report() {
     local name label rps p50 p99 cpu errs other
@@ -402,8 +426,8 @@ report() {
     echo "- CPU busy with the servers idle (2 s sample of /proc/stat, all cores): before" \
         "$BUSY_BEFORE %, after $BUSY_AFTER %"
     echo "- gatehouse: $GATEHOUSE_VERSION"
-    echo "- wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency, $ROUNDS interleaved rounds" \
-        "(order rotated), $WARMUP warm-up each; GET $REQUEST_PATH, $BODY_BYTES-byte body"
+    echo "- wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency -H '$VISIT_HEADER', $ROUNDS interleaved rounds" \
+        "(order rotated), $WARMUP warm-up each; GET $REQUEST_PATH, $BODY_BYTES-byte body (every request a visit)"
     echo "- proxies: $THREADS threads (Gatehouse) / $THREADS worker processes (nginx)," \
         "upstream keepalive on; upstream: nginx, $UPSTREAM_WORKERS worker(s); access logs $ACCESS_LOG"
     echo "- $($NGINX -v 2>&1); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
@@ -413,11 +437,12 @@ report() {
     echo
     echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors | other CPU % |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for name in upstream nginx gatehouse; do
+    for name in upstream nginx gatehouse gatehouse_off; do
         case $name in
         upstream) label="upstream direct (reference)" ;;
         nginx) label="nginx proxy" ;;
-        gatehouse) label="Gatehouse proxy" ;;
+        gatehouse) label="Gatehouse proxy (usage on)" ;;
+        gatehouse_off) label="Gatehouse proxy, usage off" ;;
         esac
         rps=$(col "$name" 3)
         p50=$(col "$name" 4)
@@ -434,6 +459,11 @@ report() {
     echo
     echo "Gatehouse/nginx within each round: requests/s $(per_round_ratio 3);" \
         "CPU/request $(per_round_ratio 8)."
+    echo
+    echo "**Usage recording on vs off** (medians): requests/s $(pct "$(col gatehouse 3)" "$(col gatehouse_off 3)")," \
+        "CPU/request $(pct "$(col gatehouse 8)" "$(col gatehouse_off 8)"), p99 $(pct "$(col gatehouse 5)" "$(col gatehouse_off 5)")." \
+        "On/off within each round: requests/s $(per_round_ratio 3 gatehouse gatehouse_off);" \
+        "CPU/request $(per_round_ratio 8 gatehouse gatehouse_off)."
     echo
     echo "Every round:"
     echo
@@ -454,26 +484,27 @@ main() {
     UPSTREAM_PORT=$(free_port)
     NGINX_PORT=$(free_port)
     GATEHOUSE_PORT=$(free_port)
+    GATEHOUSE_OFF_PORT=$(free_port)
     write_configs
     NPROC_BEFORE=$(nproc)
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; ports upstream $UPSTREAM_PORT," \
-        "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT; temp dir $TMP"
+        "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT, gatehouse_off $GATEHOUSE_OFF_PORT; temp dir $TMP"
     start_servers
     GATEHOUSE_VERSION="$("$GATEHOUSE_BIN" --version 2>&1 | head -1), built from $BUILT_FROM"
     BUSY_BEFORE=$(cpu_busy)
 
-    local targets=(upstream nginx gatehouse) i round name port pid
+    local targets=(upstream nginx gatehouse gatehouse_off) i round name port pid
     log "warming up"
     for name in "${targets[@]}"; do
         port=${name^^}_PORT
-        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "$VISIT_HEADER" \
             "http://127.0.0.1:${!port}$REQUEST_PATH" >/dev/null 2>&1
     done
     for round in $(seq "$ROUNDS"); do
         wait_quiet
-        for i in 0 1 2; do
-            name=${targets[$(((i + round - 1) % 3))]}
+        for i in 0 1 2 3; do
+            name=${targets[$(((i + round - 1) % 4))]}
             port=${name^^}_PORT
             pid=${name^^}_PID
             run_wrk "$name" "${!port}" "${!pid}" "$round"

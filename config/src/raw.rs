@@ -73,6 +73,14 @@ pub struct Branding {
     pub logo_url: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    pub enabled: Option<bool>,
+    pub flush_seconds: Option<i64>,
+    pub max_keys: Option<i64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Provider {
@@ -266,6 +274,7 @@ mod tests {
         all.extend(fields::<AppHeaders>());
         all.extend(fields::<LdapAttributes>());
         all.extend(fields::<LdapGroups>());
+        all.extend(fields::<Usage>());
         assert!(all.len() > 40, "field discovery broke: {all:?}");
         let missing: Vec<_> = all.iter().filter(|f| !doc.contains(&format!("`{f}`"))).collect();
         assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");

@@ -18,6 +18,7 @@ pub struct Config {
     pub branding: Branding,
     pub providers: Vec<Provider>,
     pub apps: Vec<App>,
+    pub usage: Usage,
 }
 
 /// `[server]`: listeners, TLS, trusted proxies, timeouts.
@@ -123,6 +124,29 @@ pub struct Session {
     pub absolute_timeout: Duration,
     /// Default `gatehouse_session` (`__Host-gatehouse_session` under TLS).
     pub cookie_name: String,
+}
+
+/// `[usage]`: counting visits per app for the admin UI's usage pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// Count visits at all. Default true.
+    pub enabled: bool,
+    /// How often each gateway adds its counts to the store. Default 5 s (1–3600 s).
+    pub flush_interval: Duration,
+    /// Most distinct (app, person, day) counts held between two flushes; visits of further
+    /// ones are dropped and counted (`gatehouse_usage_dropped_total`). Default 10,000
+    /// (100–1,000,000).
+    pub max_keys: u32,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            enabled: true,
+            flush_interval: Duration::from_secs(5),
+            max_keys: 10_000,
+        }
+    }
 }
 
 /// `[branding]`.

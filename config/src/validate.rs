@@ -153,11 +153,12 @@ pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Confi
     let raw_branding: raw::Branding = cx.section(&mut table, "branding");
     let raw_providers = array_of::<raw::Provider>(&mut cx, &mut table, "providers");
     let raw_apps = array_of::<raw::App>(&mut cx, &mut table, "apps");
+    let raw_usage: raw::Usage = cx.section(&mut table, "usage");
     for key in table.keys() {
         cx.problem(
             key.clone(),
             "unknown section",
-            Some("known sections: server, store, session, branding, providers, apps"),
+            Some("known sections: server, store, session, branding, providers, apps, usage"),
         );
     }
 
@@ -167,6 +168,7 @@ pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Confi
     let branding = branding(&mut cx, raw_branding);
     let providers = providers(&mut cx, raw_providers);
     let apps = apps(&mut cx, raw_apps, &server);
+    let usage = usage(&mut cx, raw_usage);
 
     if cx.problems.is_empty() {
         Ok(Config {
@@ -176,6 +178,7 @@ pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Confi
             branding,
             providers,
             apps,
+            usage,
         })
     } else {
         Err(Problems(cx.problems))
@@ -422,6 +425,16 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
         idle_timeout,
         absolute_timeout,
         cookie_name,
+    }
+}
+
+fn usage(cx: &mut Ctx, r: raw::Usage) -> Usage {
+    let d = Usage::default();
+    let flush = cx.count(r.flush_seconds, "usage.flush_seconds", 1..=3600, 5);
+    Usage {
+        enabled: r.enabled.unwrap_or(d.enabled),
+        flush_interval: Duration::from_secs(u64::from(flush)),
+        max_keys: cx.count(r.max_keys, "usage.max_keys", 100..=1_000_000, d.max_keys),
     }
 }
 
@@ -1007,6 +1020,25 @@ mod tests {
         );
         let text = load("[branding]\naccent = \"#ffff00\"").unwrap_err().to_string();
         assert!(text.contains("contrast") && text.contains("darker"), "{text}");
+    }
+
+    #[test]
+    fn usage_section() {
+        assert_eq!(load("").unwrap().usage, Usage::default());
+        let c = load("[usage]\nenabled = false\nflush_seconds = 2\nmax_keys = 500\n").unwrap();
+        assert_eq!(
+            c.usage,
+            Usage {
+                enabled: false,
+                flush_interval: Duration::from_secs(2),
+                max_keys: 500
+            }
+        );
+        assert_eq!(
+            paths("[usage]\nflush_seconds = 0\nmax_keys = 5\n"),
+            ["usage.flush_seconds", "usage.max_keys"]
+        );
+        assert_eq!(paths("[usage]\nevery = 1\n"), ["usage.every"]);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The gateway's side of the admin UI (`gatehouse_admin_ui::admin::AdminGate`): apps from
 //! the live snapshot, store apps saved through the same validation as the config file's,
-//! "who can open this" and "check a person" from `gatehouse_policy`, sessions and the audit
-//! log from the store. Every change goes to the store with the admin as its actor (audited
-//! in the same transaction); the change feed then updates every replica. Provider status,
-//! the LDAP test lookup and name suggestions are in `crate::providers`.
+//! "who can open this" and "check a person" from `gatehouse_policy`, sessions, the audit
+//! log and usage per app (`usage::report`) from the store. Every change goes to the store
+//! with the admin as its actor (audited in the same transaction); the change feed then
+//! updates every replica. Provider status, the LDAP test lookup and name suggestions are in
+//! `crate::providers`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use gatehouse_admin_ui::admin::{
     DecisionInput, GrantInput, GrantRow, RequestRow, SessionRow, UserInput, UserRow,
 };
 use gatehouse_admin_ui::admin::{TokenInput, TokenRow};
+use gatehouse_admin_ui::admin::{UsageReport, UsageRow};
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
 use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
@@ -756,6 +758,18 @@ impl AdminGate for Authn {
 
     async fn seen_names(&self, kind: gatehouse_admin_ui::admin::SuggestKind, limit: usize) -> Vec<String> {
         self.seen_name_list(kind, limit).await
+    }
+
+    async fn app_usage(&self, slug: &str) -> Result<UsageReport, AdminError> {
+        crate::usage::report(&self.store, slug, now())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn usage_by_app(&self, days: i64) -> Result<Vec<UsageRow>, AdminError> {
+        crate::usage::by_app(&self.store, days, now())
+            .await
+            .map_err(unavailable)
     }
 }
 

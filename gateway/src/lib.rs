@@ -25,6 +25,7 @@ pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+pub mod usage;
 pub mod web;
 pub mod whoami;
 

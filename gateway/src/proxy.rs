@@ -1,5 +1,6 @@
 //! The pingora `ProxyHttp` implementation. Each phase is a few lines calling the pure
-//! functions of `route`, `forwarded`, `upstream` and `gatehouse_policy::evaluate`.
+//! functions of `route`, `forwarded`, `upstream` and `gatehouse_policy::evaluate`; a
+//! served page load is counted as a visit (`usage::Recorder`, in memory).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +46,8 @@ pub struct State {
     pub tls: bool,
     /// Requests being served; the shutdown drain waits for zero.
     pub in_flight: Arc<AtomicUsize>,
+    /// Visits per app, counted in memory (`usage::Flusher` writes them to the store).
+    pub usage: Arc<crate::usage::Recorder>,
 }
 
 impl std::fmt::Debug for State {
@@ -128,6 +131,11 @@ impl Gateway {
                 session: who,
                 ..
             } => {
+                let req = session.req_header();
+                if self.0.usage.enabled() && crate::usage::is_visit(&req.method, &req.headers) {
+                    let person = who.as_ref().map_or("", |s| s.identity.user.as_str());
+                    self.0.usage.record(&app.app.slug, person, crate::authn::session::now());
+                }
                 ctx.app = Some(app);
                 ctx.upstream_path = upstream_path;
                 ctx.session = who;

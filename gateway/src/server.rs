@@ -82,6 +82,10 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         ),
     );
     let metrics = Metrics::new().map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    let usage = Arc::new(crate::usage::Recorder::new(&config.usage).map_err(|e| GatewayError::Metrics(e.to_string()))?);
+    usage
+        .register(&metrics.registry)
+        .map_err(|e| GatewayError::Metrics(e.to_string()))?;
     let config = Arc::new(config);
     let first = Snapshot::compile_with_grants(
         config.clone(),
@@ -162,6 +166,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         branding,
         tls,
         in_flight: Arc::new(AtomicUsize::new(0)),
+        usage,
     }))
 }
 
@@ -450,6 +455,7 @@ pub fn needs_restart(current: &Config, next: &Config) -> Vec<&'static str> {
         "providers",
         format!("{:?}", current.providers) != format!("{:?}", next.providers),
     );
+    check("usage", current.usage != next.usage);
     out
 }
 
@@ -578,8 +584,14 @@ impl ShutdownSignalWatch for DrainOnSignal {
 }
 
 /// Pingora sleeps the whole grace period even when nothing is in flight; this watcher ends
-/// the process as soon as the last in-flight request finished (or the period is over).
-fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Duration) {
+/// the process as soon as the last in-flight request finished (or the period is over),
+/// after `last` (the final usage flush).
+fn exit_when_drained(
+    server: &Server,
+    in_flight: Arc<AtomicUsize>,
+    grace: Duration,
+    last: impl FnOnce() + Send + 'static,
+) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
         loop {
@@ -594,6 +606,7 @@ fn exit_when_drained(server: &Server, in_flight: Arc<AtomicUsize>, grace: Durati
             std::thread::sleep(Duration::from_millis(20));
         }
         tracing::info!(left = in_flight.load(Ordering::SeqCst), "drained; exiting");
+        last();
         std::process::exit(0);
     });
 }
@@ -659,9 +672,23 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     }
     let reloader = Arc::new(Reloader::new(state.clone(), config_path));
     server.add_service(background_service("live state", Background(reloader)));
+    let flusher = Arc::new(crate::usage::Flusher::new(
+        state.usage.clone(),
+        state.store.clone(),
+        &state.live.peek().config.usage,
+    ));
+    server.add_service(background_service("usage", crate::usage::FlushService(flusher.clone())));
 
     tracing::info!(%listen, %public_url, apps = state.live.peek().apps.len(), "gatehouse listening");
-    exit_when_drained(&server, state.in_flight.clone(), grace);
+    exit_when_drained(&server, state.in_flight.clone(), grace, move || {
+        // Visits counted since the last flush; the store's pool lives on the startup runtime.
+        let flushed = block_on(async { tokio::time::timeout(Duration::from_secs(5), flusher.flush()).await });
+        match flushed {
+            Ok(Ok(Ok(n))) => tracing::info!(keys = n, "usage counts written"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "usage counts lost at shutdown: the store failed"),
+            _ => tracing::warn!("usage counts lost at shutdown: the store did not answer in 5 s"),
+        }
+    });
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal),
     });

@@ -616,6 +616,17 @@ async function adminUi(page) {
   check(status === 200, 'the audit log opens', status);
   await shoot(page, 'admin-audit', { desktop: true, mobile: true });
 
+  step = 'usage';
+  status = await open(page, '/.gatehouse/admin/usage');
+  check(status === 200 && (await page.locator('#top-visits').count()) === 1 && (await page.locator('#top-people').count()) === 1, 'the Usage overview ranks apps by visits and by people', status);
+  await shoot(page, 'admin-usage', { desktop: true, mobile: true });
+  await open(page, '/.gatehouse/admin/apps/reports');
+  const charts = page.locator('#usage svg[role=img]');
+  check((await charts.count()) === 2 && (await page.locator('#usage svg title').first().textContent())?.includes('per day'), "the app page's Usage section has two titled charts", await charts.count());
+  await page.locator('#usage').scrollIntoViewIfNeeded();
+  await shoot(page, 'admin-app-usage', { desktop: true, mobile: true });
+  log('usage overview and the app page usage section render at both widths');
+
   step = 'a member opens the app, a non-member is refused and asks';
   await signOut(page);
   await signInByForm(page, 'viewer', viewerPassword);

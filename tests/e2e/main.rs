@@ -19,6 +19,7 @@ mod routing;
 mod saml;
 mod streaming;
 mod upstreams;
+mod usage;
 
 use gatehouse_tests::GatewayBuilder;
 

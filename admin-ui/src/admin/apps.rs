@@ -1,4 +1,6 @@
-//! The apps pages: the list, create / edit / delete of store apps (file apps read-only), grants, who can open an app and "check a person".
+//! The apps pages: the list (with each app's visits over 7 days), create / edit / delete of
+//! store apps (file apps read-only), grants, who can open an app and "check a person", and
+//! the app's usage section (`usage::usage_section`).
 
 use super::*;
 
@@ -7,11 +9,24 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
         Ok(v) => v,
         Err(r) => return *r,
     };
+    // Visits over the last 7 days by app; unknown (store down) shows as "–".
+    let visits: Option<std::collections::HashMap<String, i64>> = gate
+        .usage_by_app(7)
+        .await
+        .ok()
+        .map(|rows| rows.into_iter().map(|r| (r.app, r.visits)).collect());
     let rows: String = gate
         .admin_apps()
         .iter()
         .filter(|a| is_admin || gate.manages(&v.identity, &a.slug))
         .map(|a| {
+            let seen = match &visits {
+                Some(m) => {
+                    let n = m.get(&a.slug).copied().unwrap_or(0);
+                    format!(r#"<td class="num" data-visits="{n}"><a href="/.gatehouse/admin/apps/{slug}#usage">{n}</a></td>"#, slug = attr(&a.slug))
+                }
+                None => r#"<td class="num muted" title="usage unavailable">–</td>"#.to_string(),
+            };
             let ups: String = a
                 .upstreams
                 .iter()
@@ -26,7 +41,7 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
                 .collect::<Vec<_>>()
                 .join(" ");
             format!(
-                r#"<tr><td><a href="/.gatehouse/admin/apps/{slug}">{name}</a><div class="muted small">{slug_text}</div></td><td><code>{route}</code></td><td>{ups}</td><td>{access}</td><td>{audience}</td><td class="muted small">{source}</td></tr>"#,
+                r#"<tr><td><a href="/.gatehouse/admin/apps/{slug}">{name}</a><div class="muted small">{slug_text}</div></td><td><code>{route}</code></td><td>{ups}</td><td>{access}</td><td>{audience}</td>{seen}<td class="muted small">{source}</td></tr>"#,
                 slug = attr(&a.slug),
                 slug_text = esc(&a.slug),
                 name = esc(&a.name),
@@ -49,7 +64,7 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
     let body = format!(
         r#"{head}
 {problems}
-<div class="table-wrap"><table><thead><tr><th>App</th><th>Route</th><th>Upstreams</th><th>Access</th><th>Who can open it</th><th>Defined in</th></tr></thead><tbody>{rows}</tbody></table></div>"#
+<div class="table-wrap"><table><thead><tr><th>App</th><th>Route</th><th>Upstreams</th><th>Access</th><th>Who can open it</th><th class="num">Visits (7 days)</th><th>Defined in</th></tr></thead><tbody>{rows}</tbody></table></div>"#
     );
     page(&gate, &v, if is_admin { "Apps" } else { "My apps" }, "apps", &body)
 }
@@ -460,6 +475,7 @@ pub(super) async fn app_page(
     } else {
         ""
     };
+    let usage = usage_section(&gate.app_usage(&app.slug).await);
     let grants = if app.editable {
         grants_section(&gate, &app, &token, q.grant_error.as_deref()).await
     } else {
@@ -527,6 +543,7 @@ pub(super) async fn app_page(
 <section class="card wide-card"><h2>Who can open it</h2><p>{audience}.</p>
 <form method="get" action="/.gatehouse/admin/apps/{slug}" class="inline-form"><label for="check">Check a person</label><input id="check" name="check" type="text" placeholder="user name" autocapitalize="none" spellcheck="false" value="{checked}"><button class="button secondary" type="submit">Check</button></form>
 {check}</section>
+{usage}
 {grants}
 {edit}"#,
         name = esc(&app.name),

@@ -1,10 +1,11 @@
 //! The admin UI at `/.gatehouse/admin/`, one module per page: [`apps`] (list, create, edit,
 //! delete store apps — file apps read-only —, grants, who can open an app and why),
 //! [`requests`] (access requests), [`users`] (people and local accounts), [`sessions`]
-//! (ending a person's), [`audit`] (the log and its export), [`providers`] (sign-in provider
-//! status, the LDAP test form, name suggestions), `branding` (name, logo, accent), `tokens`
-//! (API tokens: create, shown once, revoke) and [`api`] (the JSON admin API: the same
-//! operations for scripts). This module holds what they
+//! (ending a person's), [`audit`] (the log and its export), [`usage`] (visits per app: the
+//! section of an app's page and the overview), [`providers`] (sign-in provider status, the
+//! LDAP test form, name suggestions), `branding` (name, logo, accent), `tokens` (API
+//! tokens: create, shown once, revoke) and [`api`] (the JSON admin API: the same operations
+//! for scripts). This module holds what they
 //! share: the records the gateway hands over, the [`AdminGate`] trait, the routes, the
 //! admin/owner guards and the page frame. Server-rendered; every change is a POST carrying
 //! a token bound to the admin's session and coming from this gateway's own origin (the
@@ -34,6 +35,7 @@ mod providers;
 mod requests;
 mod sessions;
 mod tokens;
+mod usage;
 mod users;
 
 use apps::*;
@@ -45,6 +47,8 @@ pub use providers::{utc, LdapLookup, ProviderStatus, SuggestKind, Suggestion, MA
 use requests::*;
 use sessions::*;
 use tokens::*;
+use usage::*;
+pub use usage::{UsageDayRow, UsageReport, UsageRow};
 use users::*;
 
 /// An app as the admin UI shows it.
@@ -468,6 +472,12 @@ pub trait AdminGate: Send + Sync {
         input: &UserInput,
         create: bool,
     ) -> Result<(), AdminError>;
+    /// App `slug`'s usage: the last 30 UTC days, totals over 7 and 30 days, the last 10
+    /// people who opened it.
+    async fn app_usage(&self, slug: &str) -> Result<UsageReport, AdminError>;
+    /// Each app's visits and distinct people over the last `days` UTC days (today
+    /// included); apps without visits may be left out.
+    async fn usage_by_app(&self, days: i64) -> Result<Vec<UsageRow>, AdminError>;
     /// Every configured sign-in provider, probed now (all at once, each briefly).
     async fn provider_statuses(&self) -> Vec<ProviderStatus>;
     /// The LDAP providers: id and label, in configuration order.
@@ -539,6 +549,7 @@ pub fn routes() -> Router<Shared> {
         .route("/.gatehouse/admin/providers/ldap-test", post(ldap_test))
         .route("/.gatehouse/admin/suggest", get(suggest))
         .route("/.gatehouse/assets/suggest.js", get(suggest_script))
+        .route("/.gatehouse/admin/usage", get(usage_page))
 }
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
@@ -683,6 +694,7 @@ fn page(gate: &Shared, v: &Viewer, title: &str, active: &str, body: &str) -> Res
             link("/.gatehouse/admin/branding", "Branding", "branding"),
             link("/.gatehouse/admin/tokens", "API tokens", "tokens"),
             link("/.gatehouse/admin/providers", "Providers", "providers"),
+            link("/.gatehouse/admin/usage", "Usage", "usage"),
         ]
         .concat()
     } else {

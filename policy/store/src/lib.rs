@@ -8,7 +8,9 @@
 //! [`audit log`](Store::audit_events), [`API tokens`](Store::create_api_token) (by the
 //! hash of their secret, never the secret), and the sign-in state every replica shares
 //! ([`login attempts`](Store::put_login_attempt), [`assertion ids`](Store::first_sighting),
-//! [`failed sign-ins`](Store::record_failed_signin)). Errors are one [`StoreError`].
+//! [`failed sign-ins`](Store::record_failed_signin)), and usage per app
+//! ([`visits`](Store::add_visits), added up from every replica's batches). Errors are one
+//! [`StoreError`].
 //!
 //! Every method that changes who may open what (users, apps, session revocation, signing
 //! keys) takes the [`Actor`] and writes its audit row — the record before and after — in
@@ -44,6 +46,7 @@ mod sessions;
 mod settings;
 mod signin;
 mod tokens;
+mod usage;
 mod users;
 
 pub use apps::{Access, AppRecord, Expect};
@@ -57,6 +60,7 @@ pub use sessions::SessionRecord;
 pub use settings::MAX_SETTING_BYTES;
 pub use signin::{LoginAttempt, FAILED_SIGNIN_RETENTION};
 pub use tokens::{api_token_hash, ApiTokenRecord, TokenScope};
+pub use usage::{day_of, AppUsage, LastVisit, UsageDay, VisitCount, USAGE_RETENTION_DAYS};
 pub use users::{NewUser, UserRecord};
 
 use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};

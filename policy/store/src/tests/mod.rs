@@ -10,6 +10,7 @@ use sqlx::Connection;
 mod feed;
 mod signin;
 mod tokens;
+mod usage;
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
