@@ -394,6 +394,39 @@ async fn sp_initiated_logout_ends_the_session_at_both_ends() {
     assert_eq!(alice.get("/apps/any/").await.status, 302);
 }
 
+/// The assertion-ID replay cache on its own: an unsolicited response (no InResponseTo, so
+/// no single-use sign-in record is involved) posted again under a fresh RelayState.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_assertion_is_refused_by_its_id_under_a_fresh_relay_state() {
+    let s = setup("allow_idp_initiated = true", &[], false).await;
+    let entity = format!("{}/.gatehouse/saml/idp/metadata", s.base);
+    let (resp, relay, acs) = s
+        .idp
+        .login(
+            &s.idp.idp_initiated_login_url(&entity, Some("/apps/any/first")),
+            "alice",
+            "alice-pw",
+        )
+        .await;
+    let acs = acs.strip_prefix(&s.base).unwrap().to_string();
+    assert!(!gatehouse_tests::saml::decode_base64(&resp).contains("InResponseTo="));
+    let mut b = s.gw.browser();
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/apps/any/first"));
+    let mut thief = s.gw.browser();
+    let p = post(&mut thief, &acs, &resp, Some("/apps/any/second")).await;
+    assert_eq!(p.status, 401, "replayed under a fresh RelayState: {}", p.body);
+    assert!(p.body.contains("already used (replay)"), "{}", p.body);
+    assert!(
+        !thief.cookies.contains_key("gatehouse_session"),
+        "the replay created a session"
+    );
+    let p = post(&mut thief, &acs, &resp, None).await;
+    assert_eq!(p.status, 401, "replayed without RelayState: {}", p.body);
+    assert!(p.body.contains("already used (replay)"), "{}", p.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn idp_initiated_logout_ends_the_session() {
     let s = setup("", &[], false).await;
