@@ -154,6 +154,7 @@ async fn crafted_and_modified_responses_are_refused() {
         ("expired", "expired"),
         ("wrong_in_response_to", "another request"),
         ("wrong_destination", "Destination"),
+        ("wrong_recipient", "Recipient"),
     ] {
         let mut b = s.gw.browser();
         let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
