@@ -169,6 +169,23 @@ async fn crafted_and_modified_responses_are_refused() {
         assert!(p.body.contains("Try again"));
         assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
     }
+    // A document type declaration is refused for itself: the response is otherwise the
+    // genuine one, with its one signed assertion (the DTD is outside the signed element).
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let xml = gatehouse_tests::saml::decode_base64(&resp);
+    let with_dtd = format!("<!DOCTYPE Response [<!ENTITY who \"admin\">]>{}", xml.trim_start());
+    assert_eq!(with_dtd.matches(":Assertion ").count(), 1, "{with_dtd}");
+    let p = post(
+        &mut b,
+        &acs,
+        &gatehouse_tests::saml::encode_base64(&with_dtd),
+        relay.as_deref(),
+    )
+    .await;
+    assert_eq!(p.status, 401, "DTD: {}", p.body);
+    assert!(p.body.contains("document type declaration"), "{}", p.body);
+    assert!(!b.cookies.contains_key("gatehouse_session"), "a DTD created a session");
     // Replay: the genuine response works once, never twice.
     let mut b = s.gw.browser();
     let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
