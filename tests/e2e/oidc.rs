@@ -165,29 +165,38 @@ async fn tampered_state_and_replayed_callbacks_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_id_tokens_are_refused_with_a_clear_page() {
     let s = setup(false, "", "").await;
+    let mut failed = Vec::new();
     for (mode, words) in [
         ("wrong_nonce", "nonce"),
         ("wrong_audience", "another client"),
         ("expired", "expired"),
         ("unknown_key", "signature"),
         ("unknown_kid", "key the provider does not publish"),
-        ("alg_none", "not"),
+        ("alg_none", "the token is not signed"),
         ("hs256_with_public_key", "not allowed"),
+        ("wrong_issuer", "the token comes from another issuer"),
+        ("wrong_azp", "another client (aud/azp)"),
     ] {
         let mut b = s.gw.browser();
         let cb = to_callback(&s, &mut b, "op", "alice", "alice-pw").await;
         s.op.misbehave(mode).await;
         let p = visit(&s, &mut b, &cb).await;
-        assert_eq!(p.status, 401, "{mode}: {}", p.body);
-        assert!(p.body.contains("could not be verified"), "{mode}: {}", p.body);
-        assert!(
-            p.body.contains(words),
-            "{mode}: page should say why ({words}): {}",
-            p.body
-        );
-        assert!(p.body.contains("Try again"));
-        assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
+        // Every mode is tried, and every one that got through is named.
+        if p.status != 401
+            || !p.body.contains("could not be verified")
+            || !p.body.contains(words)
+            || !p.body.contains("Try again")
+            || b.cookies.contains_key("gatehouse_session")
+        {
+            let page: String = p.body.chars().take(600).collect();
+            failed.push(format!("{mode}: want 401 saying \"{words}\", got {}: {page}", p.status));
+        }
     }
+    assert!(
+        failed.is_empty(),
+        "tampered ID tokens not refused as they should be:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

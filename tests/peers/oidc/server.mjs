@@ -69,6 +69,8 @@
 //          unknown_kid            signed with a fresh RSA key, a new kid not in the JWKS
 //          alg_none               header alg "none", empty signature
 //          hs256_with_public_key  HS256 with the signing key's public key (SPKI PEM text) as the secret
+//          wrong_issuer           iss = "http://127.0.0.1:1/not-the-op", re-signed
+//          wrong_azp              azp = "someone-else" (aud unchanged: this client), re-signed
 //   GET  /test/misbehave                                   {"pending": mode|null, "applied": [{mode, original, tampered}]}
 //   GET  /test/last-end-session                            the last /session/end request or null:
 //        {"count", "method", "params": {…}, "id_token_hint_present", "id_token_hint",
@@ -292,7 +294,7 @@ function signRs256(header, payload, privateJwk) {
   return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
 }
 
-const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key'];
+const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key', 'wrong_issuer', 'wrong_azp'];
 
 function tamper(idToken, mode) {
   const [h, p] = idToken.split('.');
@@ -315,6 +317,10 @@ function tamper(idToken, mode) {
       const stranger = newSigningKey();
       return signRs256({ ...header, kid: stranger.kid }, payload, stranger);
     }
+    case 'wrong_issuer':
+      return signRs256(header, { ...payload, iss: 'http://127.0.0.1:1/not-the-op' }, signer);
+    case 'wrong_azp':
+      return signRs256(header, { ...payload, azp: 'someone-else' }, signer);
     case 'alg_none':
       return `${b64json({ ...header, alg: 'none' })}.${b64json(payload)}.`;
     case 'hs256_with_public_key': {
