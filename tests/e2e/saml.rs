@@ -228,13 +228,32 @@ async fn a_provider_whose_idp_metadata_has_no_signing_certificate_does_not_start
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    // A gateway that starts anyway would serve forever: wait for its exit with a deadline.
+    let stderr = dir.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["serve", "--config"])
         .arg(&config)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "must refuse to start");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after 20 s: must refuse to start\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1), "must refuse to start");
+    let err = std::fs::read_to_string(&stderr).unwrap();
     assert!(err.contains("no signing certificate"), "{err}");
 }
 
