@@ -411,26 +411,6 @@ async fn idp_initiated_login_only_when_enabled() {
     assert_eq!(p.location(), Some("/"), "a foreign RelayState is not followed");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sp_initiated_logout_ends_the_session_at_both_ends() {
-    let s = setup("", &[], false).await;
-    let mut alice = sign_in(&s, "alice").await;
-    let p = alice.logout().await;
-    assert_eq!(p.status, 303);
-    let to_idp = p.location().unwrap().to_string();
-    assert!(
-        to_idp.starts_with(&s.idp.slo_url) && to_idp.contains("SAMLRequest="),
-        "{to_idp}"
-    );
-    let hop = s.idp.follow(&to_idp).await;
-    let back = hop.location.expect("IdP answers at our SLO endpoint");
-    assert!(back.contains("/.gatehouse/saml/idp/slo?SAMLResponse="), "{back}");
-    let p = alice.get(back.strip_prefix(&s.base).unwrap()).await;
-    assert_eq!(p.status, 303);
-    assert_eq!(p.location(), Some("/.gatehouse/login?signed_out=1"));
-    assert_eq!(alice.get("/apps/any/").await.status, 302);
-}
-
 /// The assertion-ID replay cache on its own: an unsolicited response (no InResponseTo, so
 /// no single-use sign-in record is involved) posted again under a fresh RelayState.
 #[tokio::test(flavor = "multi_thread")]
@@ -462,6 +442,26 @@ async fn a_replayed_assertion_is_refused_by_its_id_under_a_fresh_relay_state() {
     let p = post(&mut thief, &acs, &resp, None).await;
     assert_eq!(p.status, 401, "replayed without RelayState: {}", p.body);
     assert!(p.body.contains("already used (replay)"), "{}", p.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sp_initiated_logout_ends_the_session_at_both_ends() {
+    let s = setup("", &[], false).await;
+    let mut alice = sign_in(&s, "alice").await;
+    let p = alice.logout().await;
+    assert_eq!(p.status, 303);
+    let to_idp = p.location().unwrap().to_string();
+    assert!(
+        to_idp.starts_with(&s.idp.slo_url) && to_idp.contains("SAMLRequest="),
+        "{to_idp}"
+    );
+    let hop = s.idp.follow(&to_idp).await;
+    let back = hop.location.expect("IdP answers at our SLO endpoint");
+    assert!(back.contains("/.gatehouse/saml/idp/slo?SAMLResponse="), "{back}");
+    let p = alice.get(back.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location(), Some("/.gatehouse/login?signed_out=1"));
+    assert_eq!(alice.get("/apps/any/").await.status, 302);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -667,7 +667,36 @@ async fn metadata_by_url_is_refreshed_and_a_failed_refresh_keeps_the_last_good_c
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     s.idp.start_again();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Recovery: the gateway fetches the metadata again (the IdP's request log shows it), and
+    // from then on its refreshes succeed: two more fetches without a new warning.
+    let fetches = || {
+        std::fs::read_to_string(s.idp.dir.path().join("log/php-server.log"))
+            .unwrap_or_default()
+            .matches("GET /simplesaml/saml2/idp/metadata.php")
+            .count()
+    };
+    let warnings = || s.gw.log().matches("keeping the last good copy").count();
+    let after_restart = fetches();
+    assert!(
+        gatehouse_tests::cluster::within(Duration::from_secs(10), || async { fetches() > after_restart })
+            .await
+            .is_some(),
+        "the gateway did not fetch the metadata again after the IdP came back"
+    );
+    let warned = warnings();
+    let seen = fetches();
+    assert!(
+        gatehouse_tests::cluster::within(Duration::from_secs(10), || async { fetches() >= seen + 2 })
+            .await
+            .is_some(),
+        "the refreshes stopped"
+    );
+    assert_eq!(
+        warnings(),
+        warned,
+        "the refresh still fails after the IdP came back:\n{}",
+        s.gw.log()
+    );
     let mut bob = sign_in(&s, "bob").await;
     assert_eq!(bob.get("/apps/any/").await.status, 200);
 }
