@@ -199,6 +199,31 @@ async fn tampered_id_tokens_are_refused_with_a_clear_page() {
     );
 }
 
+/// PKCE does not depend on the provider insisting: one that does not require it still gets
+/// an S256 challenge, and the token request carries the verifier that matches it (the OP
+/// checks it whenever a challenge was sent).
+#[tokio::test(flavor = "multi_thread")]
+async fn pkce_is_sent_and_verified_even_when_the_provider_does_not_require_it() {
+    let s = setup(false, "", "").await;
+    s.op.require_pkce(false).await;
+    let mut alice = sign_in(&s, "alice", "alice-pw").await;
+    assert_eq!(alice.get("/apps/any/").await.status, 200);
+    let seen = s.op.pkce_seen().await;
+    assert_eq!(seen["required"], false, "{seen}");
+    let authorize = seen["authorize"].as_array().expect("authorization requests");
+    assert!(!authorize.is_empty(), "{seen}");
+    assert!(
+        authorize
+            .iter()
+            .all(|a| a["code_challenge"] == true && a["code_challenge_method"] == "S256"),
+        "{seen}"
+    );
+    let token = seen["token"].as_array().expect("token requests");
+    assert_eq!(token.len(), 1, "{seen}");
+    assert_eq!(token[0]["code_verifier"], true, "{seen}");
+    assert_eq!(token[0]["status"], 200, "the verifier matches the challenge: {seen}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_errors_give_a_page_with_try_again() {
     let s = setup(false, "", "").await;

@@ -72,6 +72,10 @@
 //          wrong_issuer           iss = "http://127.0.0.1:1/not-the-op", re-signed
 //          wrong_azp              azp = "someone-else" (aud unchanged: this client), re-signed
 //   GET  /test/misbehave                                   {"pending": mode|null, "applied": [{mode, original, tampered}]}
+//   POST /test/pkce       body {"required": bool}           whether PKCE is required (default true; S256
+//        is checked whenever a code_challenge was sent, required or not)
+//   GET  /test/pkce                                        {"required", "authorize": [{code_challenge,
+//        code_challenge_method}], "token": [{code_verifier, status}]} for every request so far
 //   GET  /test/last-end-session                            the last /session/end request or null:
 //        {"count", "method", "params": {…}, "id_token_hint_present", "id_token_hint",
 //         "post_logout_redirect_uri", "state", "client_id", "status" (the OP's answer before the
@@ -337,6 +341,9 @@ function tamper(idToken, mode) {
 
 let misbehave = null;
 const misbehaved = [];
+// PKCE: required unless a test turns it off (POST /test/pkce); what the clients sent either way.
+let pkceRequired = true;
+const pkceSeen = { authorize: [], token: [] };
 let lastEndSession = null;
 let endSessionCount = 0;
 
@@ -383,7 +390,7 @@ function buildProvider() {
     },
     conformIdTokenClaims: false,
     responseTypes: ['code'],
-    pkce: { methods: ['S256'], required: () => true },
+    pkce: { methods: ['S256'], required: () => pkceRequired },
     issueRefreshToken: async () => true,
     // Consent is implied: every requested OIDC scope/claim is granted when the user is known.
     async loadExistingGrant(ctx) {
@@ -418,6 +425,20 @@ function buildProvider() {
       ctx.type = 'html';
       ctx.body = page('Error', `<pre>${escapeHtml(JSON.stringify(out, null, 2))}</pre>`);
     },
+  });
+
+  // Records the PKCE parameters of authorization and token requests (GET /test/pkce).
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/auth') {
+      pkceSeen.authorize.push({
+        code_challenge: typeof ctx.query.code_challenge === 'string' && ctx.query.code_challenge.length > 0,
+        code_challenge_method: ctx.query.code_challenge_method ?? null,
+      });
+    }
+    await next();
+    if (ctx.method === 'POST' && ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'authorization_code') {
+      pkceSeen.token.push({ code_verifier: Boolean(ctx.oidc.params.code_verifier), status: ctx.status });
+    }
   });
 
   // The ID token of the next token response, tampered when a misbehave mode is armed.
@@ -621,6 +642,18 @@ async function testControl(req, res, url) {
     misbehave = mode;
     return sendJson(res, 200, { pending: mode });
   }
+  if (route === 'POST /test/pkce') {
+    let required;
+    try {
+      ({ required } = JSON.parse(await readBody(req)));
+    } catch {
+      return sendJson(res, 400, { error: 'body must be {"required": true|false}' });
+    }
+    if (typeof required !== 'boolean') return sendJson(res, 400, { error: 'required must be a boolean' });
+    pkceRequired = required;
+    return sendJson(res, 200, { required });
+  }
+  if (route === 'GET /test/pkce') return sendJson(res, 200, { required: pkceRequired, ...pkceSeen });
   if (route === 'GET /test/misbehave') return sendJson(res, 200, { pending: misbehave, applied: misbehaved });
   if (route === 'GET /test/last-end-session') return sendJson(res, 200, lastEndSession);
   return sendJson(res, 404, { error: `no test endpoint ${route}` });
