@@ -258,6 +258,24 @@ mod tests {
         FIELDS.with(|f| f.borrow().clone())
     }
 
+    /// The keys of every `[[providers]]` kind. The enum is internally tagged (serde reads it
+    /// through `deserialize_any`), so its field lists come from `deny_unknown_fields`' own
+    /// refusal, which names every expected field.
+    fn provider_fields() -> Vec<String> {
+        let mut out = vec!["kind".to_string()];
+        for kind in ["local", "ldap", "oidc", "saml"] {
+            let err = toml::from_str::<Provider>(&format!("kind = \"{kind}\"\nzz_not_a_key = 1\n"))
+                .expect_err("an unknown key is refused")
+                .to_string();
+            let expected = err
+                .split_once(", expected ")
+                .unwrap_or_else(|| panic!("{kind}: {err}"))
+                .1;
+            out.extend(expected.split('`').skip(1).step_by(2).map(str::to_string));
+        }
+        out
+    }
+
     #[test]
     fn reference_documents_every_key() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md"))
@@ -275,6 +293,15 @@ mod tests {
         all.extend(fields::<LdapAttributes>());
         all.extend(fields::<LdapGroups>());
         all.extend(fields::<Usage>());
+        let providers = provider_fields();
+        assert!(
+            ["bind_dn", "client_id", "idp_metadata", "allow_idp_initiated"]
+                .iter()
+                .all(|f| providers.contains(&f.to_string())),
+            "provider field discovery broke: {providers:?}"
+        );
+        let providers: Vec<&str> = providers.iter().map(String::as_str).collect();
+        all.extend(providers);
         assert!(all.len() > 40, "field discovery broke: {all:?}");
         let missing: Vec<_> = all.iter().filter(|f| !doc.contains(&format!("`{f}`"))).collect();
         assert!(missing.is_empty(), "docs/configuration.md lacks {missing:?}");

@@ -46,7 +46,13 @@ async fn json_access_log_has_one_line_per_request() {
         .start()
         .await;
     assert_eq!(gw.get("/apps/sales/x").await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The access line is written after the response: wait for it with a deadline.
+    let g = &gw;
+    gatehouse_tests::cluster::within(
+        Duration::from_secs(5),
+        || async move { g.log().contains("/apps/sales/x") },
+    )
+    .await;
     let log = gw.log();
     let line = log
         .lines()
@@ -83,7 +89,16 @@ async fn slow_request_survives(signal: &str) {
     let client = gw.client();
     let url = gw.url("/apps/slow/slow?ms=1500");
     let req = tokio::spawn(async move { client.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight once the backend has it.
+    assert!(
+        gatehouse_tests::cluster::within(Duration::from_secs(5), || {
+            let b = &b;
+            async move { b.hits() >= 1 }
+        })
+        .await
+        .is_some(),
+        "the slow request never reached the backend"
+    );
     let t = Instant::now();
     gw.signal(signal);
     let res = req.await.unwrap().expect("in-flight request completes");

@@ -154,6 +154,7 @@ async fn crafted_and_modified_responses_are_refused() {
         ("expired", "expired"),
         ("wrong_in_response_to", "another request"),
         ("wrong_destination", "Destination"),
+        ("wrong_recipient", "Recipient"),
     ] {
         let mut b = s.gw.browser();
         let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
@@ -168,6 +169,23 @@ async fn crafted_and_modified_responses_are_refused() {
         assert!(p.body.contains("Try again"));
         assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
     }
+    // A document type declaration is refused for itself: the response is otherwise the
+    // genuine one, with its one signed assertion (the DTD is outside the signed element).
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let xml = gatehouse_tests::saml::decode_base64(&resp);
+    let with_dtd = format!("<!DOCTYPE Response [<!ENTITY who \"admin\">]>{}", xml.trim_start());
+    assert_eq!(with_dtd.matches(":Assertion ").count(), 1, "{with_dtd}");
+    let p = post(
+        &mut b,
+        &acs,
+        &gatehouse_tests::saml::encode_base64(&with_dtd),
+        relay.as_deref(),
+    )
+    .await;
+    assert_eq!(p.status, 401, "DTD: {}", p.body);
+    assert!(p.body.contains("document type declaration"), "{}", p.body);
+    assert!(!b.cookies.contains_key("gatehouse_session"), "a DTD created a session");
     // Replay: the genuine response works once, never twice.
     let mut b = s.gw.browser();
     let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
@@ -210,13 +228,32 @@ async fn a_provider_whose_idp_metadata_has_no_signing_certificate_does_not_start
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    // A gateway that starts anyway would serve forever: wait for its exit with a deadline.
+    let stderr = dir.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["serve", "--config"])
         .arg(&config)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "must refuse to start");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after 20 s: must refuse to start\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1), "must refuse to start");
+    let err = std::fs::read_to_string(&stderr).unwrap();
     assert!(err.contains("no signing certificate"), "{err}");
 }
 
@@ -372,6 +409,39 @@ async fn idp_initiated_login_only_when_enabled() {
     let p = post(&mut b, acs.strip_prefix(&s.base).unwrap(), &resp, relay.as_deref()).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location(), Some("/"), "a foreign RelayState is not followed");
+}
+
+/// The assertion-ID replay cache on its own: an unsolicited response (no InResponseTo, so
+/// no single-use sign-in record is involved) posted again under a fresh RelayState.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_assertion_is_refused_by_its_id_under_a_fresh_relay_state() {
+    let s = setup("allow_idp_initiated = true", &[], false).await;
+    let entity = format!("{}/.gatehouse/saml/idp/metadata", s.base);
+    let (resp, relay, acs) = s
+        .idp
+        .login(
+            &s.idp.idp_initiated_login_url(&entity, Some("/apps/any/first")),
+            "alice",
+            "alice-pw",
+        )
+        .await;
+    let acs = acs.strip_prefix(&s.base).unwrap().to_string();
+    assert!(!gatehouse_tests::saml::decode_base64(&resp).contains("InResponseTo="));
+    let mut b = s.gw.browser();
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), Some("/apps/any/first"));
+    let mut thief = s.gw.browser();
+    let p = post(&mut thief, &acs, &resp, Some("/apps/any/second")).await;
+    assert_eq!(p.status, 401, "replayed under a fresh RelayState: {}", p.body);
+    assert!(p.body.contains("already used (replay)"), "{}", p.body);
+    assert!(
+        !thief.cookies.contains_key("gatehouse_session"),
+        "the replay created a session"
+    );
+    let p = post(&mut thief, &acs, &resp, None).await;
+    assert_eq!(p.status, 401, "replayed without RelayState: {}", p.body);
+    assert!(p.body.contains("already used (replay)"), "{}", p.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -597,7 +667,36 @@ async fn metadata_by_url_is_refreshed_and_a_failed_refresh_keeps_the_last_good_c
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     s.idp.start_again();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Recovery: the gateway fetches the metadata again (the IdP's request log shows it), and
+    // from then on its refreshes succeed: two more fetches without a new warning.
+    let fetches = || {
+        std::fs::read_to_string(s.idp.dir.path().join("log/php-server.log"))
+            .unwrap_or_default()
+            .matches("GET /simplesaml/saml2/idp/metadata.php")
+            .count()
+    };
+    let warnings = || s.gw.log().matches("keeping the last good copy").count();
+    let after_restart = fetches();
+    assert!(
+        gatehouse_tests::cluster::within(Duration::from_secs(10), || async { fetches() > after_restart })
+            .await
+            .is_some(),
+        "the gateway did not fetch the metadata again after the IdP came back"
+    );
+    let warned = warnings();
+    let seen = fetches();
+    assert!(
+        gatehouse_tests::cluster::within(Duration::from_secs(10), || async { fetches() >= seen + 2 })
+            .await
+            .is_some(),
+        "the refreshes stopped"
+    );
+    assert_eq!(
+        warnings(),
+        warned,
+        "the refresh still fails after the IdP came back:\n{}",
+        s.gw.log()
+    );
     let mut bob = sign_in(&s, "bob").await;
     assert_eq!(bob.get("/apps/any/").await.status, 200);
 }

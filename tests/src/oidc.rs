@@ -330,6 +330,22 @@ impl OpenIdProvider {
         .await;
     }
 
+    /// Whether the OP requires PKCE (it does unless told otherwise).
+    pub async fn require_pkce(&self, required: bool) {
+        self.control(
+            reqwest::Method::POST,
+            "/test/pkce",
+            Some(serde_json::json!({ "required": required })),
+        )
+        .await;
+    }
+
+    /// `{"required", "authorize": [{"code_challenge", "code_challenge_method"}], "token":
+    /// [{"code_verifier", "status"}]}`: the PKCE parameters of every request so far.
+    pub async fn pkce_seen(&self) -> serde_json::Value {
+        self.control(reqwest::Method::GET, "/test/pkce", None).await
+    }
+
     /// `{"pending": mode or null, "applied": [{"mode", "original", "tampered"}, …]}`.
     pub async fn misbehave_status(&self) -> serde_json::Value {
         self.control(reqwest::Method::GET, "/test/misbehave", None).await

@@ -480,6 +480,15 @@ impl OidcProvider {
             }
         };
         let claims = payload(&raw_jwt).ok_or_else(|| OidcError::Rejected("unreadable claims".into()))?;
+        // openidconnect leaves `azp` unchecked; a token authorised for another party is not
+        // ours even when `aud` names us (OpenID Connect Core 3.1.3.7, step 5).
+        if claims
+            .get("azp")
+            .is_some_and(|azp| azp.as_str() != Some(self.cfg.client_id.as_str()))
+        {
+            tracing::warn!(provider = %self.id, "ID token rejected: azp names another client");
+            return Err(OidcError::Rejected("the token is for another client (aud/azp)".into()));
+        }
         let who = self.identity(&claims, &sub, token.access_token().secret()).await?;
         let data = ProviderData {
             id_token: raw_jwt,

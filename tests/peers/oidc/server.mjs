@@ -69,7 +69,13 @@
 //          unknown_kid            signed with a fresh RSA key, a new kid not in the JWKS
 //          alg_none               header alg "none", empty signature
 //          hs256_with_public_key  HS256 with the signing key's public key (SPKI PEM text) as the secret
+//          wrong_issuer           iss = "http://127.0.0.1:1/not-the-op", re-signed
+//          wrong_azp              azp = "someone-else" (aud unchanged: this client), re-signed
 //   GET  /test/misbehave                                   {"pending": mode|null, "applied": [{mode, original, tampered}]}
+//   POST /test/pkce       body {"required": bool}           whether PKCE is required (default true; S256
+//        is checked whenever a code_challenge was sent, required or not)
+//   GET  /test/pkce                                        {"required", "authorize": [{code_challenge,
+//        code_challenge_method}], "token": [{code_verifier, status}]} for every request so far
 //   GET  /test/last-end-session                            the last /session/end request or null:
 //        {"count", "method", "params": {…}, "id_token_hint_present", "id_token_hint",
 //         "post_logout_redirect_uri", "state", "client_id", "status" (the OP's answer before the
@@ -292,7 +298,7 @@ function signRs256(header, payload, privateJwk) {
   return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
 }
 
-const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key'];
+const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key', 'wrong_issuer', 'wrong_azp'];
 
 function tamper(idToken, mode) {
   const [h, p] = idToken.split('.');
@@ -315,6 +321,10 @@ function tamper(idToken, mode) {
       const stranger = newSigningKey();
       return signRs256({ ...header, kid: stranger.kid }, payload, stranger);
     }
+    case 'wrong_issuer':
+      return signRs256(header, { ...payload, iss: 'http://127.0.0.1:1/not-the-op' }, signer);
+    case 'wrong_azp':
+      return signRs256(header, { ...payload, azp: 'someone-else' }, signer);
     case 'alg_none':
       return `${b64json({ ...header, alg: 'none' })}.${b64json(payload)}.`;
     case 'hs256_with_public_key': {
@@ -331,6 +341,9 @@ function tamper(idToken, mode) {
 
 let misbehave = null;
 const misbehaved = [];
+// PKCE: required unless a test turns it off (POST /test/pkce); what the clients sent either way.
+let pkceRequired = true;
+const pkceSeen = { authorize: [], token: [] };
 let lastEndSession = null;
 let endSessionCount = 0;
 
@@ -377,7 +390,7 @@ function buildProvider() {
     },
     conformIdTokenClaims: false,
     responseTypes: ['code'],
-    pkce: { methods: ['S256'], required: () => true },
+    pkce: { methods: ['S256'], required: () => pkceRequired },
     issueRefreshToken: async () => true,
     // Consent is implied: every requested OIDC scope/claim is granted when the user is known.
     async loadExistingGrant(ctx) {
@@ -412,6 +425,20 @@ function buildProvider() {
       ctx.type = 'html';
       ctx.body = page('Error', `<pre>${escapeHtml(JSON.stringify(out, null, 2))}</pre>`);
     },
+  });
+
+  // Records the PKCE parameters of authorization and token requests (GET /test/pkce).
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/auth') {
+      pkceSeen.authorize.push({
+        code_challenge: typeof ctx.query.code_challenge === 'string' && ctx.query.code_challenge.length > 0,
+        code_challenge_method: ctx.query.code_challenge_method ?? null,
+      });
+    }
+    await next();
+    if (ctx.method === 'POST' && ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'authorization_code') {
+      pkceSeen.token.push({ code_verifier: Boolean(ctx.oidc.params.code_verifier), status: ctx.status });
+    }
   });
 
   // The ID token of the next token response, tampered when a misbehave mode is armed.
@@ -615,6 +642,18 @@ async function testControl(req, res, url) {
     misbehave = mode;
     return sendJson(res, 200, { pending: mode });
   }
+  if (route === 'POST /test/pkce') {
+    let required;
+    try {
+      ({ required } = JSON.parse(await readBody(req)));
+    } catch {
+      return sendJson(res, 400, { error: 'body must be {"required": true|false}' });
+    }
+    if (typeof required !== 'boolean') return sendJson(res, 400, { error: 'required must be a boolean' });
+    pkceRequired = required;
+    return sendJson(res, 200, { required });
+  }
+  if (route === 'GET /test/pkce') return sendJson(res, 200, { required: pkceRequired, ...pkceSeen });
   if (route === 'GET /test/misbehave') return sendJson(res, 200, { pending: misbehave, applied: misbehaved });
   if (route === 'GET /test/last-end-session') return sendJson(res, 200, lastEndSession);
   return sendJson(res, 404, { error: `no test endpoint ${route}` });
