@@ -236,12 +236,16 @@ impl Drop for Proxy {
 impl Proxy {
     /// One of `config/examples/forward-auth/` with its placeholders filled in.
     fn snippet(file: &str, listen: SocketAddr, gw: &Gateway, backend: SocketAddr) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/examples/forward-auth")
-            .join(file);
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .replace("@LISTEN@", &listen.to_string())
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("config/examples/forward-auth").join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        assert!(
+            readme.contains(&format!("\n{text}```")),
+            "README.md must show {} unchanged",
+            path.display()
+        );
+        text.replace("@LISTEN@", &listen.to_string())
             .replace("@GATEHOUSE@", &gw.addr.to_string())
             .replace("@BACKEND@", &backend.to_string())
     }
