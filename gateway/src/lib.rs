@@ -14,6 +14,7 @@ pub mod api_tokens;
 pub mod authn;
 pub mod branding;
 pub mod demo;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod gatekeeper;
 pub mod identity;

@@ -16,11 +16,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::authn::session::{Session as UserSession, Sessions};
-use crate::forwarded::{forwarded, Forwarded, Incoming};
+use crate::forward_auth::{self, Convention};
+use crate::forwarded::{forwarded, is_trusted, Forwarded, Incoming};
 use crate::gatekeeper::{Facts, Gatekeeper, Verdict};
 use crate::identity::{self, KeyRing};
 use crate::metrics::Metrics;
 use crate::respond;
+use crate::route::canonicalize;
 use crate::snapshot::{AppRuntime, Live};
 use crate::upstream::{Pool, Transition};
 use crate::web;
@@ -234,6 +236,77 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// `/.gatehouse/auth` (see `forward_auth`): the original request a trusted proxy
+    /// describes is judged by the gatekeeper, and the answer written without proxying.
+    async fn forward_auth(&self, session: &mut Session, ctx: &mut Ctx, trusted: bool) -> Result<bool> {
+        let st = &self.0;
+        let req = session.req_header();
+        let described = if trusted {
+            forward_auth::original(&req.headers)
+        } else {
+            Ok(None)
+        };
+        let own = own_facts(req, &st.session_cookie);
+        let browser = own.wants_html;
+        let answer = match &described {
+            Err((convention, reason)) => forward_auth::answer(
+                Verdict::BadRequest { reason: reason.clone() },
+                *convention,
+                browser,
+                None,
+            ),
+            Ok(original) => {
+                let convention = original.as_ref().map_or(Convention::Itself, |o| o.convention);
+                let facts = forward_auth::facts(own, original.as_ref());
+                let verdict = st.gatekeeper.judge(&facts).await;
+                let origin = original.as_ref().and_then(|o| o.origin.as_deref());
+                forward_auth::answer(verdict, convention, browser, origin)
+            }
+        };
+        let mut extra: Vec<(&str, String)> = answer.headers.clone();
+        if let Some((app, Some(who))) = &answer.pass {
+            let assertion = st
+                .keys
+                .assertion(&app.app, app.id, who)
+                .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
+            for (name, value) in identity::identity_headers(&app.app, who, &assertion) {
+                // Values a directory supplies may not be valid header values; leave them out.
+                if http::HeaderValue::from_str(&value).is_ok() {
+                    extra.push((name, value));
+                } else {
+                    tracing::warn!(header = name, "identity header not sent");
+                }
+            }
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        respond::send(
+            session,
+            answer.status,
+            "text/plain; charset=utf-8",
+            &extra,
+            bytes::Bytes::from(answer.body),
+        )
+        .await?;
+        ctx.app = answer.app;
+        ctx.session = answer.pass.and_then(|(_, who)| who);
+        Ok(true)
+    }
+}
+
+/// The facts of a request as it was sent.
+fn own_facts<'a>(req: &'a RequestHeader, session_cookie: &str) -> Facts<'a> {
+    Facts {
+        path: req.uri.path(),
+        query: req.uri.query(),
+        host: header(req, "host"),
+        repeated_host: req.headers.get_all(http::header::HOST).iter().nth(1).is_some(),
+        authority: req.uri.authority().map(|a| a.as_str()),
+        wants_html: respond::wants_html(&req.headers),
+        session_cookie: identity::cookie(&req.headers, session_cookie),
+    }
+}
+
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -275,15 +348,11 @@ impl ProxyHttp for Gateway {
         );
         ctx.client = fwd.client;
         ctx.forwarded = Some(fwd);
-        let facts = Facts {
-            path: req.uri.path(),
-            query: req.uri.query(),
-            host: header(req, "host"),
-            repeated_host: req.headers.get_all(http::header::HOST).iter().nth(1).is_some(),
-            authority: req.uri.authority().map(|a| a.as_str()),
-            wants_html: respond::wants_html(&req.headers),
-            session_cookie: identity::cookie(&req.headers, &st.session_cookie),
-        };
+        let facts = own_facts(req, &st.session_cookie);
+        if canonicalize(facts.path).is_ok_and(|p| p == forward_auth::PATH) {
+            let trusted = is_trusted(peer, &st.live.peek().config.server.trusted_proxies);
+            return self.forward_auth(session, ctx, trusted).await;
+        }
         let verdict = st.gatekeeper.judge(&facts).await;
         self.render(session, ctx, verdict).await
     }

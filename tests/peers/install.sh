@@ -64,6 +64,9 @@ install_without_services slapd ldap-utils openssl
 # HAProxy as the plain round-robin load balancer in front of several replicas, and wrk for
 # bounded load while the live state changes (tests/e2e/replicas.rs).
 install_without_services haproxy wrk
+# nginx (auth_request) and Caddy (forward_auth) in front of Gatehouse's forward-auth
+# endpoint (tests/e2e/forward_auth.rs runs them as children with their own configs).
+install_without_services nginx caddy
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2
