@@ -188,11 +188,12 @@ async fn restarted_apps_are_served_as_soon_as_they_listen() {
         .collect();
     let pause = || tokio::time::sleep(Duration::from_millis(300));
     pause().await;
-    let one_addr = one.stop().await;
+    // Restarted as a process manager does (requests in flight finish), not crashed.
+    let one_addr = one.stop_gracefully().await;
     pause().await;
     let one = Backend::start_on(one_addr, "one").await;
     pause().await;
-    let two_addr = two.stop().await;
+    let two_addr = two.stop_gracefully().await;
     pause().await;
     let two = Backend::start_on(two_addr, "two").await;
     pause().await;

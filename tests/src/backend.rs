@@ -7,7 +7,9 @@
 //! - `…/set-cookie?set=a,b`: sets a cookie of each name;
 //! - anything else: `{"backend", "method", "path", "headers"}` as JSON.
 //!
-//! [`Backend::stop`] closes the listener and every open connection, like a crashed app.
+//! [`Backend::stop`] closes the listener and every open connection, like a crashed app;
+//! [`Backend::stop_gracefully`] stops accepting, finishes the requests in flight and closes
+//! idle connections, like an app restarted by its process manager.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -31,6 +33,7 @@ pub struct Backend {
     pub name: String,
     hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -54,37 +57,67 @@ impl Backend {
             name: name.to_string(),
             hits: hits.clone(),
         };
+        let (draining, drain) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             // Connections live in this set: aborting the task drops the set and kills them.
             let mut conns = JoinSet::new();
+            let mut stop = drain.clone();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stop.changed() => break,
+                };
+                let Ok((stream, _)) = accepted else {
                     continue;
                 };
+                let mut drain = drain.clone();
                 let shared = shared.clone();
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(handle(shared, req.map(Body::new)).await) }
                 });
                 conns.spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = drain.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                 });
                 while conns.try_join_next().is_some() {}
             }
+            drop(listener);
+            while conns.join_next().await.is_some() {}
         });
         Backend {
             addr,
             name: name.to_string(),
             hits,
             task,
+            draining,
         }
     }
 
     /// Requests answered so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, lets the requests in flight finish and closes every connection as
+    /// it goes idle (at most 5 s, then as [`Backend::stop`]).
+    pub async fn stop_gracefully(mut self) -> SocketAddr {
+        let _ = self.draining.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+        self.addr
     }
 
     /// Closes the listener and all connections.
