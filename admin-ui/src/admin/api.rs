@@ -659,27 +659,8 @@ async fn update_app(c: Call) -> ApiResult {
         return Err(admin_error(AdminError::ReadOnly, "this app"));
     }
     let base = AppInput {
-        slug: app.slug.clone(),
-        name: app.name.clone(),
-        description: app.description.clone(),
-        upstreams: app
-            .upstreams
-            .iter()
-            .map(|(u, _)| u.clone())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        access: app.access.clone(),
-        allow_groups: app.allow_groups.join("\n"),
-        allow_users: app.allow_users.join("\n"),
-        owner_users: app.owner_users.join("\n"),
-        owner_groups: app.owner_groups.join("\n"),
-        remote_headers: flag(app.remote_headers),
-        plotly_user_data: flag(app.plotly_user_data),
-        groups_sent: app.groups_sent.clone(),
-        portal_visible: flag(app.portal_visible),
-        portal_order: app.portal_order.to_string(),
         version,
-        csrf: String::new(),
+        ..AppInput::of(&app)
     };
     let input = body.input(base)?;
     c.gate

@@ -482,29 +482,7 @@ pub(super) async fn app_page(
         String::new()
     };
     let edit = if app.editable {
-        let input = AppInput {
-            slug: app.slug.clone(),
-            name: app.name.clone(),
-            description: app.description.clone(),
-            upstreams: app
-                .upstreams
-                .iter()
-                .map(|(u, _)| u.clone())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            access: app.access.clone(),
-            allow_groups: app.allow_groups.join("\n"),
-            allow_users: app.allow_users.join("\n"),
-            owner_users: app.owner_users.join("\n"),
-            owner_groups: app.owner_groups.join("\n"),
-            remote_headers: app.remote_headers.then(|| "1".to_string()),
-            plotly_user_data: app.plotly_user_data.then(|| "1".to_string()),
-            groups_sent: app.groups_sent.clone(),
-            portal_visible: app.portal_visible.then(|| "1".to_string()),
-            portal_order: app.portal_order.to_string(),
-            version: app.version,
-            csrf: String::new(),
-        };
+        let input = AppInput::of(&app);
         let delete = if is_admin {
             format!(
                 r#"<section class="card wide-card danger-zone"><h2>Delete</h2><p class="muted">Removes the app from every replica at once. People lose access immediately.</p>

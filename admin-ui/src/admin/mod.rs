@@ -126,6 +126,36 @@ pub struct AppInput {
     pub csrf: String,
 }
 
+impl AppInput {
+    /// The form (or API body) as `app` stands now: what an edit starts from.
+    pub fn of(app: &AdminApp) -> AppInput {
+        let flag = |b: bool| b.then(|| "1".to_string());
+        AppInput {
+            slug: app.slug.clone(),
+            name: app.name.clone(),
+            description: app.description.clone(),
+            upstreams: app
+                .upstreams
+                .iter()
+                .map(|(u, _)| u.clone())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            access: app.access.clone(),
+            allow_groups: app.allow_groups.join("\n"),
+            allow_users: app.allow_users.join("\n"),
+            owner_users: app.owner_users.join("\n"),
+            owner_groups: app.owner_groups.join("\n"),
+            remote_headers: flag(app.remote_headers),
+            plotly_user_data: flag(app.plotly_user_data),
+            groups_sent: app.groups_sent.clone(),
+            portal_visible: flag(app.portal_visible),
+            portal_order: app.portal_order.to_string(),
+            version: app.version,
+            csrf: String::new(),
+        }
+    }
+}
+
 /// Why an admin change was not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminError {
