@@ -281,6 +281,33 @@ impl AdminGate for Authn {
         self.live.peek().problems.clone()
     }
 
+    async fn people_counts(&self) -> Result<std::collections::HashMap<String, usize>, AdminError> {
+        let people: Vec<Identity> = self
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| !u.disabled)
+            .map(|u| Identity {
+                user: UserName::new(&u.user),
+                groups: u.groups.iter().map(|g| GroupName::new(g)).collect(),
+                admin: u.admin,
+            })
+            .collect();
+        let snap = self.live.peek();
+        Ok(snap
+            .apps
+            .iter()
+            .map(|a| {
+                let policy = a.policy_now();
+                let n = people
+                    .iter()
+                    .filter(|who| evaluate(&policy, Some(who)).is_allowed())
+                    .count();
+                (a.app.slug.clone(), n)
+            })
+            .collect())
+    }
+
     async fn save_app(
         &self,
         by: &Viewer,

@@ -49,6 +49,15 @@ fn new_app_form<'a>(token: &'a str, slug: &'a str, upstream: &'a str, groups: &'
     ]
 }
 
+/// The "known people who can open it" number in app `slug`'s row of the apps list.
+async fn people_count(b: &mut Browser, slug: &str) -> Option<usize> {
+    let page = b.get("/.gatehouse/admin/apps").await;
+    let link = format!("href=\"/.gatehouse/admin/apps/{slug}\"");
+    let row = page.body.split("<tr>").find(|r| r.contains(&link))?;
+    let n = row.split("data-people=\"").nth(1)?.split('"').next()?;
+    n.parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_administrators_reach_the_admin_pages() {
     let backend = Backend::start("app").await;
@@ -135,6 +144,10 @@ async fn an_app_created_in_the_admin_ui_is_served_and_enforced_at_once() {
         "on the member's portal"
     );
 
+    // The apps list counts the known people it admits: root (an administrator) and alice.
+    assert_eq!(people_count(&mut root, "reports").await, Some(2));
+    assert_eq!(people_count(&mut root, "pub").await, Some(3), "public: everyone known");
+
     // Who can open it, and why — the proxy's own decision.
     let page = root.get("/.gatehouse/admin/apps/reports?check=bob").await;
     assert!(page.body.contains("members of finance"), "{}", page.body);
@@ -156,6 +169,11 @@ async fn an_app_created_in_the_admin_ui_is_served_and_enforced_at_once() {
     })
     .await;
     assert!(granted.is_some(), "the grant applies within 1 s");
+    assert_eq!(
+        people_count(&mut root, "reports").await,
+        Some(3),
+        "bob (sales) counted now"
+    );
 
     // The same form again (the version it carries is now stale): refused, not overwritten.
     let p = post(&mut root, "/.gatehouse/admin/apps/reports", &form).await;

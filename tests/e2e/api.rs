@@ -627,3 +627,87 @@ async fn a_revoked_token_is_refused_at_once_on_every_replica() {
     assert_eq!(r.status, 401, "the other replica refuses it at once: {}", r.text);
     assert_eq!(bearer(&first, &token, "GET", "/apps", None).await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_manages_their_own_app_through_the_api_and_nothing_else() {
+    let backend = Backend::start("reports").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = create_token(&mut root, "ci", "admin").await;
+    let up = backend.addr.to_string();
+    for (slug, owners) in [("reports", json!(["bob"])), ("other", json!([]))] {
+        let body = json!({"slug": slug, "name": slug, "upstreams": [up], "access": "restricted",
+                          "owner_users": owners});
+        let r = bearer(&gw, &token, "POST", "/apps", Some(body)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    // Bob (no administrator) through his session: his app only.
+    let bob = signed_in(&gw, "bob").await;
+    let get = |path: &'static str| {
+        let auth = Auth::Session {
+            browser: &bob,
+            csrf: None,
+            origin: None,
+        };
+        let gw = &gw;
+        async move { call(gw, &auth, "GET", path, None).await }
+    };
+    let who = get("/whoami").await;
+    assert_eq!(who.json["scope"], "owner", "{}", who.text);
+    assert_eq!(slugs(&get("/apps").await), ["reports"]);
+    let listed = get("/apps").await;
+    assert_eq!(
+        listed.json["apps"][0]["people"], 1,
+        "root, an administrator: {}",
+        listed.text
+    );
+    assert_eq!(get("/apps/reports").await.status, 200);
+    let csrf = who.json["csrf"].as_str().expect("a CSRF token").to_string();
+    let origin = bob.origin();
+    let auth = Auth::Session {
+        browser: &bob,
+        csrf: Some(&csrf),
+        origin: Some(&origin),
+    };
+    let grant = json!({"kind": "user", "name": "alice", "duration": "8h"}).to_string();
+    let r = call(&gw, &auth, "POST", "/apps/reports/grants", Some(&grant)).await;
+    assert_eq!(r.status, 201, "an owner grants on their app: {}", r.text);
+    let alice = signed_in(&gw, "alice").await;
+    let served = within(Duration::from_secs(1), || async {
+        alice.clone().get("/apps/reports/").await.status == 200
+    })
+    .await;
+    assert!(served.is_some(), "the owner's grant admits alice within 1 s");
+
+    // Everything else is refused, and changes nothing.
+    let other_before = bearer(&gw, &token, "GET", "/apps/other", None).await;
+    let v = other_before.json["version"].as_i64().unwrap();
+    let patch_other = json!({"name": "mine", "version": v}).to_string();
+    let new_app = json!({"slug": "new", "upstreams": [up]}).to_string();
+    let owners = json!({"owner_users": ["bob", "alice"], "version": 0}).to_string();
+    for (method, path, body) in [
+        ("GET", "/apps/other", None),
+        ("POST", "/apps/other/grants", Some(grant.as_str())),
+        ("PATCH", "/apps/other", Some(patch_other.as_str())),
+        ("POST", "/apps", Some(new_app.as_str())),
+        ("PATCH", "/apps/reports", Some(owners.as_str())),
+        ("GET", "/users", None),
+        ("GET", "/sessions", None),
+        ("GET", "/audit", None),
+    ] {
+        let r = call(&gw, &auth, method, path, body).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
+    }
+    let other_after = bearer(&gw, &token, "GET", "/apps/other", None).await;
+    assert_eq!(other_after.json, other_before.json, "the other app is unchanged");
+    assert_eq!(
+        bearer(&gw, &token, "GET", "/apps", None).await.json["apps"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "no app created"
+    );
+    let reports = bearer(&gw, &token, "GET", "/apps/reports", None).await;
+    assert_eq!(reports.json["owner_users"], json!(["bob"]), "owners unchanged");
+}

@@ -533,12 +533,18 @@ async fn whoami(c: Call) -> ApiResult {
 }
 
 async fn list_apps(c: Call) -> ApiResult {
+    // Known people each app admits (null when the store cannot say).
+    let people = c.gate.people_counts().await.ok();
     let apps: Vec<Value> = c
         .gate
         .admin_apps()
         .iter()
         .filter(|a| c.may(&a.slug))
-        .map(app_json)
+        .map(|a| {
+            let mut v = app_json(a);
+            v["people"] = json!(people.as_ref().and_then(|m| m.get(&a.slug)));
+            v
+        })
         .collect();
     ok(json!({ "apps": apps }))
 }

@@ -15,6 +15,8 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
         .await
         .ok()
         .map(|rows| rows.into_iter().map(|r| (r.app, r.visits)).collect());
+    // Known people each app admits; unknown (store down) shows as "–".
+    let people = gate.people_counts().await.ok();
     let rows: String = gate
         .admin_apps()
         .iter()
@@ -26,6 +28,13 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
                     format!(r#"<td class="num" data-visits="{n}"><a href="/.gatehouse/admin/apps/{slug}#usage">{n}</a></td>"#, slug = attr(&a.slug))
                 }
                 None => r#"<td class="num muted" title="usage unavailable">–</td>"#.to_string(),
+            };
+            let count = match people.as_ref().and_then(|m| m.get(&a.slug)) {
+                Some(n) => format!(
+                    r#"<div class="small" data-people="{n}">{n} {word} known</div>"#,
+                    word = if *n == 1 { "person" } else { "people" }
+                ),
+                None => String::new(),
             };
             let ups: String = a
                 .upstreams
@@ -41,7 +50,7 @@ pub(super) async fn apps_page(State(gate): State<Shared>, i: Option<Extension<Re
                 .collect::<Vec<_>>()
                 .join(" ");
             format!(
-                r#"<tr><td><a href="/.gatehouse/admin/apps/{slug}">{name}</a><div class="muted small">{slug_text}</div></td><td><code>{route}</code></td><td>{ups}</td><td>{access}</td><td>{audience}</td>{seen}<td class="muted small">{source}</td></tr>"#,
+                r#"<tr><td><a href="/.gatehouse/admin/apps/{slug}">{name}</a><div class="muted small">{slug_text}</div></td><td><code>{route}</code></td><td>{ups}</td><td>{access}</td><td>{audience}{count}</td>{seen}<td class="muted small">{source}</td></tr>"#,
                 slug = attr(&a.slug),
                 slug_text = esc(&a.slug),
                 name = esc(&a.name),

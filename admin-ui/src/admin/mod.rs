@@ -437,6 +437,9 @@ pub trait AdminGate: Send + Sync {
     fn manages(&self, who: &gatehouse_policy::Identity, slug: &str) -> bool;
     /// Problems with store apps that are not served (slug or route clashes, invalid).
     fn admin_problems(&self) -> Vec<String>;
+    /// How many known people (local accounts and people seen at sign-in, judged with the
+    /// groups they last had) each app admits now, by slug.
+    async fn people_counts(&self) -> Result<std::collections::HashMap<String, usize>, AdminError>;
     /// Creates (`create`) or updates a store app.
     async fn save_app(
         &self,
