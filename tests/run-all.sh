@@ -35,6 +35,15 @@ cargo build --workspace --bins --tests
 step "cargo test"
 cargo test --workspace -- --test-threads "${GATEHOUSE_TEST_THREADS:-4}"
 
+step "load harness smoke run (benches/load/run.sh, SMOKE=1: it runs every row and prints its table)"
+target="${CARGO_TARGET_DIR:-$root/target}/debug"
+report=$(SMOKE=1 GATEHOUSE_BIN="$target/gatehouse" PINGORA_MIN_BIN="$target/pingora-min" bash benches/load/run.sh)
+for row in "nginx proxy" "haproxy" "nginx auth_request" "pingora, minimal" "Gatehouse, public app**" \
+    "Gatehouse, signed-in" "user in 2,000 groups"; do
+    grep -qF -- "$row" <<<"$report" || { echo "load harness report lacks the row \"$row\":"; echo "$report"; exit 1; }
+done
+echo "load harness: every row measured"
+
 step "gatehouse check-config config/examples/*.toml"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 # The examples reference secrets as env:NAME; give them dummy values.

@@ -1,40 +1,60 @@
 #!/usr/bin/env bash
-# Gatehouse vs nginx under wrk, in ONE run, on loopback only.
+# Gatehouse vs nginx, haproxy, Caddy, nginx auth_request and bare pingora under wrk, in ONE
+# run, on loopback only.
 #
-# Starts, each on a free 127.0.0.1 port:
-#   upstream  nginx answering every path with a fixed small body from memory (no disk IO),
-#             shared by both proxies, so it is the same for both and cheap;
-#   nginx     a reverse proxy to the upstream (own -c config and -p prefix in a temp dir,
-#             not the system service; worker_processes = THREADS, upstream keepalive on);
-#   gatehouse `gatehouse serve` with threads = THREADS and one public app -> the upstream,
-#             usage recording on ([usage] enabled = true, the default);
-#   gatehouse_off  the same with usage recording off ([usage] enabled = false), own store.
-# Then runs wrk against upstream, nginx and both Gatehouse instances, interleaved over ROUNDS
-# rounds (the order rotates every round), and prints a markdown table: requests/s, latency
-# p50/p99, CPU time per request of the server under test (from /proc/<pid>/stat), and the
-# ratios Gatehouse/nginx and usage on/off. wrk sends `Sec-Fetch-Dest: document` to every
-# target, so every request Gatehouse serves is a visit it counts (the worst case for the
-# recorder; nginx and the upstream ignore the header). Absolute numbers depend on the
-# machine; compare ratios of the same run.
+# Starts, each on a free 127.0.0.1 port (none of them a system service):
+#   upstream      nginx answering every path with a fixed small body from memory (no disk
+#                 IO), shared by every proxy, so it is the same for all and cheap;
+#   nginx         a reverse proxy to the upstream (worker_processes = THREADS, keepalive);
+#   haproxy       the same in HAProxy (nbthread = THREADS, http-reuse always);
+#   caddy         the same in Caddy (`reverse_proxy`);
+#   nginx_auth    nginx with `auth_request` to a separate tiny auth service (authsvc: an
+#                 nginx answering 204) before proxying — the usual oauth2-proxy shape, with
+#                 the cheapest possible auth service; its row's CPU is nginx_auth's, and the
+#                 auth service's is reported beside it;
+#   pingora_min   a minimal pingora ProxyHttp (benches/src/bin/pingora-min.rs): pingora's
+#                 own floor, with Gatehouse's server settings and allocator;
+#   gatehouse     `gatehouse serve` (usage recording on, the default) with three apps:
+#                 /apps/bench/ public; /apps/signed/ for anyone signed in (requests carry a
+#                 session cookie: session cache, policy, identity headers + JWT);
+#                 /apps/groups/ restricted to one group, requested by a user in 2,000
+#                 groups (groups_sent = "referenced");
+#   gatehouse_off the public app with usage recording off ([usage] enabled = false).
+# Then runs wrk against every target, interleaved over ROUNDS rounds (the order rotates every
+# round), and prints a markdown table: requests/s, latency p50/p99, CPU time per request of
+# the server under test (from /proc/<pid>/stat), its peak RSS, the CPU share of other
+# processes, and ratios to nginx. wrk sends `Sec-Fetch-Dest: document` to every target, so
+# every request Gatehouse serves is a visit it counts (the worst case for the recorder).
+# Absolute numbers depend on the machine; compare ratios of the same run.
 #
 # Settings (environment):
-#   THREADS=2          proxy worker threads (Gatehouse) / worker processes (nginx)
+#   THREADS=2          proxy worker threads / worker processes of every proxy
 #   UPSTREAM_WORKERS=1 worker processes of the upstream nginx
 #   WRK_THREADS=2 CONNECTIONS=50 DURATION=10s ROUNDS=3 WARMUP=2s
+#   PIN=0              1: wrk on CPU 0, every server on CPU 1 (taskset); set THREADS=1 and
+#                      WRK_THREADS=1 with it to reproduce the issue's one-core-each setup
+#   TARGETS=           only these rows (space-separated names above; default: all)
 #   BODY_BYTES=1024    size of the upstream's response body
 #   ACCESS_LOG=off     on: nginx writes an access log, Gatehouse logs each request (info)
 #   GATEHOUSE_REV=     build this commit (e.g. HEAD) from `git archive` instead of the work
 #                      tree, so unfinished edits are neither measured nor break the build
-#   GATEHOUSE_BIN=     use this binary instead of building one
+#   GATEHOUSE_BIN=, PINGORA_MIN_BIN=  use these binaries instead of building them
 #   CARGO_TARGET_DIR   default $HOME/.cache/gatehouse/target-bench (never the debug dir)
 #   OUT=               also write the markdown report to this file
 #   KEEP_TMP=1         keep the temp dir (configs, logs, raw wrk output)
 #   WAIT_QUIET=        e.g. 25: before each round wait until other processes use < 25 % of
 #                      the CPUs (at most QUIET_MAX_WAIT=300 s); off by default
+#   SMOKE=1            seconds-long run (1 round, 1 s per target) that checks the harness
+#                      works and prints its table — the test command runs it with the debug
+#                      binaries; its numbers mean nothing
 #
 # Only the processes this script starts are stopped (by PID, on exit).
 set -euo pipefail
 
+SMOKE=${SMOKE:-0}
+if [[ $SMOKE == 1 ]]; then
+    DURATION=${DURATION:-1s} ROUNDS=${ROUNDS:-1} WARMUP=${WARMUP:-1s} CONNECTIONS=${CONNECTIONS:-8}
+fi
 THREADS=${THREADS:-2}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-2}
@@ -42,6 +62,8 @@ CONNECTIONS=${CONNECTIONS:-50}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
+PIN=${PIN:-0}
+TARGETS=${TARGETS:-}
 BODY_BYTES=${BODY_BYTES:-1024}
 ACCESS_LOG=${ACCESS_LOG:-off}
 OUT=${OUT:-}
@@ -51,8 +73,19 @@ WAIT_QUIET=${WAIT_QUIET:-}
 QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target-bench}
 
+ALL_TARGETS=(upstream nginx haproxy caddy nginx_auth pingora_min gatehouse gatehouse_signed gatehouse_groups gatehouse_off)
+PASSWORD="load harness password 1"
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 REQUEST_PATH=/apps/bench/index.html
+# Path each target is asked for (Gatehouse rows differ by app).
+path_of() {
+    case $1 in
+    gatehouse_signed) echo /apps/signed/index.html ;;
+    gatehouse_groups) echo /apps/groups/index.html ;;
+    *) echo "$REQUEST_PATH" ;;
+    esac
+}
 # Makes every request a page load (a "visit" the usage recorder counts).
 VISIT_HEADER="Sec-Fetch-Dest: document"
 
@@ -75,6 +108,8 @@ ensure_tools() {
         want+=(wrk)
     fi
     command -v curl >/dev/null 2>&1 || want+=(curl)
+    command -v haproxy >/dev/null 2>&1 || want+=(haproxy)
+    command -v caddy >/dev/null 2>&1 || want+=(caddy)
     if ((${#want[@]})); then
         log "installing ${want[*]} from Debian"
         apt-get update -qq
@@ -92,6 +127,8 @@ ensure_tools() {
 build_gatehouse() {
     if [[ -n ${GATEHOUSE_BIN:-} ]]; then
         [[ -x $GATEHOUSE_BIN ]] || die "GATEHOUSE_BIN=$GATEHOUSE_BIN is not executable"
+        [[ -n ${PINGORA_MIN_BIN:-} && -x $PINGORA_MIN_BIN ]] ||
+            die "with GATEHOUSE_BIN, give PINGORA_MIN_BIN too (cargo build -p gatehouse-benches --bin pingora-min)"
         BUILT_FROM="the given binary $GATEHOUSE_BIN"
         return
     fi
@@ -113,10 +150,13 @@ build_gatehouse() {
         git -C "$ROOT" diff --quiet HEAD 2>/dev/null || BUILT_FROM+=" + uncommitted changes"
     fi
     log "building the release binary from $BUILT_FROM in $CARGO_TARGET_DIR (nice -n 10)"
-    (cd "$src" && nice -n 10 cargo build --release --locked -p gatehouse-gateway --bin gatehouse) >&2
-    # A private copy: another build in the same target dir cannot replace it mid-run.
+    (cd "$src" && nice -n 10 cargo build --release --locked -p gatehouse-gateway --bin gatehouse \
+        -p gatehouse-benches --bin pingora-min) >&2
+    # Private copies: another build in the same target dir cannot replace them mid-run.
     cp "$CARGO_TARGET_DIR/release/gatehouse" "$TMP/gatehouse-bin"
+    cp "$CARGO_TARGET_DIR/release/pingora-min" "$TMP/pingora-min-bin"
     GATEHOUSE_BIN=$TMP/gatehouse-bin
+    PINGORA_MIN_BIN=$TMP/pingora-min-bin
 }
 
 # ---- processes -----------------------------------------------------------------------------
@@ -184,6 +224,16 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Peak resident memory (VmHWM) of a process and its direct children, in MiB.
+rss_peak_mib() {
+    local pid=$1 total=0 p kb
+    for p in "$pid" $(pgrep -P "$pid" || true); do
+        kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.0f", k / 1024 }'
+}
+
 # Machine-wide CPU ticks since boot: "busy total", busy being user..steal (idle and iowait
 # are not). irq/softirq time counts as busy: softirq work done in a process's context (most
 # loopback networking) is in that process's stime too, as measured here.
@@ -236,14 +286,49 @@ nginx_temp_paths() { # prefix
 EOF
 }
 
+proxy_nginx_conf() { # dir port extra-server-lines location-lines extra-http-lines
+    nginx_common "$TMP/$1"
+    echo "worker_processes $THREADS;"
+    cat <<EOF
+http {
+$(nginx_temp_paths "$TMP/$1")
+    $ACCESS_LOG_LINE
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+$5
+    upstream bench {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$2 reuseport backlog=4096;
+$3
+        location /apps/bench/ {
+$4
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }
+}
+EOF
+}
+
 write_configs() {
-    local body access_log gh_log
+    local body gh_log d
     body=$(head -c "$BODY_BYTES" /dev/zero | tr '\0' 'x')
-    mkdir -p "$TMP/upstream/tmp" "$TMP/nginx/tmp" "$TMP/gatehouse" "$TMP/gatehouse_off"
+    for d in upstream nginx nginx_auth authsvc haproxy caddy gatehouse gatehouse_off; do
+        mkdir -p "$TMP/$d/tmp"
+    done
     if [[ $ACCESS_LOG == on ]]; then
-        access_log="access_log $TMP/nginx/access.log;"
+        ACCESS_LOG_LINE="access_log $TMP/nginx/access.log;"
     else
-        access_log="access_log off;"
+        ACCESS_LOG_LINE="access_log off;"
     fi
 
     {
@@ -266,35 +351,69 @@ $(nginx_temp_paths "$TMP/upstream")
 EOF
     } >"$TMP/upstream/nginx.conf"
 
+    proxy_nginx_conf nginx "$NGINX_PORT" "" "" "" >"$TMP/nginx/nginx.conf"
+
+    # The auth service: one nginx worker that says yes (204), as cheap as such a service gets.
     {
-        nginx_common "$TMP/nginx"
-        echo "worker_processes $THREADS;"
+        nginx_common "$TMP/authsvc"
+        echo "worker_processes 1;"
         cat <<EOF
 http {
-$(nginx_temp_paths "$TMP/nginx")
-    $access_log
+$(nginx_temp_paths "$TMP/authsvc")
+    access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
-    upstream bench {
-        server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
     server {
-        listen 127.0.0.1:$NGINX_PORT reuseport backlog=4096;
-        location /apps/bench/ {
-            proxy_pass http://bench;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-        }
+        listen 127.0.0.1:$AUTHSVC_PORT reuseport backlog=4096;
+        location / { return 204; }
     }
 }
 EOF
-    } >"$TMP/nginx/nginx.conf"
+    } >"$TMP/authsvc/nginx.conf"
+    proxy_nginx_conf nginx_auth "$NGINX_AUTH_PORT" "
+        location = /_auth {
+            internal;
+            proxy_pass http://authsvc;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header X-Original-URI \$request_uri;
+        }" "            auth_request /_auth;" "
+    upstream authsvc {
+        server 127.0.0.1:$AUTHSVC_PORT;
+        keepalive 256;
+    }" >"$TMP/nginx_auth/nginx.conf"
+
+    cat >"$TMP/haproxy/haproxy.cfg" <<EOF
+global
+    maxconn 8192
+    nbthread $THREADS
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend be
+backend be
+    http-reuse always
+    option forwardfor
+    server up 127.0.0.1:$UPSTREAM_PORT
+EOF
+
+    cat >"$TMP/caddy/Caddyfile" <<EOF
+{
+    admin off
+    auto_https off
+}
+http://127.0.0.1:$CADDY_PORT {
+    bind 127.0.0.1
+    reverse_proxy 127.0.0.1:$UPSTREAM_PORT
+}
+EOF
 
     local dir port usage
     for dir in gatehouse gatehouse_off; do
@@ -315,37 +434,94 @@ upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
 access = "public"
 EOF
     done
+    cat >>"$TMP/gatehouse/gatehouse.toml" <<EOF
+
+[[apps]]
+slug = "signed"
+upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
+access = "authenticated"
+
+[[apps]]
+slug = "groups"
+upstreams = ["127.0.0.1:$UPSTREAM_PORT"]
+access = "restricted"
+allow_groups = ["g1000"]
+headers = { groups_sent = "referenced" }
+EOF
     if [[ $ACCESS_LOG == on ]]; then gh_log=info; else gh_log=warn; fi
     GATEHOUSE_LOG_LEVEL=$gh_log
 }
 
-start_servers() {
-    "$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream.log" 2>&1 &
-    UPSTREAM_PID=$!
-    PIDS+=("$UPSTREAM_PID")
-    "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.log" 2>&1 &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    GATEHOUSE_LOG=$GATEHOUSE_LOG_LEVEL "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse/gatehouse.toml" \
-        >"$TMP/gatehouse.log" 2>&1 &
-    GATEHOUSE_PID=$!
-    PIDS+=("$GATEHOUSE_PID")
-    GATEHOUSE_LOG=$GATEHOUSE_LOG_LEVEL "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse_off/gatehouse.toml" \
-        >"$TMP/gatehouse_off.log" 2>&1 &
-    GATEHOUSE_OFF_PID=$!
-    PIDS+=("$GATEHOUSE_OFF_PID")
+# Runs a server in the background (pinned to CPU 1 with PIN=1); its PID goes to <NAME>_PID.
+launch() { # name log command...
+    local name=$1 log=$2
+    shift 2
+    if [[ $PIN == 1 ]]; then
+        taskset -c 1 "$@" >"$log" 2>&1 &
+    else
+        "$@" >"$log" 2>&1 &
+    fi
+    printf -v "${name^^}_PID" '%s' "$!"
+    PIDS+=("$!")
+}
 
-    wait_http "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" upstream
-    wait_http "http://127.0.0.1:$NGINX_PORT$REQUEST_PATH" nginx
-    wait_http "http://127.0.0.1:$GATEHOUSE_PORT$REQUEST_PATH" gatehouse
-    wait_http "http://127.0.0.1:$GATEHOUSE_OFF_PORT$REQUEST_PATH" gatehouse_off
-    # Both proxies must return the upstream's body, not an error page of their own.
-    local want got name port
+# Signs `user` in on the Gatehouse at `port` through the login form; prints "name=value" of
+# the session cookie.
+sign_in() { # port user
+    local port=$1 user=$2 jar=$TMP/jar-$2 csrf
+    csrf=$(curl -s -c "$jar" "http://127.0.0.1:$port/.gatehouse/login" |
+        sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
+    [[ -n $csrf ]] || die "no CSRF field on the login page"
+    curl -s -o /dev/null -b "$jar" -c "$jar" -H "Origin: http://127.0.0.1:$port" \
+        --data-urlencode "username=$user" --data-urlencode "password=$PASSWORD" \
+        --data-urlencode "csrf=$csrf" --data-urlencode "rd=/" "http://127.0.0.1:$port/.gatehouse/login"
+    awk '$6 == "gatehouse_session" { print $6 "=" $7 }' "$jar" | head -1
+}
+
+start_servers() {
+    launch upstream "$TMP/upstream.log" "$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf"
+    launch nginx "$TMP/nginx.log" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
+    launch authsvc "$TMP/authsvc.log" "$NGINX" -p "$TMP/authsvc" -c "$TMP/authsvc/nginx.conf"
+    launch nginx_auth "$TMP/nginx_auth.log" "$NGINX" -p "$TMP/nginx_auth" -c "$TMP/nginx_auth/nginx.conf"
+    launch haproxy "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy/haproxy.cfg"
+    launch caddy "$TMP/caddy.log" env HOME="$TMP/caddy" XDG_DATA_HOME="$TMP/caddy" XDG_CONFIG_HOME="$TMP/caddy" \
+        caddy run --adapter caddyfile --config "$TMP/caddy/Caddyfile"
+    launch pingora_min "$TMP/pingora_min.log" "$PINGORA_MIN_BIN" "127.0.0.1:$PINGORA_MIN_PORT" \
+        "127.0.0.1:$UPSTREAM_PORT" "$THREADS"
+
+    # Users of the signed-in rows, made before the gateway starts (same store).
+    local groups=() g
+    for g in $(seq 2000); do groups+=(--group "g$g"); done
+    printf '%s\n' "$PASSWORD" | "$GATEHOUSE_BIN" user add reader --config "$TMP/gatehouse/gatehouse.toml" \
+        >"$TMP/user-add.log" 2>&1 || die "user add reader failed: $(cat "$TMP/user-add.log")"
+    printf '%s\n' "$PASSWORD" | "$GATEHOUSE_BIN" user add heavy "${groups[@]}" \
+        --config "$TMP/gatehouse/gatehouse.toml" >>"$TMP/user-add.log" 2>&1 ||
+        die "user add heavy failed: $(cat "$TMP/user-add.log")"
+    launch gatehouse "$TMP/gatehouse.log" env GATEHOUSE_LOG="$GATEHOUSE_LOG_LEVEL" \
+        "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse/gatehouse.toml"
+    launch gatehouse_off "$TMP/gatehouse_off.log" env GATEHOUSE_LOG="$GATEHOUSE_LOG_LEVEL" \
+        "$GATEHOUSE_BIN" serve --config "$TMP/gatehouse_off/gatehouse.toml"
+    # The signed-in rows are the same process as the public one.
+    GATEHOUSE_SIGNED_PID=$GATEHOUSE_PID GATEHOUSE_SIGNED_PORT=$GATEHOUSE_PORT
+    GATEHOUSE_GROUPS_PID=$GATEHOUSE_PID GATEHOUSE_GROUPS_PORT=$GATEHOUSE_PORT
+
+    local name port
+    for name in upstream nginx nginx_auth haproxy caddy pingora_min gatehouse gatehouse_off; do
+        port=${name^^}_PORT
+        wait_http "http://127.0.0.1:${!port}$REQUEST_PATH" "$name"
+    done
+    GATEHOUSE_SIGNED_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" reader)"
+    GATEHOUSE_GROUPS_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" heavy)"
+    [[ $GATEHOUSE_SIGNED_HEADER == *=* && $GATEHOUSE_GROUPS_HEADER == *=* ]] ||
+        die "sign-in for the signed-in rows failed (see $TMP/gatehouse.log)"
+    # Every target must return the upstream's body, not an error page of its own.
+    local want got hdr
     want=$(curl -s "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH" | md5sum)
-    for name in nginx:$NGINX_PORT gatehouse:$GATEHOUSE_PORT gatehouse_off:$GATEHOUSE_OFF_PORT; do
-        port=${name#*:}
-        got=$(curl -s "http://127.0.0.1:$port$REQUEST_PATH" | md5sum)
-        [[ $got == "$want" ]] || die "${name%%:*} does not return the upstream's body"
+    for name in "${ALL_TARGETS[@]}"; do
+        port=${name^^}_PORT
+        hdr=${name^^}_HEADER
+        got=$(curl -s -H "${!hdr:-X-None: 1}" "http://127.0.0.1:${!port}$(path_of "$name")" | md5sum)
+        [[ $got == "$want" ]] || die "$name does not return the upstream's body (see $TMP/*.log)"
     done
 }
 
@@ -359,27 +535,36 @@ to_ms() {
         printf "%.3f", n }'
 }
 
-# CPU ticks of every server this script started (upstream, nginx, Gatehouse).
+# CPU ticks of every server this script started.
 all_server_ticks() {
-    echo $(($(cpu_ticks "$UPSTREAM_PID") + $(cpu_ticks "$NGINX_PID") + $(cpu_ticks "$GATEHOUSE_PID") +
-        $(cpu_ticks "$GATEHOUSE_OFF_PID")))
+    local total=0 pid
+    for pid in "${PIDS[@]}"; do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
 }
 
-# run_wrk NAME PORT PID ROUND: appends
-# "name round rps p50 p99 requests errors cpu_us other_pct" to RESULTS, where other_pct is
-# the share of all CPUs used by processes other than wrk and our servers during the run.
+# run_wrk NAME ROUND: appends
+# "name round rps p50 p99 requests errors cpu_us other_pct helper_cpu_us" to RESULTS, where
+# other_pct is the share of all CPUs used by processes other than wrk and our servers during
+# the run, and helper_cpu_us the auth service's CPU per request (nginx_auth only).
 run_wrk() {
-    local name=$1 port=$2 pid=$3 round=$4
-    local url out before after rps p50 p99 reqs errs non2xx cpu s0 s1 all0 all1 wrk_cpu other
-    url="http://127.0.0.1:$port$REQUEST_PATH"
+    local name=$1 round=$2
+    local port=${name^^}_PORT pid_var=${name^^}_PID hdr=${name^^}_HEADER
+    local pid=${!pid_var}
+    local url out before after rps p50 p99 reqs errs non2xx cpu s0 s1 all0 all1 wrk_cpu other h0 h1 helper
+    url="http://127.0.0.1:${!port}$(path_of "$name")"
     out="$TMP/wrk-$name-$round.txt"
     read -r -a s0 <<<"$(stat_ticks)"
     all0=$(all_server_ticks)
     before=$(cpu_ticks "$pid")
-    local TIMEFORMAT='%U %S'
-    { time wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$VISIT_HEADER" "$url" >"$out" 2>&1; } \
-        2>"$out.cpu"
+    h0=$(cpu_ticks "$AUTHSVC_PID")
+    local TIMEFORMAT='%U %S' pin=()
+    [[ $PIN == 1 ]] && pin=(taskset -c 0)
+    { time "${pin[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$VISIT_HEADER" \
+        -H "${!hdr:-X-None: 1}" "$url" >"$out" 2>&1; } 2>"$out.cpu"
     after=$(cpu_ticks "$pid")
+    h1=$(cpu_ticks "$AUTHSVC_PID")
     all1=$(all_server_ticks)
     read -r -a s1 <<<"$(stat_ticks)"
     wrk_cpu=$(awk '{ print $1 + $2 }' "$out.cpu")
@@ -393,12 +578,16 @@ run_wrk() {
     [[ -n $rps && -n $reqs && $reqs -gt 0 ]] || die "could not read wrk output $out"
     cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    helper=0
+    if [[ $name == nginx_auth ]]; then
+        helper=$(awk -v t=$((h1 - h0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    fi
     other=$(awk -v busy=$((s1[0] - s0[0])) -v total=$((s1[1] - s0[1])) -v ours=$((all1 - all0)) \
         -v w="$wrk_cpu" -v hz="$CLK_TCK" 'BEGIN {
             o = busy - ours - w * hz; if (o < 0) o = 0
             printf "%.0f", total ? 100 * o / total : 0 }')
-    printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$round" "$rps" "$p50" "$p99" "$reqs" "$errs" \
-        "$cpu" "$other" >>"$RESULTS"
+    printf '%s %s %s %s %s %s %s %s %s %s\n' "$name" "$round" "$rps" "$p50" "$p99" "$reqs" "$errs" \
+        "$cpu" "$other" "$helper" >>"$RESULTS"
     log "round $round $name: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, ${cpu} us CPU/req," \
         "$errs errors; other processes used ${other} % of the CPUs"
 }
@@ -417,9 +606,26 @@ per_round_ratio() {
 # pct A B: how much A differs from B, in percent with a sign.
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f %%", 100 * (a - b) / b; else print "n/a" }'; }
 
+label_of() {
+    case $1 in
+    upstream) echo "upstream direct (reference)" ;;
+    nginx) echo "nginx proxy (keep-alive)" ;;
+    haproxy) echo "haproxy" ;;
+    caddy) echo "Caddy reverse_proxy" ;;
+    nginx_auth) echo "nginx auth_request → auth service" ;;
+    pingora_min) echo "pingora, minimal ProxyHttp (the floor)" ;;
+    gatehouse) echo "**Gatehouse, public app**" ;;
+    gatehouse_signed) echo "**Gatehouse, signed-in (cookie, identity headers + JWT)**" ;;
+    gatehouse_groups) echo "**Gatehouse, restricted app, user in 2,000 groups**" ;;
+    gatehouse_off) echo "Gatehouse, public app, usage recording off" ;;
+    esac
+}
+
+has_target() { [[ " ${RUN_TARGETS[*]} " == *" $1 "* ]]; }
+
 report() {
-    local name label rps p50 p99 cpu errs other
-    echo "## Load: Gatehouse vs nginx (same run)"
+    local name rps p50 p99 cpu errs other helper rss nrps ncpu
+    echo "## Load: Gatehouse vs nginx, haproxy, Caddy, auth_request and pingora (same run)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc before $NPROC_BEFORE, after $NPROC_AFTER; $(uname -sr)"
     echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
@@ -427,44 +633,48 @@ report() {
         "$BUSY_BEFORE %, after $BUSY_AFTER %"
     echo "- gatehouse: $GATEHOUSE_VERSION"
     echo "- wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency -H '$VISIT_HEADER', $ROUNDS interleaved rounds" \
-        "(order rotated), $WARMUP warm-up each; GET $REQUEST_PATH, $BODY_BYTES-byte body (every request a visit)"
-    echo "- proxies: $THREADS threads (Gatehouse) / $THREADS worker processes (nginx)," \
-        "upstream keepalive on; upstream: nginx, $UPSTREAM_WORKERS worker(s); access logs $ACCESS_LOG"
-    echo "- $($NGINX -v 2>&1); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
+        "(order rotated), $WARMUP warm-up each; $BODY_BYTES-byte body (every request a visit)"
+    echo "- proxies: $THREADS threads / worker processes each, upstream keep-alive on; upstream: nginx," \
+        "$UPSTREAM_WORKERS worker(s); access logs $ACCESS_LOG; CPUs pinned:" \
+        "$(if [[ $PIN == 1 ]]; then echo 'yes (wrk on 0, servers on 1)'; else echo no; fi)"
+    echo "- $($NGINX -v 2>&1); $(haproxy -v 2>/dev/null | head -1 | awk '{print $1, $3}');" \
+        "Caddy $(caddy version 2>/dev/null | awk '{print $1}'); $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}')"
+    if [[ $SMOKE == 1 ]]; then echo "- **SMOKE run: it checks that the harness works; the numbers mean nothing**"; fi
     echo
-    echo "Medians over the rounds. CPU = user+system time of the server under test / requests;"
-    echo "other = share of all CPUs that processes other than wrk and the three servers used meanwhile."
+    echo "Medians over the rounds. CPU = user+system time of the server under test / requests"
+    echo "(nginx auth_request: the proxy's + the auth service's); RSS = peak resident memory of its"
+    echo "processes over the whole run (the three Gatehouse rows are one process); other = share of"
+    echo "all CPUs that processes other than wrk and the servers used meanwhile."
     echo
-    echo "| target | requests/s | p50 ms | p99 ms | CPU µs/request | errors | other CPU % |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    for name in upstream nginx gatehouse gatehouse_off; do
-        case $name in
-        upstream) label="upstream direct (reference)" ;;
-        nginx) label="nginx proxy" ;;
-        gatehouse) label="Gatehouse proxy (usage on)" ;;
-        gatehouse_off) label="Gatehouse proxy, usage off" ;;
-        esac
+    echo "| target | requests/s | vs nginx | p50 ms | p99 ms | CPU µs/request | CPU vs nginx | RSS MiB | errors | other CPU % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    nrps=$(col nginx 3)
+    ncpu=$(col nginx 8)
+    for name in "${RUN_TARGETS[@]}"; do
         rps=$(col "$name" 3)
         p50=$(col "$name" 4)
         p99=$(col "$name" 5)
         cpu=$(col "$name" 8)
         other=$(col "$name" 9)
+        helper=$(col "$name" 10)
         errs=$(awk -v n="$name" '$1 == n { s += $7 } END { print s + 0 }' "$RESULTS")
-        printf '| %s | %.0f | %.2f | %.2f | %.1f | %s | %.0f |\n' "$label" "$rps" "$p50" "$p99" "$cpu" \
-            "$errs" "$other"
+        rss=${RSS[$name]:-?}
+        if [[ $name == nginx_auth ]]; then cpu="$cpu + $helper"; fi
+        printf '| %s | %.0f | %s× | %.2f | %.2f | %s | %s× | %s | %s | %.0f |\n' "$(label_of "$name")" "$rps" \
+            "$(ratio "$rps" "$nrps")" "$p50" "$p99" "$cpu" "$(ratio "$(col "$name" 8)" "$ncpu")" "$rss" "$errs" "$other"
     done
-    echo "| **Gatehouse / nginx** | **$(ratio "$(col gatehouse 3)" "$(col nginx 3)")×**" \
-        "| $(ratio "$(col gatehouse 4)" "$(col nginx 4)")× | $(ratio "$(col gatehouse 5)" "$(col nginx 5)")×" \
-        "| $(ratio "$(col gatehouse 8)" "$(col nginx 8)")× | | |"
     echo
-    echo "Gatehouse/nginx within each round: requests/s $(per_round_ratio 3);" \
-        "CPU/request $(per_round_ratio 8)."
+    echo "Within each round, CPU/request: Gatehouse public/nginx $(per_round_ratio 8);" \
+        "signed-in/nginx $(per_round_ratio 8 gatehouse_signed nginx);" \
+        "public/pingora-min $(per_round_ratio 8 gatehouse pingora_min); requests/s public/nginx $(per_round_ratio 3)."
     echo
-    echo "**Usage recording on vs off** (medians): requests/s $(pct "$(col gatehouse 3)" "$(col gatehouse_off 3)")," \
-        "CPU/request $(pct "$(col gatehouse 8)" "$(col gatehouse_off 8)"), p99 $(pct "$(col gatehouse 5)" "$(col gatehouse_off 5)")." \
-        "On/off within each round: requests/s $(per_round_ratio 3 gatehouse gatehouse_off);" \
-        "CPU/request $(per_round_ratio 8 gatehouse gatehouse_off)."
-    echo
+    if has_target gatehouse && has_target gatehouse_off; then
+        echo "**Usage recording on vs off** (medians): requests/s $(pct "$(col gatehouse 3)" "$(col gatehouse_off 3)")," \
+            "CPU/request $(pct "$(col gatehouse 8)" "$(col gatehouse_off 8)"), p99 $(pct "$(col gatehouse 5)" "$(col gatehouse_off 5)")." \
+            "On/off within each round: requests/s $(per_round_ratio 3 gatehouse gatehouse_off);" \
+            "CPU/request $(per_round_ratio 8 gatehouse gatehouse_off)."
+        echo
+    fi
     echo "Every round:"
     echo
     echo "| round | target | requests/s | p50 ms | p99 ms | CPU µs/request | other CPU % |"
@@ -481,38 +691,46 @@ main() {
     CLK_TCK=$(getconf CLK_TCK)
     RESULTS=$TMP/results.txt
     : >"$RESULTS"
-    UPSTREAM_PORT=$(free_port)
-    NGINX_PORT=$(free_port)
-    GATEHOUSE_PORT=$(free_port)
-    GATEHOUSE_OFF_PORT=$(free_port)
+    local name
+    for name in upstream nginx nginx_auth authsvc haproxy caddy pingora_min gatehouse gatehouse_off; do
+        printf -v "${name^^}_PORT" '%s' "$(free_port)"
+    done
+    # shellcheck disable=SC2206
+    RUN_TARGETS=(${TARGETS:-${ALL_TARGETS[@]}})
+    for name in "${RUN_TARGETS[@]}"; do
+        [[ " ${ALL_TARGETS[*]} " == *" $name "* ]] || die "unknown target $name (known: ${ALL_TARGETS[*]})"
+    done
+    has_target nginx || RUN_TARGETS=(nginx "${RUN_TARGETS[@]}")
     write_configs
     NPROC_BEFORE=$(nproc)
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-    log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; ports upstream $UPSTREAM_PORT," \
-        "nginx $NGINX_PORT, gatehouse $GATEHOUSE_PORT, gatehouse_off $GATEHOUSE_OFF_PORT; temp dir $TMP"
+    log "nproc $NPROC_BEFORE, load $LOAD_BEFORE; temp dir $TMP"
     start_servers
     GATEHOUSE_VERSION="$("$GATEHOUSE_BIN" --version 2>&1 | head -1), built from $BUILT_FROM"
     BUSY_BEFORE=$(cpu_busy)
 
-    local targets=(upstream nginx gatehouse gatehouse_off) i round name port pid
+    local n=${#RUN_TARGETS[@]} i round port hdr pid_var
     log "warming up"
-    for name in "${targets[@]}"; do
+    for name in "${RUN_TARGETS[@]}"; do
         port=${name^^}_PORT
-        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "$VISIT_HEADER" \
-            "http://127.0.0.1:${!port}$REQUEST_PATH" >/dev/null 2>&1
+        hdr=${name^^}_HEADER
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "$VISIT_HEADER" -H "${!hdr:-X-None: 1}" \
+            "http://127.0.0.1:${!port}$(path_of "$name")" >/dev/null 2>&1
     done
     for round in $(seq "$ROUNDS"); do
         wait_quiet
-        for i in 0 1 2 3; do
-            name=${targets[$(((i + round - 1) % 4))]}
-            port=${name^^}_PORT
-            pid=${name^^}_PID
-            run_wrk "$name" "${!port}" "${!pid}" "$round"
+        for i in $(seq 0 $((n - 1))); do
+            run_wrk "${RUN_TARGETS[$(((i + round - 1) % n))]}" "$round"
         done
     done
     LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     BUSY_AFTER=$(cpu_busy)
     NPROC_AFTER=$(nproc)
+    declare -gA RSS
+    for name in "${RUN_TARGETS[@]}"; do
+        pid_var=${name^^}_PID
+        RSS[$name]=$(rss_peak_mib "${!pid_var}")
+    done
 
     report >"$TMP/report.md"
     cat "$TMP/report.md"

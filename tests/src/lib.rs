@@ -27,21 +27,45 @@ use std::time::{Duration, Instant};
 pub use backend::Backend;
 pub use browser::{Browser, Page};
 
-/// A free port on 127.0.0.1 (bound, then released), never the same twice in one test
-/// process, so parallel tests cannot be handed each other's ports.
+/// A free port on 127.0.0.1, never the same twice in one test process, so parallel tests
+/// cannot be handed each other's ports.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`): a port that
+/// `bind(:0)` handed out and we released could be taken, before our child process binds it,
+/// by the local end of any outgoing connection on the machine (pingora then logs "is in
+/// use, will try again"); ports below that range are only ever taken by explicit binds.
+/// Each process starts at an offset from its pid, and every candidate is test-bound first.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, span) = (
+        ephemeral_low.saturating_sub(12_000).max(1024),
+        12_000u32.min(ephemeral_low.saturating_sub(1024)),
+    );
+    if span < 1000 {
+        // An unusual machine: fall back to the kernel's choice.
+        return std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("no free loopback port");
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
+    }
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() * 97) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = (low + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free loopback port below {ephemeral_low}");
 }
 
 /// A port for a process started later (e.g. the gateway's, when a peer must know its URLs
