@@ -39,13 +39,14 @@ pub const IDENTITY_HEADERS: &[&str] = &[
 /// Lifetime of an assertion JWT.
 pub const ASSERTION_TTL: Duration = Duration::from_secs(300);
 
-/// Whether a header name is an identity header in some spelling (`X_Forwarded_User`, …).
+/// Whether a header name is an identity header in some spelling (`X_Forwarded_User`, …):
+/// ASCII case and `_` for `-` do not matter. Allocation-free: it runs for every header of
+/// every request.
 pub fn is_identity_header(name: &str) -> bool {
-    let normalized: String = name
-        .chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
-        .collect();
-    IDENTITY_HEADERS.contains(&normalized.as_str())
+    let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+    IDENTITY_HEADERS
+        .iter()
+        .any(|h| h.len() == name.len() && h.bytes().zip(name.bytes()).all(|(a, b)| a == fold(b)))
 }
 
 /// Removes identity headers and the named cookies from a request going upstream.
@@ -59,15 +60,22 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     for name in doomed {
         req.remove_header(&name);
     }
+    // Most requests carry none of the named cookies: leave their `Cookie` as it is.
+    let named = req.headers.get_all(http::header::COOKIE).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b';').any(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
+            cookie_names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        })
+    });
+    if !named {
+        return;
+    }
     let cookies: Vec<String> = req
         .headers
         .get_all(http::header::COOKIE)
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    if cookies.is_empty() {
-        return;
-    }
     let kept = strip_cookies(&cookies, cookie_names);
     req.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
@@ -226,13 +234,59 @@ pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'stati
     h
 }
 
+/// Everything added to a request for one session calling one app: the assertion and the
+/// identity headers as ready `HeaderName`/`HeaderValue`s. Built once per session, app
+/// definition and signing key (and again when the assertion is due for renewal or the
+/// session's identity changed), so a signed-in request does no per-request work in
+/// proportion to the user's groups.
+#[derive(Debug)]
+pub struct Prepared {
+    id_hash: String,
+    fingerprint: u64,
+    pub assertion: Arc<str>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Prepared {
+    fn build(app: &App, s: &Session, assertion: Arc<str>) -> Prepared {
+        let headers = identity_headers(app, s, &assertion)
+            .into_iter()
+            .filter_map(|(name, value)| match http::HeaderValue::from_str(&value) {
+                Ok(v) => Some((http::HeaderName::from_static(name), v)),
+                Err(_) => {
+                    // Values a directory supplies may not be valid header values.
+                    tracing::warn!(header = name, user = %s.identity.user, "identity header not sent: not a valid header value");
+                    None
+                }
+            })
+            .collect();
+        Prepared {
+            id_hash: s.id_hash.clone(),
+            fingerprint: s.fingerprint,
+            assertion,
+            headers,
+        }
+    }
+
+    fn fits(&self, s: &Session) -> bool {
+        self.fingerprint == s.fingerprint && self.id_hash == s.id_hash
+    }
+}
+
+/// The cache key of what is prepared for session `s` and app `app_id`: the first 64 bits of
+/// the session's id hash (the entry itself is checked against the whole hash).
+fn prepared_key(s: &Session, app_id: u64) -> (u64, u64) {
+    let prefix = s.id_hash.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok());
+    (prefix.unwrap_or(s.fingerprint), app_id)
+}
+
 /// The active signing key and the published set.
 pub struct Keys {
     kid: String,
     encoding: EncodingKey,
     jwks: String,
     issuer: String,
-    cache: moka::sync::Cache<(String, u64), Arc<str>>,
+    cache: moka::sync::Cache<(u64, u64), Arc<Prepared>>,
     /// Key of the sign-in forms' CSRF field, derived from the active signing key: a secret
     /// in the store that every replica shares and no app sees.
     csrf_key: [u8; 32],
@@ -275,9 +329,9 @@ impl KeyRing {
         Ok(())
     }
 
-    /// See [`Keys::assertion`].
-    pub fn assertion(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
-        self.current.load().assertion(app, app_id, s)
+    /// See [`Keys::prepared`].
+    pub fn prepared(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<Prepared>, GatewayError> {
+        self.current.load().prepared(app, app_id, s)
     }
 
     /// The JWKS document.
@@ -393,13 +447,20 @@ impl Keys {
         &self.jwks
     }
 
-    /// The assertion for `session` calling `app` (whose runtime id is `app_id`: a new one
-    /// for every compiled definition), signed at most once per four minutes per session and app.
-    pub fn assertion(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
-        let key = (s.id_hash.clone(), app_id);
-        if let Some(t) = self.cache.get(&key) {
-            return Ok(t);
+    /// The assertion and identity headers for `session` calling `app` (whose runtime id is
+    /// `app_id`: a new one for every compiled definition), signed at most once per four
+    /// minutes per session and app.
+    pub fn prepared(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<Prepared>, GatewayError> {
+        let key = prepared_key(s, app_id);
+        if let Some(p) = self.cache.get(&key).filter(|p| p.fits(s)) {
+            return Ok(p);
         }
+        let p = Arc::new(Prepared::build(app, s, self.sign(app, s)?));
+        self.cache.insert(key, p.clone());
+        Ok(p)
+    }
+
+    fn sign(&self, app: &App, s: &Session) -> Result<Arc<str>, GatewayError> {
         let iat = now();
         let groups = groups_for(app, &s.identity.groups);
         let claims = Claims {
@@ -414,11 +475,9 @@ impl Keys {
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        let token: Arc<str> = jsonwebtoken::encode(&header, &claims, &self.encoding)
+        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| GatewayError::Io(format!("signing assertion: {e}")))?
-            .into();
-        self.cache.insert(key, token.clone());
-        Ok(token)
+            .into())
     }
 }
 
@@ -483,11 +542,113 @@ mod tests {
     }
 
     #[test]
+    fn scrub_removes_identity_headers_and_gateway_cookies_only() {
+        let names = vec!["gatehouse_session".to_string()];
+        let scrubbed = |cookies: &[&str]| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.append_header("x_forwarded_user", "mallory").unwrap();
+            req.append_header("Remote-Groups", "admins").unwrap();
+            req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
+            for c in cookies {
+                req.append_header("cookie", *c).unwrap();
+            }
+            scrub(&mut req, &names);
+            assert!(!req.headers.keys().any(|k| is_identity_header(k.as_str())));
+            assert!(req.headers.contains_key("x-forwarded-for"));
+            req.headers
+                .get_all("cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(scrubbed(&["a=1; gatehouse_session=x; b=2"]), ["a=1; b=2"]);
+        assert_eq!(scrubbed(&["a=1", " Gatehouse_Session =x"]), ["a=1"]);
+        assert_eq!(scrubbed(&["gatehouse_session=x"]), Vec::<String>::new());
+        assert_eq!(scrubbed(&["a=1;b=2", "c=3"]), ["a=1;b=2", "c=3"], "left as sent");
+        assert_eq!(scrubbed(&["gatehouse_sessionx=1"]), ["gatehouse_sessionx=1"]);
+    }
+
+    #[test]
     fn cookie_lookup() {
         let mut h = http::HeaderMap::new();
         h.append(http::header::COOKIE, "a=1; s=xyz".parse().unwrap());
         assert_eq!(cookie(&h, "s"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), None);
+    }
+
+    fn keys() -> Keys {
+        let k = generate_key().unwrap();
+        Keys {
+            kid: k.kid.clone(),
+            encoding: EncodingKey::from_ec_pem(k.private_pem.as_bytes()).unwrap(),
+            jwks: String::new(),
+            issuer: "test".into(),
+            cache: moka::sync::Cache::new(100),
+            csrf_key: [0; 32],
+        }
+    }
+
+    fn app() -> App {
+        let toml = "[[apps]]\nslug = 'a'\nupstreams = ['127.0.0.1:1']\naccess = 'authenticated'";
+        let c = gatehouse_config::Config::from_toml(toml, std::path::Path::new("."), &gatehouse_config::ProcessEnv);
+        c.expect("valid config").apps.remove(0)
+    }
+
+    fn session(id_hash: &str, user: &str, groups: &[&str]) -> Session {
+        let mut s = Session::detached(gatehouse_policy::Identity {
+            user: gatehouse_policy::UserName::new(user),
+            groups: groups.iter().map(|g| gatehouse_policy::GroupName::new(g)).collect(),
+            admin: false,
+        });
+        s.id_hash = id_hash.to_string();
+        s
+    }
+
+    fn header<'a>(p: &'a Prepared, name: &str) -> &'a str {
+        let (_, v) = p.headers.iter().find(|(n, _)| n == name).expect(name);
+        v.to_str().unwrap()
+    }
+
+    /// What is prepared for a session and app is reused while the session's identity is
+    /// the same, and never handed to another session or to a changed identity.
+    #[test]
+    fn prepared_headers_are_reused_only_for_the_same_identity() {
+        let (k, app) = (keys(), app());
+        let id = "ab".repeat(32);
+        let first = k.prepared(&app, 1, &session(&id, "alice", &["staff"])).unwrap();
+        assert_eq!(header(&first, "x-forwarded-user"), "alice");
+        assert_eq!(header(&first, "x-forwarded-groups"), "staff");
+        assert_eq!(header(&first, "x-gatehouse-assertion"), &*first.assertion);
+        let again = k.prepared(&app, 1, &session(&id, "alice", &["staff"])).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "a hit: nothing built or signed again");
+        // The same session after a re-check changed its groups: built again.
+        let changed = k
+            .prepared(&app, 1, &session(&id, "alice", &["staff", "finance"]))
+            .unwrap();
+        assert_eq!(header(&changed, "x-forwarded-groups"), "finance,staff");
+        assert_ne!(changed.assertion, first.assertion);
+        // Another session whose hash shares the first 64 bits: its own headers.
+        let twin = format!("{}{}", &id[..16], "cd".repeat(24));
+        let other = k.prepared(&app, 1, &session(&twin, "bob", &[])).unwrap();
+        assert_eq!(header(&other, "x-forwarded-user"), "bob");
+        // Sessions without an id (judged without a store record) never share by accident.
+        let carol = k.prepared(&app, 1, &session("", "carol", &[])).unwrap();
+        let dave = k.prepared(&app, 1, &session("", "dave", &[])).unwrap();
+        assert_eq!(header(&carol, "x-forwarded-user"), "carol");
+        assert_eq!(header(&dave, "x-forwarded-user"), "dave");
+        // Another app definition: its own entry.
+        let second_app = k
+            .prepared(&app, 2, &session(&id, "alice", &["staff", "finance"]))
+            .unwrap();
+        assert!(!Arc::ptr_eq(&second_app, &changed));
+    }
+
+    #[test]
+    fn session_id_hashes_are_lower_case_hex_sha256() {
+        assert_eq!(
+            crate::authn::session::hash_id("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

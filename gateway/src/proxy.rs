@@ -265,19 +265,16 @@ impl Gateway {
             }
         };
         let mut extra: Vec<(&str, String)> = answer.headers.clone();
-        if let Some((app, Some(who))) = &answer.pass {
-            let assertion = st
-                .keys
-                .assertion(&app.app, app.id, who)
-                .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
-            for (name, value) in identity::identity_headers(&app.app, who, &assertion) {
-                // Values a directory supplies may not be valid header values; leave them out.
-                if http::HeaderValue::from_str(&value).is_ok() {
-                    extra.push((name, value));
-                } else {
-                    tracing::warn!(header = name, "identity header not sent");
-                }
-            }
+        let prepared = match &answer.pass {
+            Some((app, Some(who))) => Some(
+                st.keys
+                    .prepared(&app.app, app.id, who)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?,
+            ),
+            _ => None,
+        };
+        for (name, value) in prepared.iter().flat_map(|p| p.headers.iter()) {
+            extra.push((name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
         }
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         respond::send(
@@ -435,16 +432,12 @@ impl ProxyHttp for Gateway {
             }
         }
         if let (Some(s), Some(app)) = (&ctx.session, &ctx.app) {
-            let (id, app) = (app.id, &app.app);
-            let assertion = st
+            let prepared = st
                 .keys
-                .assertion(app, id, s)
+                .prepared(&app.app, app.id, s)
                 .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
-            for (name, value) in identity::identity_headers(app, s, &assertion) {
-                // Values a directory supplies may not be valid header values; leave them out.
-                if let Err(e) = up.insert_header(name, value) {
-                    tracing::warn!(header = name, error = %e, "identity header not sent");
-                }
+            for (name, value) in &prepared.headers {
+                up.insert_header(name.clone(), value.clone())?;
             }
         }
         ctx.upstream_sent = Some(Instant::now());

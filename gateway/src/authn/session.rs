@@ -34,6 +34,10 @@ pub struct Session {
     pub display_name: Option<String>,
     pub provider: String,
     pub created_at: i64,
+    /// A digest of everything an app is told about this session (user, groups, admin,
+    /// email, name, provider), computed once when the session is loaded: what is prepared
+    /// for it (`identity::Prepared`) is reused only while this is unchanged.
+    pub fingerprint: u64,
     last_seen: AtomicI64,
     persisted_last_seen: AtomicI64,
     checked_at: AtomicI64,
@@ -41,7 +45,7 @@ pub struct Session {
 
 impl Session {
     fn from_record(r: SessionRecord) -> Session {
-        Session {
+        let mut s = Session {
             identity: Identity {
                 user: r.username,
                 groups: r.groups.into_iter().collect(),
@@ -55,14 +59,25 @@ impl Session {
             last_seen: AtomicI64::new(r.last_seen),
             persisted_last_seen: AtomicI64::new(r.last_seen),
             checked_at: AtomicI64::new(r.last_seen),
-        }
+            fingerprint: 0,
+        };
+        s.fingerprint = s.digest();
+        s
+    }
+
+    fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.identity.user, &self.identity.groups, self.identity.admin).hash(&mut h);
+        (&self.email, &self.display_name, &self.provider).hash(&mut h);
+        h.finish()
     }
 
     /// A session that exists only in memory (tests, and requests judged without a store
     /// record): no id, no provider.
     pub fn detached(identity: Identity) -> Session {
         let t = now();
-        Session {
+        let mut s = Session {
             id_hash: String::new(),
             identity,
             email: None,
@@ -72,7 +87,10 @@ impl Session {
             last_seen: AtomicI64::new(t),
             persisted_last_seen: AtomicI64::new(t),
             checked_at: AtomicI64::new(t),
-        }
+            fingerprint: 0,
+        };
+        s.fingerprint = s.digest();
+        s
     }
 
     pub fn last_seen(&self) -> i64 {
@@ -128,10 +146,12 @@ pub struct Sessions {
 
 /// Hex SHA-256 of a cookie value.
 pub fn hash_id(id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(id.as_bytes());
     let mut s = String::with_capacity(64);
     for b in d {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
     }
     s
 }
