@@ -35,6 +35,9 @@ cargo build --workspace --bins --tests
 step "cargo test"
 cargo test --workspace -- --test-threads "${GATEHOUSE_TEST_THREADS:-4}"
 
+step "criterion benches, each run once (cargo test --bench: they build and their assertions hold)"
+cargo test --workspace --bench hot_path
+
 step "load harness smoke run (benches/load/run.sh, SMOKE=1: it runs every row and prints its table)"
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 report=$(SMOKE=1 GATEHOUSE_BIN="$target/gatehouse" PINGORA_MIN_BIN="$target/pingora-min" bash benches/load/run.sh)

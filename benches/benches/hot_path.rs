@@ -1,7 +1,9 @@
 //! Micro-benches of the pure functions every proxied request goes through, in the order
 //! `request_filter` calls them: canonicalise the path, route it to an app, decide access
 //! with `gatehouse_policy::evaluate`, compute the forwarding headers, pick an upstream,
-//! count the visit (`usage::is_visit`, `usage::Recorder::record`).
+//! count the visit (`usage::is_visit`, `usage::Recorder::record`); then what a signed-in
+//! request adds: the session lookup (a cache hit, and a miss read from SQLite) and the
+//! identity headers with the JWT (`KeyRing::prepared`, a hit, and a build that signs).
 //! Each bench is kept short (2 s of measurement) so the whole run takes about a minute on
 //! two cores: `cargo bench -p gatehouse-benches`.
 
@@ -10,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gatehouse_benches::{apps_config, identity_in_groups};
+use gatehouse_benches::{apps_config, granted_apps_toml, identity_in_groups};
 use gatehouse_gateway::forwarded::{forwarded, Incoming};
 use gatehouse_gateway::route::{canonicalize, Router};
 use gatehouse_gateway::snapshot::app_policy;
@@ -78,6 +80,98 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
+/// The performance target's scale: 1,000 apps, 10,000 grants, a user in 2,000 groups.
+/// `evaluate` reads one app's policy, so the number of apps must not show.
+fn policy_at_scale(c: &mut Criterion) {
+    let text = granted_apps_toml(1000, 10);
+    let config = gatehouse_config::Config::from_toml(&text, std::path::Path::new("."), &gatehouse_config::ProcessEnv)
+        .expect("bench config is valid");
+    let policies: Vec<AppPolicy> = config.apps.iter().map(app_policy).collect();
+    let member = identity_in_groups("alice", 2000, &["grant-999-4"]);
+    let listed = identity_in_groups("user-999-2", 2000, &[]);
+    let outsider = identity_in_groups("bob", 2000, &[]);
+    let last = &policies[999];
+    assert!(evaluate(last, Some(&member)).is_allowed());
+    assert!(evaluate(last, Some(&listed)).is_allowed());
+    assert!(!evaluate(last, Some(&outsider)).is_allowed());
+    let mut g = c.benchmark_group("policy_evaluate_1000_apps_10000_grants_2000_groups");
+    g.bench_function("allowed_by_group", |b| {
+        b.iter(|| evaluate(black_box(last), black_box(Some(&member))))
+    });
+    g.bench_function("allowed_by_user", |b| {
+        b.iter(|| evaluate(black_box(last), black_box(Some(&listed))))
+    });
+    g.bench_function("denied", |b| {
+        b.iter(|| evaluate(black_box(last), black_box(Some(&outsider))))
+    });
+    g.finish();
+}
+
+/// A signed-in request's extra work: the session (cache hit; cache miss read from SQLite)
+/// and its identity headers + JWT (prepared hit; a build that signs).
+fn signed_in(c: &mut Criterion) {
+    use gatehouse_gateway::authn::session::{hash_id, NewIdentity, Sessions};
+    use gatehouse_gateway::identity::{KeyRing, Keys};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        rt.block_on(gatehouse_store::Store::open_sqlite(&dir.path().join("bench.db")))
+            .expect("store"),
+    );
+    let sessions = Sessions::new(
+        store.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(86400),
+        Duration::from_secs(60),
+    );
+    let groups: Vec<String> = (0..2000).map(|i| format!("dir-group-{i:04}")).collect();
+    let cookie = rt
+        .block_on(sessions.create(NewIdentity {
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            display_name: Some("Alice".into()),
+            groups,
+            admin: false,
+            provider: "ldap".into(),
+        }))
+        .expect("session");
+    let id_hash = hash_id(&cookie);
+    let session = rt.block_on(sessions.lookup(&cookie)).expect("a live session");
+    let mut g = c.benchmark_group("session_lookup_2000_groups");
+    g.bench_function("cache_hit", |b| {
+        b.iter(|| rt.block_on(sessions.lookup(black_box(&cookie))))
+    });
+    g.bench_function("cache_miss_sqlite", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                sessions.forget(&id_hash).await;
+                sessions.lookup(black_box(&cookie)).await
+            })
+        })
+    });
+    g.finish();
+
+    let keys = KeyRing::new(rt.block_on(Keys::load(&store, "https://gatehouse.test")).expect("keys"));
+    let config = apps_config(1).expect("bench config is valid");
+    let app = &config.apps[0];
+    let mut g = c.benchmark_group("identity_headers_2000_groups");
+    keys.prepared(app, 1, &session).expect("prepared");
+    g.bench_function("prepared_hit", |b| {
+        b.iter(|| keys.prepared(black_box(app), 1, black_box(&session)))
+    });
+    let mut n = 1u64;
+    g.bench_function("build_and_sign", |b| {
+        b.iter(|| {
+            n += 1;
+            keys.prepared(black_box(app), n, black_box(&session))
+        })
+    });
+    g.finish();
+}
+
 fn forwarding_and_upstream(c: &mut Criterion) {
     let peer = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
     let incoming = Incoming {
@@ -132,6 +226,6 @@ criterion_group! {
         // The bootstrap runs single-threaded here; 100,000 resamples (the default) took
         // longer than the measurements themselves.
         .nresamples(10_000);
-    targets = canonicalisation, routing, policy, forwarding_and_upstream, usage
+    targets = canonicalisation, routing, policy, policy_at_scale, forwarding_and_upstream, usage, signed_in
 }
 criterion_main!(hot_path);

@@ -26,6 +26,28 @@ pub fn apps_toml(apps: usize) -> String {
     text
 }
 
+/// Configuration text with `apps` restricted apps `app-0000`, … whose allow-lists hold
+/// `grants_per_app` entries between them (half groups `grant-<app>-<k>`, half users
+/// `user-<app>-<k>`): 1,000 apps × 10 is the "10,000 grants" of the performance targets.
+pub fn granted_apps_toml(apps: usize, grants_per_app: usize) -> String {
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:18080\"\nthreads = 2\n");
+    for i in 0..apps {
+        let groups: Vec<String> = (0..grants_per_app.div_ceil(2))
+            .map(|k| format!("\"grant-{i}-{k}\""))
+            .collect();
+        let users: Vec<String> = (0..grants_per_app / 2).map(|k| format!("\"user-{i}-{k}\"")).collect();
+        let _ = write!(
+            text,
+            "\n[[apps]]\nslug = \"app-{i:04}\"\nupstreams = [\"127.0.0.1:{port}\"]\n\
+             access = \"restricted\"\nallow_groups = [{groups}]\nallow_users = [{users}]\n",
+            port = 20000 + i % 1000,
+            groups = groups.join(", "),
+            users = users.join(", "),
+        );
+    }
+    text
+}
+
 /// The validated configuration of [`apps_toml`]`(apps)`.
 pub fn apps_config(apps: usize) -> Result<Config, Problems> {
     Config::from_toml(&apps_toml(apps), Path::new("."), &ProcessEnv)
@@ -55,5 +77,7 @@ mod tests {
         assert_eq!(c.apps[499].path, "/apps/app-499/");
         let who = identity_in_groups("alice", 2000, &["team-7"]);
         assert_eq!(who.groups.len(), 2001);
+        let c = Config::from_toml(&granted_apps_toml(3, 10), Path::new("."), &ProcessEnv).expect("valid config");
+        assert_eq!(c.apps[2].allow_groups.len() + c.apps[2].allow_users.len(), 10);
     }
 }
