@@ -466,6 +466,7 @@ async fn login_submit(
     let client = info.as_ref().and_then(|i| i.client);
     match gate.password_login(&f.username, &f.password, client).await {
         Ok(session) => {
+            end_previous_session(&gate, &headers, &session, client).await;
             let mut cookies = vec![set_cookie(
                 site,
                 &site.session_cookie,
@@ -529,9 +530,24 @@ async fn logout_submit(
     with_cookies(see_other(&next), [clear])
 }
 
-/// After a successful single sign-on: the new session cookie, a fresh CSRF token, and a
-/// redirect to the (same-origin) target.
-fn signed_in(site: &Site, session: &str, rd: &str) -> Response {
+/// A sign-in over a live session ends that session: the browser gets a new one, and the
+/// old id — wherever else it may have leaked — opens nothing any more. (A SAML response is a
+/// cross-site POST that carries no `SameSite=Lax` cookie, so there the old session, if any,
+/// lives on until it times out or is signed out.)
+async fn end_previous_session(gate: &Shared, headers: &HeaderMap, new_session: &str, client: Option<IpAddr>) {
+    let site = gate.site();
+    if let Some(old) = cookie(headers, &site.session_cookie).filter(|c| !c.is_empty() && *c != new_session) {
+        // Only the local session ends; no single-logout round trip for a sign-in.
+        let _ = gate.logout(old, client).await;
+    }
+}
+
+/// After a successful single sign-on: the previous session (if the request carries one)
+/// ended, the new session cookie, a fresh CSRF token, and a redirect to the (same-origin)
+/// target.
+async fn signed_in(gate: &Shared, headers: &HeaderMap, client: Option<IpAddr>, session: &str, rd: &str) -> Response {
+    end_previous_session(gate, headers, session, client).await;
+    let site = gate.site();
     let cookies = [
         set_cookie(site, &site.session_cookie, session, Some(site.session_max_age), "Lax"),
         set_cookie(site, &site.csrf_cookie, &csrf::new_token(), None, "Strict"),
@@ -592,7 +608,7 @@ async fn sso_callback(
         .sso_callback(&provider, uri.query().unwrap_or(""), binding, client)
         .await
     {
-        Ok((session, rd)) => signed_in(site, &session, &rd),
+        Ok((session, rd)) => signed_in(&gate, &headers, client, &session, &rd).await,
         Err(e) => sso_error(&gate, &e),
     }
 }
@@ -678,7 +694,7 @@ async fn saml_acs(
         )
         .await
     {
-        Ok((session, rd)) => signed_in(site, &session, &rd),
+        Ok((session, rd)) => signed_in(&gate, &headers, client, &session, &rd).await,
         Err(e) => sso_error(&gate, &e),
     }
 }

@@ -778,7 +778,7 @@ async fn failures_from_one_address_are_limited_across_user_names() {
 
 /// Session fixation: every sign-in issues a fresh session id. A value planted in the browser
 /// beforehand, or the browser's own earlier session, is never the id it is given, and the
-/// planted value opens nothing afterwards.
+/// planted value opens nothing afterwards; a sign-in over a live session ends that session.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_sign_in_gets_a_fresh_session_id() {
     let backend = Backend::start("app").await;
@@ -823,8 +823,26 @@ async fn every_sign_in_gets_a_fresh_session_id() {
         );
         seen.push(id);
     }
-    // Two browsers signing in as the same person never share an id either.
+    // Each sign-in over a live session ended that session: an earlier id, wherever it
+    // leaked, opens nothing now; the newest one still works.
+    let (newest, earlier) = seen.split_last().expect("ids");
+    for id in earlier {
+        let mut leaked = gw.browser();
+        leaked.cookies.insert("gatehouse_session".into(), id.clone());
+        assert_eq!(
+            leaked.get_json("/apps/open/").await.status,
+            401,
+            "an earlier id still opens apps"
+        );
+    }
+    let mut current = gw.browser();
+    current.cookies.insert("gatehouse_session".into(), newest.clone());
+    assert_eq!(current.get_json("/apps/open/").await.status, 200, "the newest id works");
+
+    // Two browsers signing in as the same person never share an id either (and the first
+    // browser's session is not ended by the second's sign-in).
     let mut other = gw.browser();
     assert_eq!(other.login("alice", PW, None).await.status, 303);
     assert!(!seen.contains(&other.cookies["gatehouse_session"]));
+    assert_eq!(current.get_json("/apps/open/").await.status, 200);
 }
