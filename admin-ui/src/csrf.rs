@@ -3,7 +3,8 @@
 //! ([`form_token`]: HMAC-SHA256 under a secret every replica shares). A page from another
 //! site can neither read the cookie nor set it; an app behind the gateway (same site) may
 //! manage to set it, but cannot compute the field that goes with its value, so a planted
-//! pair is refused. Admin forms: tokens bound to the session ([`bound_token`]).
+//! pair is refused. Admin forms: tokens bound to the session, keyed by the same secret
+//! ([`bound_token`]).
 
 use base64::Engine;
 use rand::RngCore;
@@ -59,18 +60,23 @@ pub fn verify(key: &[u8], cookie: Option<&str>, form: &str) -> bool {
     }
 }
 
-/// A token bound to a session: derived from the session's store key (itself the hash of a
-/// secret cookie) and `purpose`, so only a page served to that session can carry it, and a
-/// cookie planted by someone else proves nothing. 43 characters, base64url.
-pub fn bound_token(session_id_hash: &str, purpose: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::new()
-        .chain_update(b"gatehouse-csrf\0")
-        .chain_update(purpose.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(session_id_hash.as_bytes())
-        .finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+/// A token bound to a session: HMAC-SHA256 under `key` (the replicas' shared secret, as for
+/// [`form_token`]) of `purpose` and the session's store key (itself the hash of a secret
+/// cookie), so only a page served to that session can carry it, and neither a planted
+/// cookie nor knowledge of the store key proves anything. 43 characters, base64url; empty
+/// (matching nothing) without a key.
+pub fn bound_token(key: &[u8], session_id_hash: &str, purpose: &str) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
+    let message = [
+        b"gatehouse-csrf\0",
+        purpose.as_bytes(),
+        b"\0",
+        session_id_hash.as_bytes(),
+    ]
+    .concat();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac_sha256(key, &message))
 }
 
 /// Whether `form` is `expected` (constant time; empty never matches).

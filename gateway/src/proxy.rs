@@ -203,7 +203,8 @@ impl Gateway {
                         .await
                         .ok()
                         .flatten();
-                    let token = gatehouse_admin_ui::csrf::bound_token(&who.id_hash, "request");
+                    let key = self.0.keys.current().csrf_key();
+                    let token = gatehouse_admin_ui::csrf::bound_token(&key, &who.id_hash, "request");
                     let decided_by = earlier.as_ref().and_then(|r| r.decided_by.clone());
                     let status = earlier
                         .as_ref()

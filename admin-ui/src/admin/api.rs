@@ -410,7 +410,12 @@ async fn authenticate(
         ));
     };
     // A session always has a CSRF token to expect; a missing store key expects one nobody has.
-    let csrf = Some(i.session_id_hash.as_deref().map(session_token).unwrap_or_default());
+    let csrf = Some(
+        i.session_id_hash
+            .as_deref()
+            .map(|h| session_token(&gate.csrf_key(), h))
+            .unwrap_or_default(),
+    );
     let scope = if v.identity.admin { Scope::Admin } else { Scope::Owner };
     Ok((v, scope, csrf))
 }

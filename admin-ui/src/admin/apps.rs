@@ -217,8 +217,11 @@ pub(super) fn app_form(
     )
 }
 
-pub(super) fn token_of(i: &RequestInfo) -> String {
-    i.session_id_hash.as_deref().map(session_token).unwrap_or_default()
+pub(super) fn token_of(gate: &Shared, i: &RequestInfo) -> String {
+    i.session_id_hash
+        .as_deref()
+        .map(|h| session_token(&gate.csrf_key(), h))
+        .unwrap_or_default()
 }
 
 pub(super) async fn new_app_page(State(gate): State<Shared>, i: Option<Extension<RequestInfo>>) -> Response {
@@ -234,7 +237,7 @@ pub(super) async fn new_app_page(State(gate): State<Shared>, i: Option<Extension
     };
     let body = format!(
         r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>New app</h1>{}</section>"#,
-        app_form(&input, true, &token_of(&i), &[], true)
+        app_form(&input, true, &token_of(&gate, &i), &[], true)
     );
     page(&gate, &v, "New app", "apps", &body)
 }
@@ -316,7 +319,7 @@ pub(super) async fn save(
             let body = format!(
                 r#"<p class="crumbs"><a href="/.gatehouse/admin/apps">Apps</a></p><section class="card wide-card"><h1>{title}</h1><div class="alert error" role="alert">{alert}</div>{form}</section>"#,
                 alert = esc(&alert),
-                form = app_form(&input, create, &token_of(&i), &errors, v.identity.admin)
+                form = app_form(&input, create, &token_of(&gate, &i), &errors, v.identity.admin)
             );
             let mut r = page(&gate, &v, title, "apps", &body);
             *r.status_mut() = status;
@@ -460,7 +463,7 @@ pub(super) async fn app_page(
             "It may have been deleted. The Apps page lists every app.",
         );
     };
-    let token = token_of(&i);
+    let token = token_of(&gate, &i);
     let check = match q.check.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         Some(user) => match gate.check(&slug, user).await {
             Some(c) => format!(

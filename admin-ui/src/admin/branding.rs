@@ -97,7 +97,7 @@ pub(super) async fn branding_page(
     };
     let body = format!(
         r#"<div class="admin-head"><h1>Branding</h1></div>{notice}{form}"#,
-        form = branding_form(&view, &input, &token_of(&i), &[])
+        form = branding_form(&view, &input, &token_of(&gate, &i), &[])
     );
     page(&gate, &v, "Branding", "branding", &body)
 }

@@ -587,8 +587,8 @@ pub fn routes() -> Router<Shared> {
 
 /// The token admin forms carry: bound to the session (a hash of its store key), so a token
 /// planted in a cookie or copied from another session is worthless.
-pub fn session_token(session_id_hash: &str) -> String {
-    crate::csrf::bound_token(session_id_hash, "admin")
+pub fn session_token(key: &[u8], session_id_hash: &str) -> String {
+    crate::csrf::bound_token(key, session_id_hash, "admin")
 }
 
 /// The signed-in administrator, or the response to send instead: the sign-in page for
@@ -661,7 +661,10 @@ fn check_token_and_origin(
     headers: &HeaderMap,
     token: &str,
 ) -> Result<(), Box<Response>> {
-    let expected = info.session_id_hash.as_deref().map(session_token);
+    let expected = info
+        .session_id_hash
+        .as_deref()
+        .map(|h| session_token(&gate.csrf_key(), h));
     if !expected.is_some_and(|e| crate::csrf::same(&e, token)) {
         return Err(Box::new(crate::error(
             gate,
@@ -839,8 +842,11 @@ mod tests {
 
     #[test]
     fn tokens_are_bound_to_the_session() {
-        assert_eq!(session_token("abc"), session_token("abc"));
-        assert_ne!(session_token("abc"), session_token("abd"));
-        assert_eq!(session_token("abc").len(), 43);
+        let key = [7u8; 32];
+        assert_eq!(session_token(&key, "abc"), session_token(&key, "abc"));
+        assert_ne!(session_token(&key, "abc"), session_token(&key, "abd"));
+        assert_ne!(session_token(&key, "abc"), session_token(&[8u8; 32], "abc"), "keyed");
+        assert_eq!(session_token(&key, "abc").len(), 43);
+        assert_eq!(session_token(&[], "abc"), "", "no key: a token nobody can send");
     }
 }

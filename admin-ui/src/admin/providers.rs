@@ -260,7 +260,7 @@ pub(super) async fn providers_page(State(gate): State<Shared>, i: Option<Extensi
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let token = token_of(&i);
+    let token = token_of(&gate, &i);
     let ldap = ldap_form(&gate, &token, &LdapTestForm::default(), None, "");
     render(&gate, &v, ldap).await
 }
@@ -277,7 +277,7 @@ pub(super) async fn ldap_test(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let token = token_of(&i);
+    let token = token_of(&gate, &i);
     let user = f.user.trim();
     let problem = if user.is_empty() {
         Some("name a person".to_string())

@@ -28,7 +28,7 @@ pub(super) async fn request_access(
     let expected = i
         .session_id_hash
         .as_deref()
-        .map(|h| crate::csrf::bound_token(h, "request"));
+        .map(|h| crate::csrf::bound_token(&gate.csrf_key(), h, "request"));
     if !expected.is_some_and(|e| crate::csrf::same(&e, &f.csrf)) || !same_origin(&headers, &gate.site().origin) {
         return crate::error(
             &gate,
@@ -107,7 +107,7 @@ pub(super) async fn requests_page(State(gate): State<Shared>, i: Option<Extensio
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let token = token_of(&i);
+    let token = token_of(&gate, &i);
     let rows = match gate.requests().await {
         // Owners see the requests for their apps only.
         Ok(r) => r

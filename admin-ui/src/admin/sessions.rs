@@ -19,7 +19,7 @@ pub(super) async fn sessions_page(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let token = token_of(&i);
+    let token = token_of(&gate, &i);
     let rows = match gate.sessions().await {
         Ok(rows) => rows,
         Err(e) => {

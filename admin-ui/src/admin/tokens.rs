@@ -35,7 +35,7 @@ async fn render(
             )
         }
     };
-    let token = token_of(i);
+    let token = token_of(gate, i);
     let rows: String = rows
         .iter()
         .map(|t| {

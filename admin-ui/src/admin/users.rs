@@ -133,7 +133,7 @@ pub(super) async fn new_user_page(State(gate): State<Shared>, i: Option<Extensio
     };
     let body = format!(
         r#"<p class="crumbs"><a href="/.gatehouse/admin/users">People</a></p><section class="card wide-card"><h1>New local account</h1>{}</section>"#,
-        user_form(&UserInput::default(), true, &token_of(&i), &[])
+        user_form(&UserInput::default(), true, &token_of(&gate, &i), &[])
     );
     page(&gate, &v, "New local account", "users", &body)
 }
@@ -187,7 +187,7 @@ pub(super) async fn user_page(
         name = esc(&u.user),
         display = esc(&u.display_name),
         email = esc(&u.email),
-        form = user_form(&input, false, &token_of(&i), &[]),
+        form = user_form(&input, false, &token_of(&gate, &i), &[]),
     );
     page(&gate, &v, &u.user, "users", &body)
 }
@@ -281,7 +281,7 @@ pub(super) async fn save_user(
             let body = format!(
                 r#"<p class="crumbs"><a href="/.gatehouse/admin/users">People</a></p><section class="card wide-card"><h1>{title}</h1><div class="alert error" role="alert">{alert}</div>{form}</section>"#,
                 alert = esc(&alert),
-                form = user_form(&input, create, &token_of(&i), &errors)
+                form = user_form(&input, create, &token_of(&gate, &i), &errors)
             );
             let mut r = page(&gate, &v, title, "users", &body);
             *r.status_mut() = status;
