@@ -36,6 +36,14 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "plotly-user-data",
 ];
 
+/// The cookie `dash_enterprise_auth` reads in token mode (`DASH_JWKS_URL` set): base64 of a
+/// JWT. Gatehouse adds it to upstream requests of apps with `headers.dash_token` and removes a
+/// client's copy from every request, so an app never sees one the gateway did not sign.
+pub const DASH_TOKEN_COOKIE: &str = "kcIdToken";
+
+/// The `aud` of the Dash token: `dash_enterprise_auth`'s default `DASH_AUD`.
+pub const DASH_AUDIENCE: &str = "dash";
+
 /// Lifetime of an assertion JWT.
 pub const ASSERTION_TTL: Duration = Duration::from_secs(300);
 
@@ -48,7 +56,8 @@ pub fn is_identity_header(name: &str) -> bool {
     IDENTITY_HEADERS.contains(&normalized.as_str())
 }
 
-/// Removes identity headers and the named cookies from a request going upstream.
+/// Removes identity headers, the named cookies and any [`DASH_TOKEN_COOKIE`] from a request
+/// going upstream.
 pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     let doomed: Vec<http::HeaderName> = req
         .headers
@@ -68,7 +77,9 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     if cookies.is_empty() {
         return;
     }
-    let kept = strip_cookies(&cookies, cookie_names);
+    let kept = strip_cookies_where(&cookies, |name| {
+        name.eq_ignore_ascii_case(DASH_TOKEN_COOKIE) || cookie_names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    });
     req.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
         // The value came from the client's own header, minus pairs: still a valid value.
@@ -78,17 +89,32 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
 
 /// Joins `Cookie` header values, without the pairs named in `names`.
 pub fn strip_cookies<N: AsRef<str>>(values: &[String], names: &[N]) -> String {
+    strip_cookies_where(values, |name| {
+        names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
+    })
+}
+
+/// Joins `Cookie` header values, without the pairs whose name `drop` says to remove.
+fn strip_cookies_where(values: &[String], drop: impl Fn(&str) -> bool) -> String {
     values
         .iter()
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("").trim();
-            !names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
-        })
+        .filter(|pair| !drop(pair.split('=').next().unwrap_or("").trim()))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Adds the cookie `name=value` to the request's `Cookie` header (after [`scrub`], which
+/// leaves at most one).
+pub fn add_cookie(req: &mut RequestHeader, name: &str, value: &str) -> Result<(), GatewayError> {
+    let cookie = match req.headers.get(http::header::COOKIE) {
+        Some(v) if !v.is_empty() => format!("{}; {name}={value}", String::from_utf8_lossy(v.as_bytes())),
+        _ => format!("{name}={value}"),
+    };
+    req.insert_header(http::header::COOKIE, cookie)
+        .map_err(|e| GatewayError::Io(format!("cookie {name}: {e}")))
 }
 
 /// The name a `Set-Cookie` value sets.
@@ -199,6 +225,23 @@ struct Claims<'a> {
     exp: i64,
 }
 
+/// Claims of the Dash token: what `dash_enterprise_auth.get_user_data()` returns in token
+/// mode (`get_username()` is its `preferred_username`).
+#[derive(Debug, Serialize)]
+struct DashClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    preferred_username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    groups: &'a [String],
+    iat: i64,
+    exp: i64,
+}
+
 /// The headers to add for `session` calling `app`. Group names go into the comma-separated
 /// headers encoded by [`groups_header`]; `Plotly-User-Data` has them as a JSON list.
 pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'static str, String)> {
@@ -233,6 +276,8 @@ pub struct Keys {
     jwks: String,
     issuer: String,
     cache: moka::sync::Cache<(String, u64), Arc<str>>,
+    /// Dash tokens (the `kcIdToken` cookie values), like `cache`.
+    dash_cache: moka::sync::Cache<(String, u64), Arc<str>>,
     /// Key of the sign-in forms' CSRF field, derived from the active signing key: a secret
     /// in the store that every replica shares and no app sees.
     csrf_key: [u8; 32],
@@ -278,6 +323,11 @@ impl KeyRing {
     /// See [`Keys::assertion`].
     pub fn assertion(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
         self.current.load().assertion(app, app_id, s)
+    }
+
+    /// See [`Keys::dash_token`].
+    pub fn dash_token(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
+        self.current.load().dash_token(app, app_id, s)
     }
 
     /// The JWKS document.
@@ -378,6 +428,10 @@ impl Keys {
                 .max_capacity(200_000)
                 .time_to_live(ASSERTION_TTL - Duration::from_secs(60))
                 .build(),
+            dash_cache: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ASSERTION_TTL - Duration::from_secs(60))
+                .build(),
         })
     }
 
@@ -420,6 +474,37 @@ impl Keys {
         self.cache.insert(key, token.clone());
         Ok(token)
     }
+
+    /// The `kcIdToken` cookie value for `session` calling `app`: standard base64 of an ES256
+    /// JWT (`kid` in the JWKS, `aud` [`DASH_AUDIENCE`], `preferred_username`, `email`,
+    /// `groups` as the app is told them, 5 minutes), cached like [`Keys::assertion`].
+    pub fn dash_token(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<str>, GatewayError> {
+        let key = (s.id_hash.clone(), app_id);
+        if let Some(t) = self.dash_cache.get(&key) {
+            return Ok(t);
+        }
+        let iat = now();
+        let groups = groups_for(app, &s.identity.groups);
+        let user = s.identity.user.as_str();
+        let claims = DashClaims {
+            iss: &self.issuer,
+            aud: DASH_AUDIENCE,
+            sub: user,
+            preferred_username: user,
+            email: s.email.as_deref(),
+            name: s.display_name.as_deref(),
+            groups: &groups,
+            iat,
+            exp: iat + ASSERTION_TTL.as_secs() as i64,
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let jwt = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| GatewayError::Io(format!("signing Dash token: {e}")))?;
+        let token: Arc<str> = base64::engine::general_purpose::STANDARD.encode(jwt).into();
+        self.dash_cache.insert(key, token.clone());
+        Ok(token)
+    }
 }
 
 #[cfg(test)]
@@ -460,6 +545,20 @@ mod tests {
             strip_cookies(&["gatehouse_session=1".to_string()], &["gatehouse_session"]),
             ""
         );
+    }
+
+    #[test]
+    fn scrub_removes_a_clients_dash_token_and_add_cookie_appends() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("cookie", "a=1; kcIdToken=forged; KCIDTOKEN=x; gatehouse_session=s")
+            .unwrap();
+        scrub(&mut req, &["gatehouse_session".to_string()]);
+        assert_eq!(req.headers.get("cookie").unwrap(), "a=1");
+        add_cookie(&mut req, DASH_TOKEN_COOKIE, "dG9rZW4=").unwrap();
+        assert_eq!(req.headers.get("cookie").unwrap(), "a=1; kcIdToken=dG9rZW4=");
+        let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
+        add_cookie(&mut bare, DASH_TOKEN_COOKIE, "t").unwrap();
+        assert_eq!(bare.headers.get("cookie").unwrap(), "kcIdToken=t");
     }
 
     #[test]

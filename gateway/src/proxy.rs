@@ -446,6 +446,14 @@ impl ProxyHttp for Gateway {
                     tracing::warn!(header = name, error = %e, "identity header not sent");
                 }
             }
+            if app.headers.dash_token {
+                let token = st
+                    .keys
+                    .dash_token(app, id, s)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "Dash token", e))?;
+                identity::add_cookie(up, identity::DASH_TOKEN_COOKIE, &token)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "Dash token", e))?;
+            }
         }
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
