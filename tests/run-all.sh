@@ -23,6 +23,9 @@ tests/peers/browser.sh
 step "the OpenID Provider (npm oidc-provider) for the OIDC suite"
 tests/peers/oidc.sh
 
+step "Dash, Streamlit, Shiny and Jupyter Server (PyPI, private virtualenv) for the data-app suite"
+tests/peers/dataapps.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

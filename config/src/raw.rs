@@ -200,6 +200,8 @@ pub struct AppHeaders {
     pub remote_headers: bool,
     #[serde(default)]
     pub plotly_user_data: bool,
+    #[serde(default)]
+    pub dash_token: bool,
     pub groups_sent: Option<String>,
 }
 

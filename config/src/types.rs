@@ -342,6 +342,10 @@ pub enum GroupsSent {
 pub struct AppHeaders {
     pub remote_headers: bool,
     pub plotly_user_data: bool,
+    /// Add a `kcIdToken` cookie (base64 of a JWT signed with the assertion keys, `aud`
+    /// `dash`) to the upstream request, for `dash_enterprise_auth` in token mode
+    /// (`DASH_JWKS_URL`). Config file only; store apps never have it.
+    pub dash_token: bool,
     pub groups_sent: GroupsSent,
 }
 
@@ -372,6 +376,8 @@ pub struct AppDefinition {
     pub allow_users: Vec<String>,
     pub remote_headers: bool,
     pub plotly_user_data: bool,
+    /// Not offered for store apps yet: always false there.
+    pub dash_token: bool,
     /// `all` (default) or `referenced`.
     pub groups_sent: Option<String>,
 }

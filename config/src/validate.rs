@@ -941,6 +941,7 @@ fn app(cx: &mut Ctx, at: &str, r: raw::App, server: &Server) -> App {
         headers: AppHeaders {
             remote_headers: r.headers.remote_headers,
             plotly_user_data: r.headers.plotly_user_data,
+            dash_token: r.headers.dash_token,
             groups_sent,
         },
         health_check,
@@ -972,6 +973,7 @@ pub fn validate_app(def: AppDefinition, at: &str, server: &Server) -> Result<App
         headers: raw::AppHeaders {
             remote_headers: def.remote_headers,
             plotly_user_data: def.plotly_user_data,
+            dash_token: def.dash_token,
             groups_sent: def.groups_sent,
         },
         health_check: None,

@@ -36,6 +36,14 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "plotly-user-data",
 ];
 
+/// The cookie `dash_enterprise_auth` reads in token mode (`DASH_JWKS_URL` set): base64 of a
+/// JWT. Gatehouse adds it to upstream requests of apps with `headers.dash_token` and removes a
+/// client's copy from every request, so an app never sees one the gateway did not sign.
+pub const DASH_TOKEN_COOKIE: &str = "kcIdToken";
+
+/// The `aud` of the Dash token: `dash_enterprise_auth`'s default `DASH_AUD`.
+pub const DASH_AUDIENCE: &str = "dash";
+
 /// Lifetime of an assertion JWT.
 pub const ASSERTION_TTL: Duration = Duration::from_secs(300);
 
@@ -49,7 +57,8 @@ pub fn is_identity_header(name: &str) -> bool {
         .any(|h| h.len() == name.len() && h.bytes().zip(name.bytes()).all(|(a, b)| a == fold(b)))
 }
 
-/// Removes identity headers and the named cookies from a request going upstream.
+/// Removes identity headers, the named cookies and any [`DASH_TOKEN_COOKIE`] from a request
+/// going upstream.
 pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     let doomed: Vec<http::HeaderName> = req
         .headers
@@ -60,11 +69,11 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     for name in doomed {
         req.remove_header(&name);
     }
-    // Most requests carry none of the named cookies: leave their `Cookie` as it is.
+    // Most requests carry none of these cookies: leave their `Cookie` as it is.
     let named = req.headers.get_all(http::header::COOKIE).iter().any(|v| {
         v.as_bytes().split(|&b| b == b';').any(|pair| {
             let name = pair.split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
-            cookie_names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            dropped_cookie(name, cookie_names)
         })
     });
     if !named {
@@ -76,7 +85,7 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
-    let kept = strip_cookies(&cookies, cookie_names);
+    let kept = strip_cookies_where(&cookies, |name| dropped_cookie(name.as_bytes(), cookie_names));
     req.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
         // The value came from the client's own header, minus pairs: still a valid value.
@@ -84,19 +93,41 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     }
 }
 
+/// Whether [`scrub`] removes the cookie called `name`: one of `cookie_names` or a
+/// [`DASH_TOKEN_COOKIE`] (ASCII case-insensitive).
+fn dropped_cookie(name: &[u8], cookie_names: &[String]) -> bool {
+    name.eq_ignore_ascii_case(DASH_TOKEN_COOKIE.as_bytes())
+        || cookie_names.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Joins `Cookie` header values, without the pairs named in `names`.
 pub fn strip_cookies<N: AsRef<str>>(values: &[String], names: &[N]) -> String {
+    strip_cookies_where(values, |name| {
+        names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
+    })
+}
+
+/// Joins `Cookie` header values, without the pairs whose name `drop` says to remove.
+fn strip_cookies_where(values: &[String], drop: impl Fn(&str) -> bool) -> String {
     values
         .iter()
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("").trim();
-            !names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
-        })
+        .filter(|pair| !drop(pair.split('=').next().unwrap_or("").trim()))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Adds the cookie `name=value` to the request's `Cookie` header (after [`scrub`], which
+/// leaves at most one).
+pub fn add_cookie(req: &mut RequestHeader, name: &str, value: &str) -> Result<(), GatewayError> {
+    let cookie = match req.headers.get(http::header::COOKIE) {
+        Some(v) if !v.is_empty() => format!("{}; {name}={value}", String::from_utf8_lossy(v.as_bytes())),
+        _ => format!("{name}={value}"),
+    };
+    req.insert_header(http::header::COOKIE, cookie)
+        .map_err(|e| GatewayError::Io(format!("cookie {name}: {e}")))
 }
 
 /// The name a `Set-Cookie` value sets.
@@ -207,6 +238,23 @@ struct Claims<'a> {
     exp: i64,
 }
 
+/// Claims of the Dash token: what `dash_enterprise_auth.get_user_data()` returns in token
+/// mode (`get_username()` is its `preferred_username`).
+#[derive(Debug, Serialize)]
+struct DashClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    preferred_username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    groups: &'a [String],
+    iat: i64,
+    exp: i64,
+}
+
 /// The headers to add for `session` calling `app`. Group names go into the comma-separated
 /// headers encoded by [`groups_header`]; `Plotly-User-Data` has them as a JSON list.
 pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'static str, String)> {
@@ -245,10 +293,12 @@ pub struct Prepared {
     fingerprint: u64,
     pub assertion: Arc<str>,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The [`DASH_TOKEN_COOKIE`] value, for apps with `headers.dash_token`.
+    pub dash_cookie: Option<Arc<str>>,
 }
 
 impl Prepared {
-    fn build(app: &App, s: &Session, assertion: Arc<str>) -> Prepared {
+    fn build(app: &App, s: &Session, assertion: Arc<str>, dash_cookie: Option<Arc<str>>) -> Prepared {
         let headers = identity_headers(app, s, &assertion)
             .into_iter()
             .filter_map(|(name, value)| match http::HeaderValue::from_str(&value) {
@@ -265,6 +315,7 @@ impl Prepared {
             fingerprint: s.fingerprint,
             assertion,
             headers,
+            dash_cookie,
         }
     }
 
@@ -455,7 +506,12 @@ impl Keys {
         if let Some(p) = self.cache.get(&key).filter(|p| p.fits(s)) {
             return Ok(p);
         }
-        let p = Arc::new(Prepared::build(app, s, self.sign(app, s)?));
+        let dash = if app.headers.dash_token {
+            Some(self.sign_dash(app, s)?)
+        } else {
+            None
+        };
+        let p = Arc::new(Prepared::build(app, s, self.sign(app, s)?, dash));
         self.cache.insert(key, p.clone());
         Ok(p)
     }
@@ -478,6 +534,31 @@ impl Keys {
         Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| GatewayError::Io(format!("signing assertion: {e}")))?
             .into())
+    }
+
+    /// The `kcIdToken` cookie value for `session` calling `app`: standard base64 of an ES256
+    /// JWT (`kid` in the JWKS, `aud` [`DASH_AUDIENCE`], `preferred_username`, `email`,
+    /// `groups` as the app is told them, 5 minutes); prepared with the headers.
+    fn sign_dash(&self, app: &App, s: &Session) -> Result<Arc<str>, GatewayError> {
+        let iat = now();
+        let groups = groups_for(app, &s.identity.groups);
+        let user = s.identity.user.as_str();
+        let claims = DashClaims {
+            iss: &self.issuer,
+            aud: DASH_AUDIENCE,
+            sub: user,
+            preferred_username: user,
+            email: s.email.as_deref(),
+            name: s.display_name.as_deref(),
+            groups: &groups,
+            iat,
+            exp: iat + ASSERTION_TTL.as_secs() as i64,
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let jwt = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| GatewayError::Io(format!("signing Dash token: {e}")))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(jwt).into())
     }
 }
 
@@ -519,6 +600,20 @@ mod tests {
             strip_cookies(&["gatehouse_session=1".to_string()], &["gatehouse_session"]),
             ""
         );
+    }
+
+    #[test]
+    fn scrub_removes_a_clients_dash_token_and_add_cookie_appends() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("cookie", "a=1; kcIdToken=forged; KCIDTOKEN=x; gatehouse_session=s")
+            .unwrap();
+        scrub(&mut req, &["gatehouse_session".to_string()]);
+        assert_eq!(req.headers.get("cookie").unwrap(), "a=1");
+        add_cookie(&mut req, DASH_TOKEN_COOKIE, "dG9rZW4=").unwrap();
+        assert_eq!(req.headers.get("cookie").unwrap(), "a=1; kcIdToken=dG9rZW4=");
+        let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
+        add_cookie(&mut bare, DASH_TOKEN_COOKIE, "t").unwrap();
+        assert_eq!(bare.headers.get("cookie").unwrap(), "kcIdToken=t");
     }
 
     #[test]

@@ -440,6 +440,10 @@ impl ProxyHttp for Gateway {
             for (name, value) in &prepared.headers {
                 up.insert_header(name.clone(), value.clone())?;
             }
+            if let Some(token) = &prepared.dash_cookie {
+                identity::add_cookie(up, identity::DASH_TOKEN_COOKIE, token)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "Dash token", e))?;
+            }
         }
         ctx.upstream_sent = Some(Instant::now());
         Ok(())

@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod browser;
 pub mod cluster;
+pub mod dataapps;
 pub mod demo;
 pub mod identity;
 pub mod ldap;
