@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Gatehouse: installs and starts what the tests need, then
 # formatting, lints, unit tests, end-to-end suites against real peers, and every example
-# config through `gatehouse check-config`.
+# config through `gatehouse check-config`, then a bounded mutation-testing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -55,5 +55,8 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 # The examples reference secrets as env:NAME; give them dummy values.
 # shellcheck disable=SC1091
 ( source config/examples/check-env.sh && "$bin" check-config config/examples/*.toml )
+
+step "mutation testing, bounded subset (tests/mutants.sh quick; see tests/MUTANTS.md)"
+tests/mutants.sh quick
 
 step "all checks passed"

@@ -349,6 +349,36 @@ mod tests {
     }
 
     #[test]
+    fn names_and_errors_read_as_shown_on_pages() {
+        // The 403 page and the login page show these words (mutation testing: Display).
+        assert_eq!(GroupName::new(" Finance ").to_string(), "finance");
+        assert_eq!(Allow::Public.to_string(), "the app is public");
+        assert_eq!(
+            Allow::ListedGroup(GroupName::new("finance")).to_string(),
+            "member of allowed group finance"
+        );
+        assert_eq!(Deny::NotSignedIn.to_string(), "you are not signed in");
+        assert_eq!(
+            Deny::NotAllowed.to_string(),
+            "neither you nor any of your groups is on this app's allow-list"
+        );
+        // Only users, or only groups, are listed: not "administrators only".
+        assert_eq!(
+            who_can_open(&restricted(&[], &["bob"])).to_string(),
+            "administrators, and bob"
+        );
+        assert_eq!(
+            who_can_open(&restricted(&["ops"], &[])).to_string(),
+            "administrators, members of ops"
+        );
+        assert_eq!(UserNameError::Empty.to_string(), "the user name is empty");
+        assert_eq!(
+            UserNameError::TooLong.to_string(),
+            format!("user names are at most {MAX_USER_NAME_BYTES} bytes")
+        );
+    }
+
+    #[test]
     fn table() {
         let public = AppPolicy {
             slug: "p".into(),

@@ -29,6 +29,17 @@ pub fn manages(owners: &Owners, who: &Identity) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn empty_means_no_user_and_no_group() {
+        let mut o = Owners::default();
+        assert!(o.is_empty());
+        o.users.insert(UserName::new("carol"));
+        assert!(!o.is_empty());
+        let mut g = Owners::default();
+        g.groups.insert(GroupName::new("ops"));
+        assert!(!g.is_empty());
+    }
+
     fn who(user: &str, groups: &[&str], admin: bool) -> Identity {
         Identity {
             user: UserName::new(user),

@@ -701,3 +701,88 @@ async fn a_sign_in_started_on_one_replica_completes_on_another() {
         assert_ne!(visit(&s, &mut again, &cb).await.status, 303, "replayed callback");
     }
 }
+
+/// Clock leeway of 60 s, both ways, and no more: an ID token issued (`iat`) or valid from
+/// (`nbf`) 45 s ahead of the gateway's clock, or expired (`exp`) 45 s ago, is accepted; 80 s
+/// is refused, each with its reason. (The 15–20 s margins absorb a slow machine between the
+/// OP signing the token and the gateway checking it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn id_token_times_get_60_s_leeway_both_ways_and_no_more() {
+    let s = setup(false, "", "").await;
+    let mut failed = Vec::new();
+    for (claims, refusal) in [
+        (serde_json::json!({ "iat": 45 }), None),
+        (serde_json::json!({ "nbf": 45 }), None),
+        (serde_json::json!({ "exp": -45 }), None),
+        (serde_json::json!({ "iat": 80 }), Some("issued in the future")),
+        (serde_json::json!({ "nbf": 80 }), Some("not valid yet")),
+        (serde_json::json!({ "exp": -80 }), Some("the token has expired")),
+    ] {
+        let applied = s.op.misbehave_status().await["applied"].as_array().map_or(0, Vec::len);
+        let mut b = s.gw.browser();
+        let cb = to_callback(&s, &mut b, "op", "alice", "alice-pw").await;
+        s.op.misbehave_times(claims.clone()).await;
+        let p = visit(&s, &mut b, &cb).await;
+        let status = s.op.misbehave_status().await;
+        assert_eq!(
+            status["applied"].as_array().map_or(0, Vec::len),
+            applied + 1,
+            "{claims}: the OP did not change the token: {status}"
+        );
+        let page: String = p.body.chars().take(600).collect();
+        match refusal {
+            None if p.status != 303 || !b.cookies.contains_key("gatehouse_session") => {
+                failed.push(format!("{claims}: want accepted, got {}: {page}", p.status))
+            }
+            Some(words)
+                if p.status != 401 || !p.body.contains(words) || b.cookies.contains_key("gatehouse_session") =>
+            {
+                failed.push(format!(
+                    "{claims}: want 401 saying \"{words}\", got {}: {page}",
+                    p.status
+                ))
+            }
+            _ => {}
+        }
+    }
+    assert!(failed.is_empty(), "time claims judged wrongly:\n{}", failed.join("\n"));
+}
+
+/// An unknown `kid` makes the gateway fetch the JWKS again, but at most once every 5 s:
+/// a burst of sign-ins whose tokens all name unknown keys costs the provider at most one
+/// JWKS fetch per started 5 s (each is still refused), and once the floor has passed the
+/// next unknown key is looked up again.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_keys_refetch_the_jwks_at_most_every_5_s() {
+    let s = setup(false, "", "").await;
+    let _ = sign_in(&s, "alice", "alice-pw").await;
+    let before = s.op.jwks_fetches().await;
+    let t = Instant::now();
+    for i in 0..6 {
+        let mut b = s.gw.browser();
+        let cb = to_callback(&s, &mut b, "op", "bob", "bob-pw").await;
+        s.op.misbehave("unknown_kid").await;
+        let p = visit(&s, &mut b, &cb).await;
+        assert_eq!(p.status, 401, "unknown kid {i}: {}", p.body);
+        assert!(p.body.contains("key the provider does not publish"), "{}", p.body);
+    }
+    let window = t.elapsed();
+    let fetched = s.op.jwks_fetches().await - before;
+    let allowed = 1 + window.as_secs() / 5;
+    assert!(
+        fetched <= allowed,
+        "{fetched} JWKS fetches for 6 unknown keys in {window:?}: at most {allowed} allowed"
+    );
+    // Once 5 s have passed since the last fetch, an unknown key is looked up again.
+    let seen = s.op.jwks_fetches().await;
+    let again = gatehouse_tests::cluster::within(Duration::from_secs(20), || async {
+        let mut b = s.gw.browser();
+        let cb = to_callback(&s, &mut b, "op", "bob", "bob-pw").await;
+        s.op.misbehave("unknown_kid").await;
+        let p = visit(&s, &mut b, &cb).await;
+        assert_eq!(p.status, 401, "{}", p.body);
+        s.op.jwks_fetches().await > seen
+    })
+    .await;
+    assert!(again.is_some(), "no JWKS fetch for an unknown key within 20 s");
+}

@@ -121,6 +121,29 @@ fn header(p: &Page, name: &str) -> String {
     p.json()["headers"][name][0].as_str().unwrap_or_default().to_string()
 }
 
+/// `url` (or a bare query) with parameter `name`'s value replaced by `encoded` (already
+/// URL-encoded); every other parameter stays byte for byte.
+fn with_param(url: &str, name: &str, encoded: &str) -> String {
+    let (head, query) = url.split_once('?').map_or(("", url), |(h, q)| (h, q));
+    let prefix = format!("{name}=");
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with(&prefix) {
+                format!("{prefix}{encoded}")
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect();
+    assert!(query.iter().any(|kv| kv.starts_with(&prefix)), "no {name} in {url}");
+    if head.is_empty() {
+        query.join("&")
+    } else {
+        format!("{head}?{}", query.join("&"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sp_initiated_login_reaches_the_app_with_groups() {
     let s = setup("", &[], false).await;
@@ -483,10 +506,22 @@ async fn idp_initiated_logout_ends_the_session() {
         .await;
     let to_sp = hop.location.expect("LogoutRequest to the gateway");
     assert!(to_sp.contains("/.gatehouse/saml/idp/slo?SAMLRequest="), "{to_sp}");
-    // Tampering with the signed LogoutRequest is refused and ends nothing.
-    let tampered = to_sp.replace("SAMLRequest=", "SAMLRequest=AA");
+    // Tampering with the signed LogoutRequest is refused and ends nothing: the message still
+    // decodes and parses (only its ID changed), so only the signature can refuse it.
+    let xml = gatehouse_tests::saml::redirect_decode(
+        &gatehouse_tests::saml::query_param(&to_sp, "SAMLRequest").expect("SAMLRequest"),
+    );
+    let changed = xml.replacen(" ID=\"", " ID=\"_tampered", 1);
+    assert_ne!(changed, xml);
+    let tampered = with_param(
+        &to_sp,
+        "SAMLRequest",
+        &gatehouse_tests::browser::urlencode(&gatehouse_tests::saml::redirect_encode(&changed)),
+    );
     let mut stranger = s.gw.browser();
-    assert_eq!(stranger.get(tampered.strip_prefix(&s.base).unwrap()).await.status, 401);
+    let p = stranger.get(tampered.strip_prefix(&s.base).unwrap()).await;
+    assert_eq!(p.status, 401, "{}", p.body);
+    assert!(p.body.contains("signature does not verify"), "{}", p.body);
     assert_eq!(alice.get("/apps/any/").await.status, 200);
     let p = stranger.get(to_sp.strip_prefix(&s.base).unwrap()).await;
     assert_eq!(p.status, 303, "{}", p.body);
@@ -569,6 +604,22 @@ async fn logout_requests_are_verified_exactly_as_read() {
         .body
         .contains("more than once"));
 
+    // The forged request in place of bob's, with bob's SigAlg and Signature; the same without
+    // any signature: each decodes and parses, so only the signature check refuses them.
+    for (why, attack, says) in [
+        (
+            "bob's signature on alice's request",
+            format!("{slo}?{}", with_param(query, "SAMLRequest", &forged)),
+            "signature does not verify",
+        ),
+        ("no signature", format!("{slo}?SAMLRequest={forged}"), "is not signed"),
+    ] {
+        let p = stranger.get(&attack).await;
+        assert_eq!(p.status, 401, "{why}: {}", p.body);
+        assert!(p.body.contains(says), "{why}: {}", p.body);
+        assert_eq!(alice.get("/apps/any/").await.status, 200, "{why} ended alice's session");
+    }
+
     // Signed with the IdP's key, but for another SP's endpoint, stale, or from the future.
     let now_id = |xml: &str, id: &str| {
         let at = xml.find(" ID=\"").unwrap() + 5;
@@ -615,6 +666,23 @@ async fn logout_requests_are_verified_exactly_as_read() {
         assert!(p.body.contains(says), "{why}: {}", p.body);
         assert_eq!(alice.get("/apps/any/").await.status, 200, "{why} ended alice's session");
     }
+
+    // A request for alice that is fresh and correctly addressed, signed with the IdP's own key
+    // but with RSA-SHA1: SHA-1 is not accepted.
+    let sha1 = instant(&now_id(&for_alice, "_sha1"), &gatehouse_tests::saml::instant(0));
+    let p = stranger
+        .get(&format!(
+            "{slo}?{}",
+            s.idp.sign_redirect_with("sha1", "SAMLRequest", &sha1, None)
+        ))
+        .await;
+    assert_eq!(p.status, 401, "RSA-SHA1: {}", p.body);
+    assert!(p.body.contains("rsa-sha1 is not allowed"), "{}", p.body);
+    assert_eq!(
+        alice.get("/apps/any/").await.status,
+        200,
+        "RSA-SHA1 ended alice's session"
+    );
 
     // bob's own request is accepted once; the same message again is a replay.
     let p = stranger.get(&legit).await;
@@ -794,4 +862,79 @@ async fn a_sign_in_started_on_one_replica_completes_on_another() {
     let mut again = s.gw.browser();
     let p = post(&mut again, &acs, &resp, relay.as_deref()).await;
     assert_eq!(p.status, 401, "{}", p.body);
+}
+
+/// Signature wrapping that keeps exactly one Assertion, so the "exactly one assertion" rule
+/// cannot be what refuses it (tests/peers/saml/craft.py): a Response signed with the IdP's key
+/// that holds no assertion (a failed sign-in) hidden in the wrapper's `Extensions`, or in a
+/// `ds:Object` of the wrapper's own valid signature, and the IdP's assertion, unsigned and
+/// naming "admin", where the signed one belongs. Only what the signature covers is read — the
+/// failed Response —, so the refusal names the IdP's failure, not the assertion. With the
+/// signed element's ID on the wrapper too, the duplicate ID is refused before verification.
+#[tokio::test(flavor = "multi_thread")]
+async fn signature_wrapping_that_keeps_one_assertion_is_refused() {
+    let s = setup("", &[], false).await;
+    for (mode, words) in [
+        ("wrapped_in_extensions", "the IdP refused the sign-in"),
+        ("wrapped_in_object", "the IdP refused the sign-in"),
+        ("wrapped_id_reuse", "signature is missing or does not verify"),
+    ] {
+        let mut b = s.gw.browser();
+        let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+        let bad = s.idp.craft(mode, &resp);
+        let xml = gatehouse_tests::saml::decode_base64(&bad);
+        assert_eq!(xml.matches(":Assertion ").count(), 1, "{mode}: {xml}");
+        assert!(xml.contains(">admin<"), "{mode}: {xml}");
+        if mode != "wrapped_id_reuse" {
+            // The document's signature is genuine: xmlsec1 verifies it with the IdP's certificate.
+            s.idp
+                .xmlsec_verify(&bad)
+                .unwrap_or_else(|e| panic!("{mode}: the crafted signature does not verify: {e}"));
+        }
+        let p = post(&mut b, &acs, &bad, relay.as_deref()).await;
+        assert_eq!(p.status, 401, "{mode}: {}", p.body);
+        assert!(p.body.contains(words), "{mode} ({words}): {}", p.body);
+        assert!(!b.cookies.contains_key("gatehouse_session"), "{mode} created a session");
+    }
+}
+
+/// SHA-1 is not accepted: a response the IdP signs with RSA-SHA1 (SHA-1 digests), and the
+/// genuine response re-signed with RSA-SHA256 over SHA-1 digests, are refused although each
+/// signature is valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn sha1_signatures_and_digests_are_refused() {
+    let s = setup("", &["--signature-algorithm", "sha1"], false).await;
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let xml = gatehouse_tests::saml::decode_base64(&resp);
+    assert!(
+        xml.contains("xmldsig#rsa-sha1") && xml.contains("xmldsig#sha1"),
+        "the IdP signs with SHA-1: {xml}"
+    );
+    s.idp.xmlsec_verify(&resp).expect("the IdP's SHA-1 signature is valid");
+    let p = post(&mut b, &acs, &resp, relay.as_deref()).await;
+    assert_eq!(p.status, 401, "RSA-SHA1: {}", p.body);
+    assert!(p.body.contains("signature"), "{}", p.body);
+    assert!(
+        !b.cookies.contains_key("gatehouse_session"),
+        "RSA-SHA1 created a session"
+    );
+
+    let s = setup("", &[], false).await;
+    let mut b = s.gw.browser();
+    let (resp, relay, acs) = at_idp(&s, &mut b, "alice").await;
+    let bad = s.idp.craft("sha1_digest", &resp);
+    let xml = gatehouse_tests::saml::decode_base64(&bad);
+    assert!(
+        xml.contains("xmldsig-more#rsa-sha256") && xml.contains("xmldsig#sha1\""),
+        "{xml}"
+    );
+    s.idp.xmlsec_verify(&bad).expect("the re-signed response is valid");
+    let p = post(&mut b, &acs, &bad, relay.as_deref()).await;
+    assert_eq!(p.status, 401, "SHA-1 digest: {}", p.body);
+    assert!(p.body.contains("signature"), "{}", p.body);
+    assert!(
+        !b.cookies.contains_key("gatehouse_session"),
+        "a SHA-1 digest created a session"
+    );
 }

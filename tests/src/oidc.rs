@@ -330,6 +330,23 @@ impl OpenIdProvider {
         .await;
     }
 
+    /// Makes the NEXT ID token carry the named time claims (`iat`, `nbf`, `exp`) set to now
+    /// plus the given seconds (`{"iat": 45, "exp": -45}`), re-signed with the real key.
+    pub async fn misbehave_times(&self, claims: serde_json::Value) {
+        self.control(
+            reqwest::Method::POST,
+            "/test/misbehave",
+            Some(serde_json::json!({ "mode": "times", "claims": claims })),
+        )
+        .await;
+    }
+
+    /// How many times the JWKS (`GET /jwks`) has been fetched since the OP started.
+    pub async fn jwks_fetches(&self) -> u64 {
+        let v = self.control(reqwest::Method::GET, "/test/requests", None).await;
+        v["jwks"].as_u64().expect("jwks count")
+    }
+
     /// Whether the OP requires PKCE (it does unless told otherwise).
     pub async fn require_pkce(&self, required: bool) {
         self.control(

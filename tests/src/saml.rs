@@ -328,17 +328,25 @@ impl SamlIdp {
     /// &SigAlg=…&Signature=…`, the signature over exactly those encoded bytes. For messages the
     /// IdP would never send (another Destination, an old IssueInstant) that still verify.
     pub fn sign_redirect(&self, param: &str, xml: &str, relay_state: Option<&str>) -> String {
+        self.sign_redirect_with("sha256", param, xml, relay_state)
+    }
+
+    /// [`SamlIdp::sign_redirect`] with RSA over digest `hash`: `"sha256"` or `"sha1"`
+    /// (`SigAlg` …`xmldsig#rsa-sha1`, which no SP should accept).
+    pub fn sign_redirect_with(&self, hash: &str, param: &str, xml: &str, relay_state: Option<&str>) -> String {
         use crate::browser::urlencode;
+        let sig_alg = match hash {
+            "sha1" => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "sha256" => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            other => panic!("sign_redirect_with: unknown hash {other}"),
+        };
         let mut signed = format!("{param}={}", urlencode(&redirect_encode(xml)));
         if let Some(rs) = relay_state {
             signed.push_str(&format!("&RelayState={}", urlencode(rs)));
         }
-        signed.push_str(&format!(
-            "&SigAlg={}",
-            urlencode("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
-        ));
+        signed.push_str(&format!("&SigAlg={}", urlencode(sig_alg)));
         let mut child = Command::new("openssl")
-            .args(["dgst", "-sha256", "-sign"])
+            .args(["dgst", &format!("-{hash}"), "-sign"])
             .arg(self.dir.path().join("cert").join("idp.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -386,7 +394,9 @@ impl SamlIdp {
     /// A tampered copy of `saml_response_b64` (see tests/peers/saml/craft.py for the modes:
     /// `unsigned`, `other_key`, `modified_after_signing`, `second_assertion`,
     /// `comment_in_nameid`, `wrong_audience`, `expired`, `wrong_in_response_to`,
-    /// `wrong_destination`, `wrong_recipient`, `wrong_issuer`), base64. Panics if it cannot.
+    /// `wrong_destination`, `wrong_recipient`, `wrong_issuer`, `sha1_digest`,
+    /// `wrapped_in_extensions`, `wrapped_in_object`, `wrapped_id_reuse`), base64. Panics if
+    /// it cannot.
     pub fn craft(&self, mode: &str, saml_response_b64: &str) -> String {
         self.try_craft(mode, saml_response_b64)
             .unwrap_or_else(|e| panic!("craft.py {mode} failed: {e}"))

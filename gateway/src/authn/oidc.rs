@@ -3,7 +3,7 @@
 //! to a short-lived, single-use login record kept in the store, so any replica can take the
 //! callback (the browser holds one small
 //! binding cookie, whatever the number of attempts), ID token validation (signature with
-//! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat` with leeway,
+//! the provider's asymmetric algorithms only, `iss`, `aud`/`azp`, `exp`/`iat`/`nbf` with leeway,
 //! `nonce`), JWKS re-fetch on an unknown key (at most every [`REFETCH_FLOOR`]), claims →
 //! identity (user claim, email, name, groups by a dotted path, userinfo fallback),
 //! refresh, and RP-initiated logout. Discovery (with the JWKS key count) and sign-in or
@@ -32,8 +32,10 @@ use super::session::NewIdentity;
 pub const REFETCH_FLOOR: Duration = Duration::from_secs(5);
 /// How long a started sign-in may take.
 pub const ATTEMPT_TTL: Duration = Duration::from_secs(600);
-/// Clock skew allowed on `exp` and `iat`.
+/// Clock skew allowed on `exp`, `iat` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(60);
+/// The reason the issue-time check gives (openidconnect reports it as `Expired`).
+const ISSUED_IN_THE_FUTURE: &str = "issued in the future";
 
 type Client =
     CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
@@ -222,8 +224,22 @@ fn payload(jwt: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Whether the claims carry an `nbf` (not before) later than `now` plus [`LEEWAY`]
+/// (openidconnect does not look at `nbf`). A non-numeric `nbf` counts as not yet valid.
+fn not_yet_valid(claims: &serde_json::Value, now: i64) -> bool {
+    match claims.get("nbf") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(v) => v
+            .as_f64()
+            .is_none_or(|nbf| nbf > (now + LEEWAY.as_secs() as i64) as f64),
+    }
+}
+
 fn describe(e: &ClaimsVerificationError) -> String {
     match e {
+        ClaimsVerificationError::Expired(m) if m == ISSUED_IN_THE_FUTURE => {
+            "the token was issued in the future (iat), beyond the allowed clock skew".into()
+        }
         ClaimsVerificationError::Expired(_) => "the token has expired".into(),
         ClaimsVerificationError::InvalidAudience(_) => "the token is for another client (aud/azp)".into(),
         ClaimsVerificationError::InvalidIssuer(_) => "the token comes from another issuer".into(),
@@ -461,7 +477,7 @@ impl OidcProvider {
                 .set_time_fn(move || now - chrono::Duration::from_std(LEEWAY).unwrap_or_default())
                 .set_issue_time_verifier_fn(move |iat| {
                     if iat > now + chrono::Duration::from_std(LEEWAY).unwrap_or_default() {
-                        Err("issued in the future".to_string())
+                        Err(ISSUED_IN_THE_FUTURE.to_string())
                     } else {
                         Ok(())
                     }
@@ -480,6 +496,12 @@ impl OidcProvider {
             }
         };
         let claims = payload(&raw_jwt).ok_or_else(|| OidcError::Rejected("unreadable claims".into()))?;
+        if not_yet_valid(&claims, chrono::Utc::now().timestamp()) {
+            tracing::warn!(provider = %self.id, "ID token rejected: nbf in the future");
+            return Err(OidcError::Rejected(
+                "the token is not valid yet (nbf), beyond the allowed clock skew".into(),
+            ));
+        }
         // openidconnect leaves `azp` unchecked; a token authorised for another party is not
         // ours even when `aud` names us (OpenID Connect Core 3.1.3.7, step 5).
         if claims
@@ -823,6 +845,17 @@ mod tests {
             matches!(&why, Err(OidcError::NotAllowed(m)) if m.contains("email address is not verified")),
             "{why:?}"
         );
+    }
+
+    #[test]
+    fn nbf_is_allowed_the_leeway_and_no_more() {
+        let now = 1_000_000;
+        assert!(!not_yet_valid(&json!({}), now));
+        assert!(!not_yet_valid(&json!({ "nbf": null }), now));
+        assert!(!not_yet_valid(&json!({ "nbf": now - 3600 }), now));
+        assert!(!not_yet_valid(&json!({ "nbf": now + 60 }), now));
+        assert!(not_yet_valid(&json!({ "nbf": now + 61 }), now));
+        assert!(not_yet_valid(&json!({ "nbf": "soon" }), now));
     }
 
     #[test]

@@ -1028,6 +1028,22 @@ mod tests {
     }
 
     #[test]
+    fn sha1_cannot_be_configured() {
+        // `build_sps` refuses an algorithm without a mapping, so a provider naming SHA-1
+        // does not start.
+        assert_eq!(algorithm("http://www.w3.org/2000/09/xmldsig#rsa-sha1"), None);
+        assert_eq!(algorithm("http://www.w3.org/2000/09/xmldsig#dsa-sha1"), None);
+        assert_eq!(
+            algorithm("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"),
+            Some(AllowedSignatureAlgorithm::RsaSha256)
+        );
+        assert_eq!(
+            algorithm("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"),
+            Some(AllowedSignatureAlgorithm::EcdsaSha512)
+        );
+    }
+
+    #[test]
     fn root_attributes() {
         let x = r#"<?xml version="1.0"?><samlp:Response ID="r" Destination="http://a/acs?x=1&amp;y=2"><Assertion Destination="no"/></samlp:Response>"#;
         assert_eq!(

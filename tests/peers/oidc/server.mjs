@@ -71,9 +71,14 @@
 //          hs256_with_public_key  HS256 with the signing key's public key (SPKI PEM text) as the secret
 //          wrong_issuer           iss = "http://127.0.0.1:1/not-the-op", re-signed
 //          wrong_azp              azp = "someone-else" (aud unchanged: this client), re-signed
+//          times                  body {"mode": "times", "claims": {"iat": 45, "nbf": 45, "exp": -45}}:
+//                                 each named time claim (iat, nbf, exp) = now + that many seconds
+//                                 (others unchanged), re-signed with the real key
 //   GET  /test/misbehave                                   {"pending": mode|null, "applied": [{mode, original, tampered}]}
 //   POST /test/pkce       body {"required": bool}           whether PKCE is required (default true; S256
 //        is checked whenever a code_challenge was sent, required or not)
+//   GET  /test/requests                                    {"jwks": n, "discovery": n}: GETs of /jwks and
+//        /.well-known/openid-configuration since the start
 //   GET  /test/pkce                                        {"required", "authorize": [{code_challenge,
 //        code_challenge_method}], "token": [{code_verifier, status}]} for every request so far
 //   GET  /test/last-end-session                            the last /session/end request or null:
@@ -298,9 +303,10 @@ function signRs256(header, payload, privateJwk) {
   return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
 }
 
-const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key', 'wrong_issuer', 'wrong_azp'];
+const MODES = ['wrong_nonce', 'wrong_audience', 'expired', 'unknown_key', 'unknown_kid', 'alg_none', 'hs256_with_public_key', 'wrong_issuer', 'wrong_azp', 'times'];
+const TIME_CLAIMS = ['iat', 'nbf', 'exp'];
 
-function tamper(idToken, mode) {
+function tamper(idToken, mode, claims) {
   const [h, p] = idToken.split('.');
   const header = JSON.parse(Buffer.from(h, 'base64url').toString());
   const payload = JSON.parse(Buffer.from(p, 'base64url').toString());
@@ -325,6 +331,11 @@ function tamper(idToken, mode) {
       return signRs256(header, { ...payload, iss: 'http://127.0.0.1:1/not-the-op' }, signer);
     case 'wrong_azp':
       return signRs256(header, { ...payload, azp: 'someone-else' }, signer);
+    case 'times': {
+      const now = Math.floor(Date.now() / 1000);
+      const times = Object.fromEntries(Object.entries(claims).map(([k, offset]) => [k, now + offset]));
+      return signRs256(header, { ...payload, ...times }, signer);
+    }
     case 'alg_none':
       return `${b64json({ ...header, alg: 'none' })}.${b64json(payload)}.`;
     case 'hs256_with_public_key': {
@@ -340,7 +351,9 @@ function tamper(idToken, mode) {
 }
 
 let misbehave = null;
+let misbehaveClaims = {};
 const misbehaved = [];
+const requestCounts = { jwks: 0, discovery: 0 };
 // PKCE: required unless a test turns it off (POST /test/pkce); what the clients sent either way.
 let pkceRequired = true;
 const pkceSeen = { authorize: [], token: [] };
@@ -427,6 +440,13 @@ function buildProvider() {
     },
   });
 
+  // Counts JWKS and discovery fetches (GET /test/requests).
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/jwks') requestCounts.jwks += 1;
+    if (ctx.method === 'GET' && ctx.path === '/.well-known/openid-configuration') requestCounts.discovery += 1;
+    await next();
+  });
+
   // Records the PKCE parameters of authorization and token requests (GET /test/pkce).
   provider.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === '/auth') {
@@ -449,7 +469,7 @@ function buildProvider() {
       const mode = misbehave;
       misbehave = null;
       const original = ctx.body.id_token;
-      const tampered = tamper(original, mode);
+      const tampered = tamper(original, mode, misbehaveClaims);
       misbehaved.push({ mode, original, tampered });
       ctx.body = { ...ctx.body, id_token: tampered };
       ctx.status = 200;
@@ -629,8 +649,9 @@ async function testControl(req, res, url) {
   if (route === 'GET /test/keys') return sendJson(res, 200, { kid: keys[0].kid, kids: keys.map((k) => k.kid) });
   if (route === 'POST /test/misbehave') {
     let mode;
+    let claims;
     try {
-      ({ mode } = JSON.parse(await readBody(req)));
+      ({ mode, claims } = JSON.parse(await readBody(req)));
     } catch (err) {
       return sendJson(res, 400, { error: `not JSON: ${err.message}` });
     }
@@ -639,6 +660,13 @@ async function testControl(req, res, url) {
       return sendJson(res, 200, { pending: null });
     }
     if (!MODES.includes(mode)) return sendJson(res, 400, { error: `unknown mode ${mode}; one of ${MODES.join(', ')}, off` });
+    if (mode === 'times') {
+      const ok = claims !== null && typeof claims === 'object' && !Array.isArray(claims)
+        && Object.keys(claims).length > 0
+        && Object.entries(claims).every(([k, v]) => TIME_CLAIMS.includes(k) && Number.isInteger(v));
+      if (!ok) return sendJson(res, 400, { error: `times needs claims {${TIME_CLAIMS.join('|')}: integer seconds from now}` });
+    }
+    misbehaveClaims = mode === 'times' ? claims : {};
     misbehave = mode;
     return sendJson(res, 200, { pending: mode });
   }
@@ -654,6 +682,7 @@ async function testControl(req, res, url) {
     return sendJson(res, 200, { required });
   }
   if (route === 'GET /test/pkce') return sendJson(res, 200, { required: pkceRequired, ...pkceSeen });
+  if (route === 'GET /test/requests') return sendJson(res, 200, requestCounts);
   if (route === 'GET /test/misbehave') return sendJson(res, 200, { pending: misbehave, applied: misbehaved });
   if (route === 'GET /test/last-end-session') return sendJson(res, 200, lastEndSession);
   return sendJson(res, 404, { error: `no test endpoint ${route}` });

