@@ -63,6 +63,7 @@ pub struct Session {
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
     pub cookie_name: Option<String>,
+    pub store_outage_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

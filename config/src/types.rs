@@ -124,6 +124,10 @@ pub struct Session {
     pub absolute_timeout: Duration,
     /// Default `gatehouse_session` (`__Host-gatehouse_session` under TLS).
     pub cookie_name: String,
+    /// While the store cannot be reached, a session this process has seen is honoured for
+    /// up to this long after the store last confirmed it (timeouts still apply). Zero: a
+    /// session the store cannot confirm is not honoured. Default 5 minutes.
+    pub store_outage_grace: Duration,
 }
 
 /// `[usage]`: counting visits per app for the admin UI's usage pages.

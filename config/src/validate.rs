@@ -421,10 +421,16 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
         );
     }
     let cookie_name = if tls { format!("__Host-{base}") } else { base };
+    let store_outage_grace = cx.duration(
+        r.store_outage_grace.as_deref(),
+        "session.store_outage_grace",
+        Duration::from_secs(5 * 60),
+    );
     Session {
         idle_timeout,
         absolute_timeout,
         cookie_name,
+        store_outage_grace,
     }
 }
 

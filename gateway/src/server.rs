@@ -33,16 +33,25 @@ use crate::snapshot::{Live, Snapshot};
 use crate::upstream::{check_loop, Pool};
 use crate::GatewayError;
 
+/// How long a store call waits for a connection before it fails as unavailable. Short, so
+/// that while the database is down a sign-in gets its error page within seconds instead
+/// of hanging (sqlx keeps retrying a refused connection until this passes).
+pub const STORE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Opens the configured store (creating a SQLite file and running migrations as needed).
 pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    let options = gatehouse_store::StoreOptions {
+        acquire_timeout: STORE_ACQUIRE_TIMEOUT,
+        ..Default::default()
+    };
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
             }
-            Store::open_sqlite(path).await?
+            Store::open_sqlite_with(path, &options).await?
         }
-        StoreConfig::Postgres { url } => Store::open_postgres(url.expose()).await?,
+        StoreConfig::Postgres { url } => Store::open_postgres_with(url.expose(), &options).await?,
     })
 }
 
@@ -69,6 +78,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
             config.session.idle_timeout,
             config.session.absolute_timeout,
             SESSION_CACHE_TTL,
+            config.session.store_outage_grace,
         )
         .with_recheck(recheck)
         .with_local_providers(

@@ -9,6 +9,7 @@ mod api;
 mod browser;
 mod cli;
 mod csrf;
+mod degraded;
 mod forward_auth;
 mod forwarding;
 mod ldap;

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod identity;
 pub mod ldap;
 pub mod oidc;
+pub mod private_pg;
 pub mod raw;
 pub mod saml;
 
