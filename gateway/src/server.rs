@@ -198,6 +198,8 @@ pub struct Reloader {
     rebuilding: tokio::sync::Mutex<(Vec<AppRecord>, Vec<GrantRecord>)>,
     /// Pools whose health loop runs (weak: a pool no snapshot uses ends its loop).
     watched: std::sync::Mutex<Vec<std::sync::Weak<Pool>>>,
+    /// The main listener's certificate, re-read on `SIGHUP` and when its files change.
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Reloader {
@@ -207,7 +209,14 @@ impl Reloader {
             config_path,
             rebuilding: tokio::sync::Mutex::new((Vec::new(), Vec::new())),
             watched: std::sync::Mutex::new(Vec::new()),
+            tls: None,
         }
+    }
+
+    /// Also re-reads this certificate on `SIGHUP` and watches its files.
+    pub fn with_tls(mut self, certificates: Option<Arc<crate::tls::Certificates>>) -> Reloader {
+        self.tls = certificates;
+        self
     }
 
     /// Recompiles the snapshot from `config` (default: the current one) and the store's
@@ -431,6 +440,9 @@ impl Reloader {
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading the configuration");
+                    if let Some(certs) = self.tls.clone() {
+                        let _ = tokio::task::spawn_blocking(move || certs.reload()).await;
+                    }
                     let _ = self.reload_config().await;
                 }
             }
@@ -535,8 +547,15 @@ impl BackgroundService for Background {
             metadata.await;
             std::future::pending::<()>().await
         };
+        let certificates = async {
+            match reloader.tls.clone() {
+                Some(c) => c.watch().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = reloader.run() => {}
+            _ = certificates => {}
             _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}
@@ -654,15 +673,17 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     let state = block_on(build_state(config, admin_password.as_deref()))??;
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
-    match &tls {
+    let certificates = match &tls {
         Some(t) => {
-            let (cert, key) = (t.cert.to_string_lossy(), t.key.to_string_lossy());
-            proxy
-                .add_tls(&listen, &cert, &key)
-                .map_err(|e| GatewayError::Tls(format!("{}: {e}", t.cert.display())))?;
+            let certs = crate::tls::Certificates::load(&t.cert, &t.key)?;
+            proxy.add_tls_with_settings(&listen, None, certs.settings()?);
+            Some(certs)
         }
-        None => proxy.add_tcp(&listen),
-    }
+        None => {
+            proxy.add_tcp(&listen);
+            None
+        }
+    };
     server.add_service(proxy);
 
     if let Some(addr) = metrics_listen {
@@ -680,7 +701,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    let reloader = Arc::new(Reloader::new(state.clone(), config_path));
+    let reloader = Arc::new(Reloader::new(state.clone(), config_path).with_tls(certificates));
     server.add_service(background_service("live state", Background(reloader)));
     let flusher = Arc::new(crate::usage::Flusher::new(
         state.usage.clone(),

@@ -20,6 +20,7 @@ mod providers;
 mod routing;
 mod saml;
 mod streaming;
+mod tls_reload;
 mod upstreams;
 mod usage;
 
