@@ -19,6 +19,7 @@ pub struct Server {
     pub app_domain: Option<String>,
     pub threads: Option<i64>,
     pub shutdown_grace_period: Option<String>,
+    pub upgrade_socket: Option<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]

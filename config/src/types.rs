@@ -43,6 +43,10 @@ pub struct Server {
     pub threads: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 30 s.
     pub shutdown_grace_period: Duration,
+    /// The unix socket through which a running gateway hands its listening sockets to its
+    /// successor (`gatehouse serve --upgrade`). Default `gatehouse-upgrade.sock` in the
+    /// configuration file's folder.
+    pub upgrade_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub health_check: HealthCheck,
 }

@@ -283,6 +283,18 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         "server.shutdown_grace_period",
         Duration::from_secs(30),
     );
+    let upgrade_socket = cx.path_buf(r.upgrade_socket.as_deref().unwrap_or("gatehouse-upgrade.sock"));
+    // sockaddr_un holds at most 107 bytes of path.
+    if upgrade_socket.as_os_str().len() > 107 {
+        cx.problem(
+            "server.upgrade_socket",
+            format!(
+                "{} is longer than a unix socket path may be (107 bytes)",
+                upgrade_socket.display()
+            ),
+            Some("e.g. /run/gatehouse/upgrade.sock"),
+        );
+    }
     let timeouts = timeouts(cx, &r.timeouts, "server.timeouts", Timeouts::default());
     let health_check = health_check(cx, &r.health_check, "server.health_check", &HealthCheck::default());
     Server {
@@ -295,6 +307,7 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         app_domain,
         threads,
         shutdown_grace_period,
+        upgrade_socket,
         timeouts,
         health_check,
     }

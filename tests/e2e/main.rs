@@ -21,6 +21,7 @@ mod routing;
 mod saml;
 mod streaming;
 mod tls_reload;
+mod upgrade;
 mod upstreams;
 mod usage;
 
