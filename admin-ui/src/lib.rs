@@ -154,8 +154,16 @@ pub enum LoginError {
     RateLimited {
         minutes: u64,
     },
+    /// A directory (LDAP) could not be asked.
     Unavailable,
+    /// The store (sessions, accounts, sign-in counts) cannot be reached: nobody can sign
+    /// in until it is back; people already signed in are not affected.
+    StoreUnavailable,
 }
+
+/// The sign-in page's words while the store is down.
+pub const STORE_UNAVAILABLE_MESSAGE: &str =
+    "The session store is unreachable, so nobody can sign in right now. Try again in a minute. (If you are already signed in, your apps keep working.)";
 
 /// An app card on the portal.
 #[derive(Debug, Clone)]
@@ -483,6 +491,7 @@ async fn login_submit(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed sign-ins. Wait {minutes} minutes and try again."),
         ),
+        Err(LoginError::StoreUnavailable) => render(StatusCode::SERVICE_UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE),
         Err(LoginError::Unavailable) => render(
             StatusCode::SERVICE_UNAVAILABLE,
             "The directory is unavailable right now, so sign-in cannot be checked. Try again in a minute.",

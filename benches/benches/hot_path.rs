@@ -126,6 +126,7 @@ fn signed_in(c: &mut Criterion) {
         Duration::from_secs(3600),
         Duration::from_secs(86400),
         Duration::from_secs(60),
+        Duration::from_secs(300),
     );
     let groups: Vec<String> = (0..2000).map(|i| format!("dir-group-{i:04}")).collect();
     let cookie = rt

@@ -19,6 +19,7 @@ pub struct Server {
     pub app_domain: Option<String>,
     pub threads: Option<i64>,
     pub shutdown_grace_period: Option<String>,
+    pub upgrade_socket: Option<String>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -63,6 +64,7 @@ pub struct Session {
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
     pub cookie_name: Option<String>,
+    pub store_outage_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

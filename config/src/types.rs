@@ -43,6 +43,10 @@ pub struct Server {
     pub threads: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT. Default 30 s.
     pub shutdown_grace_period: Duration,
+    /// The unix socket through which a running gateway hands its listening sockets to its
+    /// successor (`gatehouse serve --upgrade`). Default `gatehouse-upgrade.sock` in the
+    /// configuration file's folder.
+    pub upgrade_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub health_check: HealthCheck,
 }
@@ -124,6 +128,10 @@ pub struct Session {
     pub absolute_timeout: Duration,
     /// Default `gatehouse_session` (`__Host-gatehouse_session` under TLS).
     pub cookie_name: String,
+    /// While the store cannot be reached, a session this process has seen is honoured for
+    /// up to this long after the store last confirmed it (timeouts still apply). Zero: a
+    /// session the store cannot confirm is not honoured. Default 5 minutes.
+    pub store_outage_grace: Duration,
 }
 
 /// `[usage]`: counting visits per app for the admin UI's usage pages.

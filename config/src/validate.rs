@@ -283,6 +283,18 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         "server.shutdown_grace_period",
         Duration::from_secs(30),
     );
+    let upgrade_socket = cx.path_buf(r.upgrade_socket.as_deref().unwrap_or("gatehouse-upgrade.sock"));
+    // sockaddr_un holds at most 107 bytes of path.
+    if upgrade_socket.as_os_str().len() > 107 {
+        cx.problem(
+            "server.upgrade_socket",
+            format!(
+                "{} is longer than a unix socket path may be (107 bytes)",
+                upgrade_socket.display()
+            ),
+            Some("e.g. /run/gatehouse/upgrade.sock"),
+        );
+    }
     let timeouts = timeouts(cx, &r.timeouts, "server.timeouts", Timeouts::default());
     let health_check = health_check(cx, &r.health_check, "server.health_check", &HealthCheck::default());
     Server {
@@ -295,6 +307,7 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         app_domain,
         threads,
         shutdown_grace_period,
+        upgrade_socket,
         timeouts,
         health_check,
     }
@@ -421,10 +434,16 @@ fn session(cx: &mut Ctx, r: raw::Session, tls: bool) -> Session {
         );
     }
     let cookie_name = if tls { format!("__Host-{base}") } else { base };
+    let store_outage_grace = cx.duration(
+        r.store_outage_grace.as_deref(),
+        "session.store_outage_grace",
+        Duration::from_secs(5 * 60),
+    );
     Session {
         idle_timeout,
         absolute_timeout,
         cookie_name,
+        store_outage_grace,
     }
 }
 

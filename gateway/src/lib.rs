@@ -25,6 +25,7 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 pub mod usage;
 pub mod web;

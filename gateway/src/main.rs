@@ -40,6 +40,11 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Zero-downtime upgrade: take over the listening sockets of the running gateway
+        /// with this process id (same `server.upgrade_socket`), which then finishes its
+        /// in-flight requests and exits.
+        #[arg(long, value_name = "PID")]
+        upgrade_from: Option<u32>,
     },
     /// Validate a configuration file and, if it is valid, tell the running gateway (PID) to
     /// re-read it (SIGHUP). An invalid file is reported and nothing is sent.
@@ -317,13 +322,14 @@ fn main() -> ExitCode {
             println!("{}: valid; gateway {pid} told to reload it", config.display());
             Ok(())
         }),
-        Command::Serve { config } => load(&config).and_then(|c| {
+        Command::Serve { config, upgrade_from } => load(&config).and_then(|c| {
             let path = Some(config.clone());
-            Ok(gatehouse_gateway::server::run(
-                c,
-                path,
-                env("GATEHOUSE_ADMIN_PASSWORD"),
-            )?)
+            let admin = env("GATEHOUSE_ADMIN_PASSWORD");
+            match upgrade_from {
+                Some(pid) => gatehouse_gateway::server::run_upgrade(c, path, admin, pid)?,
+                None => gatehouse_gateway::server::run(c, path, admin)?,
+            }
+            Ok(())
         }),
         Command::Demo {
             listen,

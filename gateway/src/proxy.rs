@@ -50,6 +50,10 @@ pub struct State {
     pub in_flight: Arc<AtomicUsize>,
     /// Visits per app, counted in memory (`usage::Flusher` writes them to the store).
     pub usage: Arc<crate::usage::Recorder>,
+    /// Set once this process hands its listeners to a successor or starts shutting down:
+    /// every response then says `Connection: close`, so that keep-alive clients move to
+    /// a fresh connection (served by the successor) instead of being cut while idle.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for State {
@@ -331,6 +335,9 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let st = &self.0;
+        if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let fwd = forwarded(

@@ -33,16 +33,25 @@ use crate::snapshot::{Live, Snapshot};
 use crate::upstream::{check_loop, Pool};
 use crate::GatewayError;
 
+/// How long a store call waits for a connection before it fails as unavailable. Short, so
+/// that while the database is down a sign-in gets its error page within seconds instead
+/// of hanging (sqlx keeps retrying a refused connection until this passes).
+pub const STORE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Opens the configured store (creating a SQLite file and running migrations as needed).
 pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    let options = gatehouse_store::StoreOptions {
+        acquire_timeout: STORE_ACQUIRE_TIMEOUT,
+        ..Default::default()
+    };
     Ok(match &config.store {
         StoreConfig::Sqlite { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| GatewayError::Io(format!("{}: {e}", dir.display())))?;
             }
-            Store::open_sqlite(path).await?
+            Store::open_sqlite_with(path, &options).await?
         }
-        StoreConfig::Postgres { url } => Store::open_postgres(url.expose()).await?,
+        StoreConfig::Postgres { url } => Store::open_postgres_with(url.expose(), &options).await?,
     })
 }
 
@@ -69,6 +78,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
             config.session.idle_timeout,
             config.session.absolute_timeout,
             SESSION_CACHE_TTL,
+            config.session.store_outage_grace,
         )
         .with_recheck(recheck)
         .with_local_providers(
@@ -167,6 +177,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         tls,
         in_flight: Arc::new(AtomicUsize::new(0)),
         usage,
+        draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     }))
 }
 
@@ -188,6 +199,8 @@ pub struct Reloader {
     rebuilding: tokio::sync::Mutex<(Vec<AppRecord>, Vec<GrantRecord>)>,
     /// Pools whose health loop runs (weak: a pool no snapshot uses ends its loop).
     watched: std::sync::Mutex<Vec<std::sync::Weak<Pool>>>,
+    /// The main listener's certificate, re-read on `SIGHUP` and when its files change.
+    tls: Option<Arc<crate::tls::Certificates>>,
 }
 
 impl Reloader {
@@ -197,7 +210,14 @@ impl Reloader {
             config_path,
             rebuilding: tokio::sync::Mutex::new((Vec::new(), Vec::new())),
             watched: std::sync::Mutex::new(Vec::new()),
+            tls: None,
         }
+    }
+
+    /// Also re-reads this certificate on `SIGHUP` and watches its files.
+    pub fn with_tls(mut self, certificates: Option<Arc<crate::tls::Certificates>>) -> Reloader {
+        self.tls = certificates;
+        self
     }
 
     /// Recompiles the snapshot from `config` (default: the current one) and the store's
@@ -421,6 +441,9 @@ impl Reloader {
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading the configuration");
+                    if let Some(certs) = self.tls.clone() {
+                        let _ = tokio::task::spawn_blocking(move || certs.reload()).await;
+                    }
                     let _ = self.reload_config().await;
                 }
             }
@@ -525,8 +548,15 @@ impl BackgroundService for Background {
             metadata.await;
             std::future::pending::<()>().await
         };
+        let certificates = async {
+            match reloader.tls.clone() {
+                Some(c) => c.watch().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = reloader.run() => {}
+            _ = certificates => {}
             _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}
@@ -583,12 +613,51 @@ impl ShutdownSignalWatch for DrainOnSignal {
     }
 }
 
+/// Sends `SIGQUIT` to the running gateway `pid` as soon as pingora (in
+/// [`Server::bootstrap`], which runs next and waits up to about 6 s) listens on `sock` for the
+/// sockets. A stale socket file is removed first, so that its presence means "listening".
+fn ask_for_sockets(pid: u32, sock: &std::path::Path) -> Result<(), GatewayError> {
+    let alive = std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !alive {
+        return Err(GatewayError::Io(format!(
+            "no running gateway with process id {pid} to upgrade"
+        )));
+    }
+    match std::fs::remove_file(sock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(GatewayError::Io(format!("{}: {e}", sock.display()))),
+    }
+    let sock = sock.to_path_buf();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sock.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::info!(pid, socket = %sock.display(), "asking the running gateway for its listening sockets (SIGQUIT)");
+        let sent = std::process::Command::new("kill")
+            .args(["-QUIT", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !sent {
+            tracing::error!(pid, "could not signal the running gateway");
+        }
+    });
+    Ok(())
+}
+
 /// Pingora sleeps the whole grace period even when nothing is in flight; this watcher ends
 /// the process as soon as the last in-flight request finished (or the period is over),
 /// after `last` (the final usage flush).
+/// From the moment the listeners are handed to a successor (or shutdown begins),
+/// `draining` is set: responses then close their connection.
 fn exit_when_drained(
     server: &Server,
     in_flight: Arc<AtomicUsize>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
     grace: Duration,
     last: impl FnOnce() + Send + 'static,
 ) {
@@ -597,10 +666,20 @@ fn exit_when_drained(
         loop {
             match phases.blocking_recv() {
                 Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(ExecutionPhase::GracefulUpgradeTransferringFds) => {
+                    tracing::info!(
+                        "SIGQUIT: handing the listening sockets to the new process, then finishing in-flight requests"
+                    );
+                    draining.store(true, Ordering::SeqCst);
+                }
+                Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::GracefulUpgradeCloseTimeout) => {
+                    draining.store(true, Ordering::SeqCst);
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             }
         }
+        draining.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
         while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -613,16 +692,45 @@ fn exit_when_drained(
 
 /// Starts every service of `config` and blocks until shutdown. Returns only on error.
 pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<String>) -> Result<(), GatewayError> {
+    run_with(config, config_path, admin_password, None)
+}
+
+/// [`run`], taking over the listening sockets of the running gateway `old_pid` (which must
+/// use the same `server.upgrade_socket`): once this process is ready to serve (store open,
+/// snapshot compiled), it asks the old one with `SIGQUIT` for its sockets; the old one
+/// hands them over, keeps serving for a few seconds with `Connection: close` on every
+/// response, then finishes its in-flight requests and exits. No connection is refused
+/// meanwhile: the kernel queues new ones on the shared sockets.
+pub fn run_upgrade(
+    config: Config,
+    config_path: Option<PathBuf>,
+    admin_password: Option<String>,
+    old_pid: u32,
+) -> Result<(), GatewayError> {
+    run_with(config, config_path, admin_password, Some(old_pid))
+}
+
+fn run_with(
+    config: Config,
+    config_path: Option<PathBuf>,
+    admin_password: Option<String>,
+    upgrade_from: Option<u32>,
+) -> Result<(), GatewayError> {
+    let upgrade_sock = config.server.upgrade_socket.clone();
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.shutdown_grace_period.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 256,
         work_stealing: true,
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let opt = upgrade_from.map(|_| pingora::server::configuration::Opt {
+        upgrade: true,
+        ..Default::default()
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
 
     let listen = config.server.listen.to_string();
     let metrics_listen = config.server.metrics_listen;
@@ -630,10 +738,12 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     let public_url = config.server.public_url.clone();
     let grace = config.server.shutdown_grace_period;
     let tls = config.server.tls.clone();
-    // Pingora retries a busy address forever; say so plainly and stop instead.
+    // Pingora retries a busy address forever; say so plainly and stop instead. (When
+    // upgrading, the old process holds them and hands them over.)
     for addr in std::iter::once(config.server.listen)
         .chain(metrics_listen)
         .chain(redirect_listen)
+        .filter(|_| upgrade_from.is_none())
     {
         std::net::TcpListener::bind(addr).map_err(|e| GatewayError::Io(format!("cannot listen on {addr}: {e}")))?;
     }
@@ -642,17 +752,25 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(drop) })?
         .map_err(|e| GatewayError::Io(format!("cannot handle SIGHUP: {e}")))?;
     let state = block_on(build_state(config, admin_password.as_deref()))??;
+    // Ready to serve: now take the listening sockets over (or, without an upgrade, just
+    // mark the bootstrap done).
+    if let Some(pid) = upgrade_from {
+        ask_for_sockets(pid, &upgrade_sock)?;
+    }
+    server.bootstrap();
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
-    match &tls {
+    let certificates = match &tls {
         Some(t) => {
-            let (cert, key) = (t.cert.to_string_lossy(), t.key.to_string_lossy());
-            proxy
-                .add_tls(&listen, &cert, &key)
-                .map_err(|e| GatewayError::Tls(format!("{}: {e}", t.cert.display())))?;
+            let certs = crate::tls::Certificates::load(&t.cert, &t.key)?;
+            proxy.add_tls_with_settings(&listen, None, certs.settings()?);
+            Some(certs)
         }
-        None => proxy.add_tcp(&listen),
-    }
+        None => {
+            proxy.add_tcp(&listen);
+            None
+        }
+    };
     server.add_service(proxy);
 
     if let Some(addr) = metrics_listen {
@@ -670,7 +788,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    let reloader = Arc::new(Reloader::new(state.clone(), config_path));
+    let reloader = Arc::new(Reloader::new(state.clone(), config_path).with_tls(certificates));
     server.add_service(background_service("live state", Background(reloader)));
     let flusher = Arc::new(crate::usage::Flusher::new(
         state.usage.clone(),
@@ -680,15 +798,21 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
     server.add_service(background_service("usage", crate::usage::FlushService(flusher.clone())));
 
     tracing::info!(%listen, %public_url, apps = state.live.peek().apps.len(), "gatehouse listening");
-    exit_when_drained(&server, state.in_flight.clone(), grace, move || {
-        // Visits counted since the last flush; the store's pool lives on the startup runtime.
-        let flushed = block_on(async { tokio::time::timeout(Duration::from_secs(5), flusher.flush()).await });
-        match flushed {
-            Ok(Ok(Ok(n))) => tracing::info!(keys = n, "usage counts written"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "usage counts lost at shutdown: the store failed"),
-            _ => tracing::warn!("usage counts lost at shutdown: the store did not answer in 5 s"),
-        }
-    });
+    exit_when_drained(
+        &server,
+        state.in_flight.clone(),
+        state.draining.clone(),
+        grace,
+        move || {
+            // Visits counted since the last flush; the store's pool lives on the startup runtime.
+            let flushed = block_on(async { tokio::time::timeout(Duration::from_secs(5), flusher.flush()).await });
+            match flushed {
+                Ok(Ok(Ok(n))) => tracing::info!(keys = n, "usage counts written"),
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "usage counts lost at shutdown: the store failed"),
+                _ => tracing::warn!("usage counts lost at shutdown: the store did not answer in 5 s"),
+            }
+        },
+    );
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainOnSignal),
     });

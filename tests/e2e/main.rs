@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod csrf;
 mod dataapps;
+mod degraded;
 mod forward_auth;
 mod forwarding;
 mod ldap;
@@ -20,6 +21,8 @@ mod providers;
 mod routing;
 mod saml;
 mod streaming;
+mod tls_reload;
+mod upgrade;
 mod upstreams;
 mod usage;
 

@@ -57,7 +57,8 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

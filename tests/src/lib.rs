@@ -17,6 +17,7 @@ pub mod demo;
 pub mod identity;
 pub mod ldap;
 pub mod oidc;
+pub mod private_pg;
 pub mod raw;
 pub mod saml;
 

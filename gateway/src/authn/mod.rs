@@ -225,6 +225,11 @@ fn sso_error(p: &OidcProvider, e: &OidcError) -> SsoError {
             "You cannot sign in here",
             format!("{} confirmed who you are, but {why}.", p.label),
         ),
+        OidcError::StoreUnavailable(_) => (
+            503,
+            "Sign-in is unavailable",
+            gatehouse_admin_ui::STORE_UNAVAILABLE_MESSAGE.to_string(),
+        ),
     };
     SsoError {
         status,
@@ -358,7 +363,7 @@ impl Gate for Authn {
         let username = name.as_str();
         let allowed = self.limits.allowed(&name, client).await.map_err(|e| {
             tracing::error!(error = %e, "store unavailable during sign-in");
-            LoginError::Unavailable
+            LoginError::StoreUnavailable
         })?;
         if !allowed {
             return Err(LoginError::RateLimited {
@@ -366,12 +371,18 @@ impl Gate for Authn {
             });
         }
         let mut unavailable = false;
+        let mut store_down = false;
         let mut who = None;
         for p in &self.providers {
             let result = match p {
-                PasswordProvider::Local(id) => local::authenticate(&self.store, id, &name, password)
-                    .await
-                    .map_err(|f| f == LoginFailure::Unavailable),
+                PasswordProvider::Local(id) => {
+                    local::authenticate(&self.store, id, &name, password)
+                        .await
+                        .map_err(|f| {
+                            store_down |= f == LoginFailure::Unavailable;
+                            f == LoginFailure::Unavailable
+                        })
+                }
                 PasswordProvider::Ldap(l) => l.authenticate(username, password).await.map_err(|f| match f {
                     LdapFailure::Invalid => false,
                     LdapFailure::Unavailable(e) => {
@@ -389,13 +400,18 @@ impl Gate for Authn {
             }
         }
         let Some(who) = who else {
-            let reason = if unavailable {
+            let reason = if store_down {
+                "store unavailable"
+            } else if unavailable {
                 "directory unavailable"
             } else {
                 "wrong user name or password"
             };
             let detail = serde_json::json!({ "provider": "password", "reason": reason });
             self.audit(username, client, "signin.failure", username, detail).await;
+            if store_down {
+                return Err(LoginError::StoreUnavailable);
+            }
             if unavailable {
                 return Err(LoginError::Unavailable);
             }
@@ -413,7 +429,7 @@ impl Gate for Authn {
         let (user, provider) = (who.username.clone(), who.provider.clone());
         let id = self.sessions.create(who).await.map_err(|e| {
             tracing::error!(error = %e, "could not create session");
-            LoginError::Unavailable
+            LoginError::StoreUnavailable
         })?;
         tracing::info!(user = %user, provider = %provider, "signed in");
         let detail = serde_json::json!({ "provider": provider });
@@ -487,8 +503,8 @@ impl Gate for Authn {
             tracing::error!(error = %e, "could not create session");
             SsoError {
                 status: 503,
-                title: "Sign-in failed".into(),
-                message: "Gatehouse could not save your session. Try again in a minute.".into(),
+                title: "Sign-in is unavailable".into(),
+                message: gatehouse_admin_ui::STORE_UNAVAILABLE_MESSAGE.into(),
                 retry: "/.gatehouse/login".into(),
             }
         })?;

@@ -53,6 +53,8 @@ pub enum OidcError {
     Rejected(String),
     /// Signed in, but the provider's `allowed_email_domains` / `required_groups` refuse it.
     NotAllowed(String),
+    /// The store (where sign-in attempts and sessions live) cannot be reached.
+    StoreUnavailable(String),
 }
 
 impl std::fmt::Display for OidcError {
@@ -63,6 +65,7 @@ impl std::fmt::Display for OidcError {
             OidcError::Denied(e) => write!(f, "provider refused: {e}"),
             OidcError::Rejected(e) => write!(f, "ID token rejected: {e}"),
             OidcError::NotAllowed(e) => write!(f, "not allowed: {e}"),
+            OidcError::StoreUnavailable(e) => write!(f, "session store unavailable: {e}"),
         }
     }
 }
@@ -392,7 +395,7 @@ impl OidcProvider {
         self.store
             .put_login_attempt(&attempt_key(state.secret()), &self.id, &data, expires)
             .await
-            .map_err(|e| OidcError::Unreachable(format!("the session store: {e}")))?;
+            .map_err(|e| OidcError::StoreUnavailable(e.to_string()))?;
         Ok(url.to_string())
     }
 
@@ -431,7 +434,7 @@ impl OidcProvider {
             .store
             .take_login_attempt(&attempt_key(state), super::session::now())
             .await
-            .map_err(|e| OidcError::Unreachable(format!("the session store: {e}")))?
+            .map_err(|e| OidcError::StoreUnavailable(e.to_string()))?
             .filter(|a| a.provider == self.id)
             .ok_or(OidcError::Expired)?;
         let attempt: Attempt = serde_json::from_str(&taken.data).map_err(|_| OidcError::Expired)?;

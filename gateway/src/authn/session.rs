@@ -2,10 +2,18 @@
 //! times) in the store under the SHA-256 of the id, with a moka cache in front so the hot
 //! path does no IO for a known session. Idle and absolute timeouts; revocation removes the
 //! record and the cache entry; a new id at every login.
+//!
+//! A cached session is re-read from the store once it is older than the cache's time to
+//! live (or a resync asked for it). When the store cannot answer (down, or slower than
+//! [`STORE_CHECK_TIMEOUT`]), the cached copy is honoured for up to
+//! `session.store_outage_grace` after the store last confirmed it, and for 3 seconds
+//! after a failure the store is not asked again, so that signed-in traffic neither stops
+//! nor queues behind a dead database. A session ended while the store is down (sign-out,
+//! expiry) is refused here at once and its deletion retried until the store has it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -24,6 +32,21 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the epoch (freshness of cached sessions).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How long a request waits for the store to confirm a cached session before the cached
+/// copy is used (within the outage grace).
+pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// After a failed store read, how long (ms) cached sessions are used without asking again.
+const STORE_RETRY_MS: i64 = 3_000;
+
 /// A signed-in person, as the proxy and pages see them.
 #[derive(Debug)]
 pub struct Session {
@@ -41,6 +64,8 @@ pub struct Session {
     last_seen: AtomicI64,
     persisted_last_seen: AtomicI64,
     checked_at: AtomicI64,
+    /// When the store last confirmed this session (ms since the epoch).
+    verified_at: AtomicI64,
 }
 
 impl Session {
@@ -59,6 +84,7 @@ impl Session {
             last_seen: AtomicI64::new(r.last_seen),
             persisted_last_seen: AtomicI64::new(r.last_seen),
             checked_at: AtomicI64::new(r.last_seen),
+            verified_at: AtomicI64::new(now_ms()),
             fingerprint: 0,
         };
         s.fingerprint = s.digest();
@@ -87,6 +113,7 @@ impl Session {
             last_seen: AtomicI64::new(t),
             persisted_last_seen: AtomicI64::new(t),
             checked_at: AtomicI64::new(t),
+            verified_at: AtomicI64::new(now_ms()),
             fingerprint: 0,
         };
         s.fingerprint = s.digest();
@@ -142,6 +169,27 @@ pub struct Sessions {
     absolute: i64,
     /// Provider ids of local accounts (see [`Sessions::with_local_providers`]).
     local_providers: Vec<String>,
+    /// A cached session older than this (ms) is confirmed with the store again.
+    fresh_ms: i64,
+    /// How long (ms) after its last confirmation a cached session is honoured while the
+    /// store cannot answer.
+    grace_ms: i64,
+    /// Sessions confirmed before this (ms) are confirmed again (a resync: changes may have
+    /// been missed).
+    resync_at: AtomicI64,
+    /// The last failed store read (ms; 0: none since the last success).
+    store_failed_at: AtomicI64,
+    /// Sessions ended while the store was down, whose deletion is still being retried:
+    /// refused here meanwhile.
+    ending: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What the store said about a session.
+enum Confirmed {
+    Live(Arc<Session>),
+    Gone,
+    /// No answer (down or too slow).
+    Unknown,
 }
 
 /// Hex SHA-256 of a cookie value.
@@ -174,18 +222,31 @@ pub fn well_formed(id: &str) -> bool {
 }
 
 impl Sessions {
-    /// `cache_ttl` bounds how long another replica's revocation may go unseen here.
-    pub fn new(store: Arc<Store>, idle: Duration, absolute: Duration, cache_ttl: Duration) -> Sessions {
+    /// `cache_ttl` bounds how long another replica's revocation may go unseen here;
+    /// `outage_grace` how long a cached session is honoured while the store cannot answer
+    /// (counted from the store's last confirmation).
+    pub fn new(
+        store: Arc<Store>,
+        idle: Duration,
+        absolute: Duration,
+        cache_ttl: Duration,
+        outage_grace: Duration,
+    ) -> Sessions {
         Sessions {
             recheck: None,
             local_providers: Vec::new(),
             store,
             cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(cache_ttl)
+                .time_to_live(cache_ttl.max(outage_grace))
                 .build(),
             idle: idle.as_secs().max(1) as i64,
             absolute: absolute.as_secs().max(1) as i64,
+            fresh_ms: cache_ttl.as_millis() as i64,
+            grace_ms: outage_grace.as_millis() as i64,
+            resync_at: AtomicI64::new(0),
+            store_failed_at: AtomicI64::new(0),
+            ending: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -226,24 +287,24 @@ impl Sessions {
             return None;
         }
         let id_hash = hash_id(cookie_value);
-        let session = match self.cache.get(&id_hash).await {
-            Some(s) => s,
-            None => match self.store.session(&id_hash).await {
-                Ok(Some(r)) => {
-                    let mut s = Session::from_record(r);
-                    if self.local_providers.contains(&s.provider) && !self.with_current_account(&mut s).await {
-                        self.end(&id_hash, &Actor::gateway()).await;
+        if self.is_ending(&id_hash) {
+            return None;
+        }
+        let cached = self.cache.get(&id_hash).await;
+        let ms = now_ms();
+        let session = match cached {
+            Some(s) if self.is_fresh(&s, ms) => s,
+            cached => match self.confirm(&id_hash, cached.as_ref(), ms).await {
+                Confirmed::Live(s) => s,
+                Confirmed::Gone => return None,
+                Confirmed::Unknown => match cached {
+                    Some(s) if ms - s.verified_at.load(Ordering::Relaxed) < self.grace_ms => s,
+                    Some(_) => {
+                        tracing::warn!("session store unreachable for longer than session.store_outage_grace; a cached session is no longer honoured");
                         return None;
                     }
-                    let s = Arc::new(s);
-                    self.cache.insert(id_hash.clone(), s.clone()).await;
-                    s
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::error!(error = %e, "session store unavailable");
-                    return None;
-                }
+                    None => return None,
+                },
             },
         };
         let t = now();
@@ -271,6 +332,67 @@ impl Sessions {
             });
         }
         Some(session)
+    }
+
+    /// Whether the store confirmed `s` recently enough (and after the last resync).
+    fn is_fresh(&self, s: &Session, ms: i64) -> bool {
+        let v = s.verified_at.load(Ordering::Relaxed);
+        ms - v < self.fresh_ms && v > self.resync_at.load(Ordering::Relaxed)
+    }
+
+    /// Reads the session from the store (at most [`STORE_CHECK_TIMEOUT`]); a cached copy is
+    /// not asked about again within 3 seconds of a failure.
+    async fn confirm(&self, id_hash: &str, cached: Option<&Arc<Session>>, ms: i64) -> Confirmed {
+        let failed = self.store_failed_at.load(Ordering::Relaxed);
+        if cached.is_some() && failed > 0 && ms - failed < STORE_RETRY_MS {
+            return Confirmed::Unknown;
+        }
+        let read = tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.session(id_hash)).await;
+        let record = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.store_failed(&e.to_string());
+                return Confirmed::Unknown;
+            }
+            Err(_) => {
+                self.store_failed("no answer within the session check timeout");
+                return Confirmed::Unknown;
+            }
+        };
+        if self.store_failed_at.swap(0, Ordering::Relaxed) > 0 {
+            tracing::info!("session store reachable again");
+        }
+        let Some(r) = record else {
+            self.cache.invalidate(id_hash).await;
+            return Confirmed::Gone;
+        };
+        let mut s = Session::from_record(r);
+        if self.local_providers.contains(&s.provider) && !self.with_current_account(&mut s).await {
+            self.end(id_hash, &Actor::gateway()).await;
+            return Confirmed::Gone;
+        }
+        if let Some(c) = cached {
+            // This replica's idle timer and re-check time may be ahead of the store's.
+            s.last_seen.fetch_max(c.last_seen(), Ordering::Relaxed);
+            s.persisted_last_seen
+                .fetch_max(c.persisted_last_seen.load(Ordering::Relaxed), Ordering::Relaxed);
+            s.checked_at
+                .fetch_max(c.checked_at.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        let s = Arc::new(s);
+        self.cache.insert(id_hash.to_string(), s.clone()).await;
+        Confirmed::Live(s)
+    }
+
+    fn store_failed(&self, why: &str) {
+        if self.store_failed_at.swap(now_ms(), Ordering::Relaxed) == 0 {
+            tracing::error!(error = %why, grace_seconds = self.grace_ms / 1000, "session store unavailable; cached sessions are honoured for the outage grace, new sign-ins fail");
+        }
+    }
+
+    fn is_ending(&self, id_hash: &str) -> bool {
+        let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner());
+        !ending.is_empty() && ending.contains(id_hash)
     }
 
     fn maybe_recheck(&self, session: &Arc<Session>, id_hash: &str, t: i64) {
@@ -331,8 +453,48 @@ impl Sessions {
 
     async fn end(&self, id_hash: &str, actor: &Actor) {
         self.cache.invalidate(id_hash).await;
-        if let Err(e) = self.store.delete_session(id_hash, actor).await {
-            tracing::error!(error = %e, "could not delete session");
+        match self.store.delete_session(id_hash, actor).await {
+            Ok(_) => {}
+            Err(e) if e.is_unavailable() => {
+                // Refused here from now on; deleted (and audited) once the store is back,
+                // so the session does not come back with the store.
+                tracing::warn!(error = %e, "could not delete a session: the store is unavailable; retrying until it is back");
+                let first = self
+                    .ending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id_hash.to_string());
+                if first {
+                    let (store, ending, h, actor) = (
+                        self.store.clone(),
+                        self.ending.clone(),
+                        id_hash.to_string(),
+                        actor.clone(),
+                    );
+                    let give_up = now() + self.absolute;
+                    tokio::spawn(async move {
+                        let mut wait = Duration::from_secs(1);
+                        loop {
+                            tokio::time::sleep(wait).await;
+                            match store.delete_session(&h, &actor).await {
+                                Err(e) if e.is_unavailable() && now() < give_up => {
+                                    wait = (wait * 2).min(Duration::from_secs(30));
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "could not delete a session");
+                                    break;
+                                }
+                                Ok(_) => {
+                                    tracing::info!("a session ended during the store outage is now deleted");
+                                    break;
+                                }
+                            }
+                        }
+                        ending.lock().unwrap_or_else(|e| e.into_inner()).remove(&h);
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not delete session"),
         }
     }
 
@@ -390,9 +552,11 @@ impl Sessions {
         }
     }
 
-    /// Drops every cached session (change notifications may have been missed).
+    /// Change notifications may have been missed: every cached session is confirmed with
+    /// the store again at its next use (and kept, within the outage grace, if the store
+    /// cannot answer).
     pub fn forget_all(&self) {
-        self.cache.invalidate_all();
+        self.resync_at.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Deletes sessions past their timeouts from the store.

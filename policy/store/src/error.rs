@@ -93,8 +93,20 @@ pub(crate) fn classify(context: String, e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             StoreError::Unavailable { context, source: e }
         }
+        sqlx::Error::Database(ref d) if d.code().is_some_and(|c| unavailable_code(&c)) => {
+            StoreError::Unavailable { context, source: e }
+        }
         _ => StoreError::Database { context, source: e },
     }
+}
+
+/// Database error codes that mean "cannot work right now, try later; nothing was
+/// changed": PostgreSQL's connection exceptions (`08…`) and operator intervention
+/// (`57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now — a server
+/// being stopped or restarted), and SQLite's `SQLITE_FULL` (13: the disk or the database's
+/// size limit is full; the statement's transaction was rolled back).
+pub(crate) fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "13")
 }
 
 /// A column that does not hold what the store wrote there.

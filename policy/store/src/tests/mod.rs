@@ -8,6 +8,7 @@ use serde_json::json;
 use sqlx::Connection;
 
 mod feed;
+mod outage;
 mod signin;
 mod tokens;
 mod usage;
