@@ -23,6 +23,9 @@ tests/peers/browser.sh
 step "the OpenID Provider (npm oidc-provider) for the OIDC suite"
 tests/peers/oidc.sh
 
+step "nightly Rust and cargo-fuzz for the fuzz targets"
+tests/peers/fuzz.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -40,5 +43,8 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 # The examples reference secrets as env:NAME; give them dummy values.
 # shellcheck disable=SC1091
 ( source config/examples/check-env.sh && "$bin" check-config config/examples/*.toml )
+
+step "fuzz targets, ${GATEHOUSE_FUZZ_SECONDS:-15} s each (tests/fuzz/run.sh)"
+tests/fuzz/run.sh "${GATEHOUSE_FUZZ_SECONDS:-15}"
 
 step "all checks passed"

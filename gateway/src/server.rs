@@ -167,6 +167,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         tls,
         in_flight: Arc::new(AtomicUsize::new(0)),
         usage,
+        signin_starts: crate::limits::StartLimiter::new(config.server.limits.signin_starts_per_client),
     }))
 }
 
@@ -643,7 +644,16 @@ pub fn run(config: Config, config_path: Option<PathBuf>, admin_password: Option<
         .map_err(|e| GatewayError::Io(format!("cannot handle SIGHUP: {e}")))?;
     let state = block_on(build_state(config, admin_password.as_deref()))??;
 
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
+    // Clients that take longer than `server.limits.header_timeout` to send their headers are
+    // cut off (pingora's own read timeout is per read, which a byte a second never hits).
+    let header_timeout = state.live.peek().config.server.limits.header_timeout;
+    let mut proxy = Service::new(
+        "gatehouse".to_string(),
+        crate::limits::HeaderTimeout::new(
+            pingora::proxy::http_proxy(&server.configuration, Gateway(state.clone())),
+            header_timeout,
+        ),
+    );
     match &tls {
         Some(t) => {
             let (cert, key) = (t.cert.to_string_lossy(), t.key.to_string_lossy());

@@ -13,6 +13,7 @@ mod forward_auth;
 mod forwarding;
 mod ldap;
 mod lifecycle;
+mod limits;
 mod live;
 mod oidc;
 mod providers;
