@@ -93,13 +93,21 @@ fn check_canonical(p: &str) {
 /// a reason.
 pub fn route(snap: &Snapshot, data: &[u8]) {
     let f = fields(data, 4);
-    let (host, path, query, authority) = (&f[0], &f[1], &f[2], &f[3]);
+    let (host, authority) = (&f[0], &f[3]);
+    // The request target as pingora hands it over: parsed, path and query apart.
+    let target = if f[2].is_empty() {
+        f[1].clone()
+    } else {
+        format!("{}?{}", f[1], f[2])
+    };
+    let Ok(uri) = target.parse::<http::Uri>() else { return };
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
     if let Ok(c) = canonicalize(path) {
         check_canonical(&c);
     }
     let facts = Facts {
         path,
-        query: (!query.is_empty()).then_some(query.as_str()),
+        query: (!query.is_empty()).then_some(query),
         host: (!host.is_empty()).then_some(host.as_str()),
         repeated_host: false,
         authority: (!authority.is_empty()).then_some(authority.as_str()),
