@@ -26,6 +26,9 @@ tests/peers/oidc.sh
 step "Dash, Streamlit, Shiny and Jupyter Server (PyPI, private virtualenv) for the data-app suite"
 tests/peers/dataapps.sh
 
+step "nightly Rust and cargo-fuzz for the fuzz targets"
+tests/peers/fuzz.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -58,5 +61,8 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 
 step "mutation testing, bounded subset (tests/mutants.sh quick; see tests/MUTANTS.md)"
 tests/mutants.sh quick
+
+step "fuzz targets, ${GATEHOUSE_FUZZ_SECONDS:-15} s each (tests/fuzz/run.sh)"
+FUZZ_DEV=1 tests/fuzz/run.sh "${GATEHOUSE_FUZZ_SECONDS:-15}"
 
 step "all checks passed"

@@ -39,7 +39,7 @@ pub struct SsoError {
 }
 
 /// Largest sign-in form body: room for a user name of [`MAX_USER_NAME_BYTES`], a long
-/// password and the return URL, all percent-encoded; a larger body gets a 400 page before
+/// password and the return URL, all percent-encoded; a larger body gets a 413 page before
 /// anything in it is read.
 pub const LOGIN_BODY_LIMIT: usize = 32 * 1024;
 
@@ -420,7 +420,7 @@ async fn login_submit(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return error(
                 &gate,
-                StatusCode::BAD_REQUEST,
+                StatusCode::PAYLOAD_TOO_LARGE,
                 "The sign-in form is too large",
                 &format!(
                     "User names are at most {MAX_USER_NAME_BYTES} bytes. Go back to the sign-in page and try again."

@@ -75,6 +75,30 @@ fn set_path(table: &mut toml::Table, path: &[String], value: &str) -> Result<(),
     Ok(())
 }
 
+/// Largest `file:` secret read: keys and passwords are small, and a path such as
+/// `/dev/zero` or a named pipe must not make the check read for ever.
+pub const MAX_SECRET_FILE: u64 = 1024 * 1024;
+
+/// The text of a secret file, at most [`MAX_SECRET_FILE`] bytes.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB",
+            MAX_SECRET_FILE / 1024
+        )));
+    }
+    Ok(text)
+}
+
 /// Resolves a secret written as `env:NAME`, `file:/path` (one trailing newline removed) or
 /// a literal. On failure pushes a problem at `at` and returns `None`.
 pub fn resolve_secret(
@@ -98,7 +122,7 @@ pub fn resolve_secret(
         }
     } else if let Some(file) = value.strip_prefix("file:") {
         let path = base_dir.join(file);
-        match std::fs::read_to_string(&path) {
+        match read_secret_file(&path) {
             Ok(text) => {
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 let text = text.strip_suffix('\r').unwrap_or(text);

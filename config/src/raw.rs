@@ -24,6 +24,15 @@ pub struct Server {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub health_check: HealthCheck,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub header_timeout: Option<String>,
+    pub signin_starts_per_client: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +298,7 @@ mod tests {
         all.extend(fields::<Tls>());
         all.extend(fields::<Timeouts>());
         all.extend(fields::<HealthCheck>());
+        all.extend(fields::<Limits>());
         all.extend(fields::<Store>());
         all.extend(fields::<Session>());
         all.extend(fields::<Branding>());

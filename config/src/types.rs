@@ -49,6 +49,27 @@ pub struct Server {
     pub upgrade_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub health_check: HealthCheck,
+    pub limits: Limits,
+}
+
+/// Limits on what clients of the main listener may make the gateway hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's headers, from its first byte (from
+    /// the connection's start for the first request). Default 20 s.
+    pub header_timeout: Duration,
+    /// Single sign-on starts (`/.gatehouse/{oidc,saml}/<id>/start`) one client address (an
+    /// IPv6 /64) may make per 10 minutes; further ones get 429. Default 100.
+    pub signin_starts_per_client: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(20),
+            signin_starts_per_client: 100,
+        }
+    }
 }
 
 /// Certificate and key files (PEM).

@@ -297,6 +297,7 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
     }
     let timeouts = timeouts(cx, &r.timeouts, "server.timeouts", Timeouts::default());
     let health_check = health_check(cx, &r.health_check, "server.health_check", &HealthCheck::default());
+    let limits = limits(cx, &r.limits);
     Server {
         listen,
         public_url,
@@ -310,6 +311,25 @@ fn server(cx: &mut Ctx, r: raw::Server) -> Server {
         upgrade_socket,
         timeouts,
         health_check,
+        limits,
+    }
+}
+
+fn limits(cx: &mut Ctx, r: &raw::Limits) -> Limits {
+    let d = Limits::default();
+    let header_timeout = cx.duration(
+        r.header_timeout.as_deref(),
+        "server.limits.header_timeout",
+        d.header_timeout,
+    );
+    Limits {
+        header_timeout,
+        signin_starts_per_client: cx.count(
+            r.signin_starts_per_client,
+            "server.limits.signin_starts_per_client",
+            1..=1_000_000,
+            d.signin_starts_per_client,
+        ),
     }
 }
 

@@ -16,8 +16,11 @@ pub mod branding;
 pub mod demo;
 pub mod forward_auth;
 pub mod forwarded;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod gatekeeper;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

@@ -54,6 +54,8 @@ pub struct State {
     /// every response then says `Connection: close`, so that keep-alive clients move to
     /// a fresh connection (served by the successor) instead of being cut while idle.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Single sign-on starts per client address (`server.limits.signin_starts_per_client`).
+    pub signin_starts: crate::limits::StartLimiter,
 }
 
 impl std::fmt::Debug for State {
@@ -151,6 +153,11 @@ impl Gateway {
                 path_and_query,
                 session: who,
             } => {
+                let path = path_and_query.split('?').next().unwrap_or("");
+                if crate::limits::is_signin_start(path) && !self.0.signin_starts.allow(ctx.client) {
+                    let msg = "Too many sign-ins were started from your network address in the last 10 minutes. Wait a few minutes, then try again.";
+                    return self.page(session, 429, "Too many sign-in attempts", msg).await;
+                }
                 let info = gatehouse_admin_ui::RequestInfo {
                     client: ctx.client,
                     viewer: who.as_ref().map(|s| gatehouse_admin_ui::Viewer {
@@ -163,7 +170,7 @@ impl Gateway {
                     session_id_hash: who.as_ref().map(|s| s.id_hash.clone()),
                 };
                 ctx.session = who;
-                web::serve(session, &self.0.web, &path_and_query, info).await?;
+                web::serve(session, &self.0.web, &path_and_query, info, &self.0.branding.get()).await?;
                 Ok(true)
             }
             Verdict::SignIn { app, location } => {
@@ -333,10 +340,23 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        crate::limits::headers_read(session);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let st = &self.0;
         if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
             session.set_keepalive(None);
+        }
+        if crate::limits::header_bytes(session.req_header()) > crate::limits::MAX_HEADER_BYTES {
+            session.set_keepalive(None);
+            let msg = format!(
+                "The request's headers are larger than the gateway accepts ({} KiB). Clearing this site's cookies usually helps.",
+                crate::limits::MAX_HEADER_BYTES / 1024
+            );
+            return self.page(session, 431, "Request headers too large", &msg).await;
         }
         let req = session.req_header();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
@@ -529,6 +549,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        crate::limits::request_done(session);
         let st = &self.0;
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let slug = ctx.app.as_ref().map(|a| a.app.slug.as_str()).unwrap_or("-");

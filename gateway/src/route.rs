@@ -175,7 +175,11 @@ impl fmt::Display for HostError {
 pub fn parse_host(value: &str) -> Result<String, HostError> {
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (literal, after) = rest.split_once(']').ok_or(HostError::Malformed)?;
-        if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        // An IPv6 address (RFC 3986 IP-literal without IPvFuture), not just its characters:
+        // `[.]` or `[1]` named no address and normalised to a name (found by fuzzing).
+        if !literal.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            || literal.parse::<std::net::Ipv6Addr>().is_err()
+        {
             return Err(HostError::Malformed);
         }
         let port = match after {
@@ -606,6 +610,10 @@ mod tests {
             "[::1",
             "[::1]x",
             "[zz::1]",
+            "[.]",
+            "[1]",
+            "[]",
+            "[1:2]",
             "a/b",
             "a\\b",
             "..",

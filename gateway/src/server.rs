@@ -178,6 +178,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         in_flight: Arc::new(AtomicUsize::new(0)),
         usage,
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        signin_starts: crate::limits::StartLimiter::new(config.server.limits.signin_starts_per_client),
     }))
 }
 
@@ -759,7 +760,16 @@ fn run_with(
     }
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Gateway(state.clone()));
+    // Clients that take longer than `server.limits.header_timeout` to send their headers are
+    // cut off (pingora's own read timeout is per read, which a byte a second never hits).
+    let header_timeout = state.live.peek().config.server.limits.header_timeout;
+    let mut proxy = Service::new(
+        "gatehouse".to_string(),
+        crate::limits::HeaderTimeout::new(
+            pingora::proxy::http_proxy(&server.configuration, Gateway(state.clone())),
+            header_timeout,
+        ),
+    );
     let certificates = match &tls {
         Some(t) => {
             let certs = crate::tls::Certificates::load(&t.cert, &t.key)?;

@@ -31,23 +31,46 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Bytes>>
     Ok(Some(buf.freeze()))
 }
 
+/// Writes the 413 page for a body over [`MAX_BODY`] and closes the connection. The rest of
+/// the body is read and dropped for a moment first, so that the client sees the page
+/// rather than a reset connection; it is never kept.
+async fn too_large(session: &mut Session, brand: &gatehouse_config::Branding) -> Result<u16> {
+    session.set_keepalive(None);
+    let msg = format!(
+        "The gateway accepts at most {} KiB here; nothing was read or stored.",
+        MAX_BODY / 1024
+    );
+    let page = gatehouse_admin_ui::pages::ErrorText {
+        status: 413,
+        title: "The request is too large",
+        message: &msg,
+        action: Some(("Go to the App Portal", "/")),
+    };
+    crate::respond::error(session, brand, &page).await?;
+    crate::limits::drain_briefly(session).await;
+    Ok(413)
+}
+
 /// Runs `router` for this request (path already canonical) and writes its response.
 pub async fn serve(
     session: &mut Session,
     router: &axum::Router,
     path_and_query: &str,
     info: gatehouse_admin_ui::RequestInfo,
+    brand: &gatehouse_config::Branding,
 ) -> Result<u16> {
+    // A declared length over the cap is refused before a byte of the body is read.
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large(session, brand).await;
+    }
     let Some(body) = read_body(session, MAX_BODY).await? else {
-        crate::respond::send(
-            session,
-            413,
-            "text/plain; charset=utf-8",
-            &[],
-            Bytes::from_static(b"request body too large\n"),
-        )
-        .await?;
-        return Ok(413);
+        return too_large(session, brand).await;
     };
     let req_header = session.req_header();
     let mut req = http::Request::builder()

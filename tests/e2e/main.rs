@@ -15,6 +15,7 @@ mod forward_auth;
 mod forwarding;
 mod ldap;
 mod lifecycle;
+mod limits;
 mod live;
 mod oidc;
 mod providers;

@@ -52,6 +52,11 @@ pub async fn send(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     parse(&buf)
 }
 
+/// Parses a response read from a socket (status line, headers, body; chunked decoded).
+pub fn parse_response(buf: &[u8]) -> RawResponse {
+    parse(buf)
+}
+
 fn parse(buf: &[u8]) -> RawResponse {
     let text = String::from_utf8_lossy(buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));

@@ -159,7 +159,7 @@ fn adjust_metadata(xml: &str, slo_url: &str) -> String {
 }
 
 /// The value of attribute `name` on the document's root element.
-fn root_attribute(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn root_attribute(xml: &str, name: &str) -> Option<String> {
     let start = xml.find('<').map(|i| {
         // Skip an XML declaration.
         if xml[i..].starts_with("<?") {
@@ -203,6 +203,37 @@ pub fn precheck(xml: &str) -> Result<(), SamlError> {
         )));
     }
     Ok(())
+}
+
+/// The XML of a posted `SAMLResponse` (base64, whitespace ignored), after [`precheck`].
+/// Everything here runs before any signature is checked, on whatever anyone posts.
+pub(crate) fn decode_response(saml_response: &str) -> Result<String, SamlError> {
+    let compact: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| refuse("the SAMLResponse is not base64"))?;
+    let xml = String::from_utf8(bytes).map_err(|_| refuse("the SAMLResponse is not UTF-8"))?;
+    precheck(&xml)?;
+    Ok(xml)
+}
+
+/// Verifies the signatures of a prechecked response and reads its one assertion; `ids`:
+/// the request ids it may answer (`None`: unsolicited). CPU work: call it off the async
+/// workers.
+pub(crate) fn verify_response(sp: &ServiceProvider, xml: &str, ids: Option<&[&str]>) -> Result<Assertion, SamlError> {
+    // samael can panic on documents it does not expect; a response must never crash us.
+    // The reduction is the strictest one: what is parsed is exactly the bytes xmlsec
+    // digested for a verified signature. Every Signature in the document must verify; with
+    // one, its element is used; with the Response and the Assertion both signed, the
+    // Response (which holds the Assertion) is, and anything else (several signatures but
+    // not exactly one over a Response) is refused. samael's default mode instead maps the
+    // signed bytes back onto the parsed tree, cloning its set of kept nodes at every child:
+    // quadratic, seconds for 2,000 attribute values.
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        sp.parse_xml_response_with_mode(xml, ids, ReduceMode::PreDigest)
+    }))
+    .map_err(|_| refuse("the response could not be read"))?
+    .map_err(|e| refuse(describe(&e)))
 }
 
 fn inflate(data: &[u8]) -> Option<String> {
@@ -304,6 +335,19 @@ impl RedirectQuery<'_> {
         s.push_str("&SigAlg=");
         s.push_str(self.sig_alg?);
         Some(s)
+    }
+
+    /// The message's XML, refused unless its root is a `kind` (`LogoutRequest` or
+    /// `LogoutResponse`) without DTD or comments.
+    pub(crate) fn logout_xml(&self, kind: &str) -> Result<String, SamlError> {
+        let xml = self.xml()?;
+        if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") || xml.contains("<!--") {
+            return Err(refuse(format!("the {kind} contains a DTD or comments")));
+        }
+        if element_names(&xml).first() != Some(&kind) {
+            return Err(refuse(format!("the {} is not a {kind}", self.param)));
+        }
+        Ok(xml)
     }
 
     /// The message's XML: URL-decoded, base64, raw DEFLATE (at most 4 MiB inflated).
@@ -438,12 +482,7 @@ impl SamlProvider {
         relay_state: Option<&str>,
         binding: Option<&str>,
     ) -> Result<(NewIdentity, SamlSessionData, String), SamlError> {
-        let compact: String = saml_response.chars().filter(|c| !c.is_whitespace()).collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map_err(|_| refuse("the SAMLResponse is not base64"))?;
-        let xml = String::from_utf8(bytes).map_err(|_| refuse("the SAMLResponse is not UTF-8"))?;
-        precheck(&xml)?;
+        let xml = decode_response(saml_response)?;
         // The Response element may be unsigned (only the assertion is); still, a response
         // addressed elsewhere is refused.
         if let Some(dest) = root_attribute(&xml, "Destination") {
@@ -495,20 +534,7 @@ impl SamlProvider {
         // ~150 KB of XML): off the async workers, so one sign-in never delays requests.
         let assertion = tokio::task::spawn_blocking(move || {
             let id_refs: Vec<&str> = ids.iter().flatten().map(String::as_str).collect();
-            let possible = ids.as_ref().map(|_| id_refs.as_slice());
-            // samael can panic on documents it does not expect; a response must never crash
-            // us. The reduction is the strictest one: what is parsed is exactly the bytes
-            // xmlsec digested for a verified signature. Every Signature in the document must
-            // verify; with one, its element is used; with the Response and the Assertion both
-            // signed, the Response (which holds the Assertion) is, and anything else (several
-            // signatures but not exactly one over a Response) is refused. samael's default
-            // mode instead maps the signed bytes back onto the parsed tree, cloning its set of
-            // kept nodes at every child: quadratic, seconds for 2,000 attribute values.
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                sp.parse_xml_response_with_mode(&xml, possible, ReduceMode::PreDigest)
-            }))
-            .map_err(|_| refuse("the response could not be read"))?
-            .map_err(|e| refuse(describe(&e)))
+            verify_response(&sp, &xml, ids.as_ref().map(|_| id_refs.as_slice()))
         })
         .await
         .map_err(|_| refuse("the response could not be read"))??;
@@ -639,13 +665,7 @@ impl SamlProvider {
             "LogoutResponse"
         };
         self.verify_redirect_signature(&q, kind)?;
-        let xml = q.xml()?;
-        if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") || xml.contains("<!--") {
-            return Err(refuse(format!("the {kind} contains a DTD or comments")));
-        }
-        if element_names(&xml).first() != Some(&kind) {
-            return Err(refuse(format!("the {} is not a {kind}", q.param)));
-        }
+        let xml = q.logout_xml(kind)?;
         let (id, issuer, destination, issued) = if kind == "LogoutRequest" {
             let m: samael::schema::LogoutRequest =
                 xml.parse().map_err(|_| refuse("the LogoutRequest could not be read"))?;
@@ -919,7 +939,7 @@ fn fetch_metadata(url: &str) -> Result<String, String> {
     .map_err(|_| "metadata fetch failed".to_string())?
 }
 
-fn build_sps(
+pub(crate) fn build_sps(
     id: &str,
     cfg: &SamlConfig,
     idp_xml: &str,
