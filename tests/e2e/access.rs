@@ -522,7 +522,7 @@ async fn huge_user_names_are_refused_before_anything_is_kept() {
     let grown = gw.rss_kib().saturating_sub(before);
     eprintln!("RSS after 50 sign-ins with 900 KB user names: +{grown} KiB");
     for (i, (status, len, says)) in answers.into_iter().enumerate() {
-        assert_eq!(status, 400, "post {i}");
+        assert_eq!(status, 413, "post {i}: the form is larger than the sign-in form cap");
         assert!(says, "post {i}: the page says why");
         assert!(len < 64 * 1024, "post {i}: the name is shown again ({len} bytes)");
     }
