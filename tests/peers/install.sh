@@ -6,7 +6,8 @@ set -euo pipefail
 # Build: pingora's zlib-ng wants cmake; samael's bindgen wants libclang; xmlsec for SAML.
 BUILD_PKGS=(build-essential pkg-config cmake libclang-dev libssl-dev libxml2-dev libxmlsec1-dev)
 # Run time and test peers.
-TEST_PKGS=(ca-certificates curl)
+# procps: pgrep for the load harness; python3-venv for the data-app suite.
+TEST_PKGS=(ca-certificates curl procps python3-venv)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
