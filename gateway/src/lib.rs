@@ -6,7 +6,8 @@
 //! (canonicalise → reserved endpoints → route → session → policy, against the live
 //! `snapshot::Snapshot`) and renders its verdict → `upstream_peer` (round robin over the
 //! routed app's healthy upstreams) → `upstream_request_filter` (identity and forwarding
-//! headers) → `logging` (metrics, access log). `server::Reloader` keeps the snapshot live.
+//! headers) → `logging` (metrics, access log). `server::Reloader` keeps the snapshot live;
+//! `streams` closes WebSocket and event streams whose access ended.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod streams;
 pub mod tls;
 pub mod upstream;
 pub mod usage;

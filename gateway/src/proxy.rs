@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::respond;
 use crate::route::canonicalize;
 use crate::snapshot::{AppRuntime, Live};
+use crate::streams::{Kind, Registration, Socket, Streams, Watched};
 use crate::upstream::{Pool, Transition};
 use crate::web;
 
@@ -56,6 +57,8 @@ pub struct State {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Single sign-on starts per client address (`server.limits.signin_starts_per_client`).
     pub signin_starts: crate::limits::StartLimiter,
+    /// Open WebSocket and event streams, judged again while they last (`streams`).
+    pub streams: Arc<Streams>,
 }
 
 impl std::fmt::Debug for State {
@@ -101,6 +104,11 @@ pub struct Ctx {
     /// Computed once in `request_filter`; set again on every upstream attempt (retries).
     forwarded: Option<Forwarded>,
     session: Option<Arc<UserSession>>,
+    /// A WebSocket or event stream: registered to be judged again while open.
+    stream: Option<Registration>,
+    /// The descriptor of the current attempt's upstream connection (`connected_to_upstream`),
+    /// kept so that a stream can be ended on both sides.
+    upstream_fd: Option<std::os::unix::io::RawFd>,
     _in_flight: InFlight,
 }
 
@@ -303,6 +311,41 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Registers a long-lived response (WebSocket, event stream) to be closed when its
+    /// access ends (`streams`); the registration lives in the request's context.
+    fn watch_stream(&self, session: &Session, ctx: &mut Ctx, kind: Kind) {
+        let Some(app) = &ctx.app else { return };
+        if ctx.stream.is_some() {
+            return;
+        }
+        // The client's connection first, then the app's.
+        let sockets = session
+            .as_downstream()
+            .stream()
+            .map(|s| s.id())
+            .into_iter()
+            .chain(ctx.upstream_fd)
+            .filter_map(Socket::of)
+            .collect();
+        let req = session.req_header();
+        let facts = own_facts(req, &self.0.session_cookie);
+        ctx.stream = self.0.streams.register(
+            Watched {
+                kind,
+                app: app.clone(),
+                session: ctx.session.clone(),
+                path: facts.path.to_string(),
+                query: facts.query.map(str::to_string),
+                host: facts.host.map(str::to_string),
+                repeated_host: facts.repeated_host,
+                authority: facts.authority.map(str::to_string),
+            },
+            sockets,
+        );
+    }
+}
+
 /// The facts of a request as it was sent.
 fn own_facts<'a>(req: &'a RequestHeader, session_cookie: &str) -> Facts<'a> {
     Facts {
@@ -336,6 +379,8 @@ impl ProxyHttp for Gateway {
             client: None,
             forwarded: None,
             session: None,
+            stream: None,
+            upstream_fd: None,
             _in_flight: InFlight(self.0.in_flight.clone()),
         }
     }
@@ -426,6 +471,19 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_fd = Some(fd);
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -478,10 +536,13 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         res: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(kind) = Kind::of(res.status.as_u16(), &res.headers) {
+            self.watch_stream(session, ctx, kind);
+        }
         // An app must not set (or clear) the gateway's own cookies.
         if identity::sets_gateway_cookie(&res.headers, &self.0.gateway_cookies) {
             let kept = identity::without_gateway_cookies(&res.headers, &self.0.gateway_cookies);
@@ -549,6 +610,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // A stream is over: forget its sockets before pingora lets go of them.
+        ctx.stream = None;
         crate::limits::request_done(session);
         let st = &self.0;
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);

@@ -179,6 +179,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         usage,
         draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         signin_starts: crate::limits::StartLimiter::new(config.server.limits.signin_starts_per_client),
+        streams: Arc::new(crate::streams::Streams::new()),
     }))
 }
 
@@ -448,6 +449,8 @@ impl Reloader {
                     let _ = self.reload_config().await;
                 }
             }
+            // Whatever was applied may have ended some open stream's access.
+            self.state.streams.changed();
         }
     }
 }
@@ -558,6 +561,7 @@ impl BackgroundService for Background {
         tokio::select! {
             _ = reloader.run() => {}
             _ = certificates => {}
+            _ = st.streams.watch(&st.gatekeeper) => {}
             _ = metadata => {}
             _ = sweep => {}
             _ = shutdown.changed() => {}

@@ -17,6 +17,7 @@ mod ldap;
 mod lifecycle;
 mod limits;
 mod live;
+mod longlived;
 mod oidc;
 mod providers;
 mod routing;

@@ -1,6 +1,7 @@
 //! An upstream app for tests, on a free loopback port. It echoes what it received and has
 //! paths for streaming behaviour, chosen by the last path segment:
 //! - `…/sse`: five server-sent events, 300 ms apart;
+//! - `…/events`: server-sent events, 200 ms apart, until the client goes away;
 //! - `…/ws`: WebSocket echo;
 //! - `…/upload`: counts the request body bytes as they stream in, answers `{"bytes": n}`;
 //! - `…/slow?ms=N`: answers after N ms;
@@ -142,6 +143,19 @@ async fn handle(shared: Shared, req: Request) -> Response {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 Some((Ok::<_, Infallible>(format!("data: event {i}\n\n")), i + 1))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(Body::from_stream(events))
+                .unwrap_or_default()
+        }
+        "events" => {
+            let events = futures_util::stream::unfold(0u64, |i| async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Some((Ok::<_, Infallible>(format!("data: tick {i}\n\n")), i + 1))
             });
             Response::builder()
                 .header("content-type", "text/event-stream")

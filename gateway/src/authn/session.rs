@@ -125,6 +125,16 @@ impl Session {
     }
 }
 
+/// A session as it stands now ([`Sessions::current`]).
+#[derive(Debug, Clone)]
+pub enum Current {
+    Live(Arc<Session>),
+    /// Revoked, signed out, expired, or its account gone.
+    Gone,
+    /// The store could not be asked.
+    Unknown,
+}
+
 /// What a provider established at sign-in.
 #[derive(Debug, Clone)]
 pub struct NewIdentity {
@@ -308,7 +318,7 @@ impl Sessions {
             },
         };
         let t = now();
-        if t - session.created_at >= self.absolute || t - session.last_seen() >= self.idle {
+        if self.expired(&session, t) {
             self.revoke_hash(&id_hash).await;
             return None;
         }
@@ -393,6 +403,36 @@ impl Sessions {
     fn is_ending(&self, id_hash: &str) -> bool {
         let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner());
         !ending.is_empty() && ending.contains(id_hash)
+    }
+
+    /// Past its idle or absolute timeout at `t`.
+    fn expired(&self, s: &Session, t: i64) -> bool {
+        t - s.created_at >= self.absolute || t - s.last_seen() >= self.idle
+    }
+
+    /// The session as it stands now, by its store key, for an open stream judged again
+    /// (`streams`): like [`Sessions::lookup`] (a fresh cached copy, else the store) but it
+    /// does not refresh the idle timer — only requests do; an open stream does not keep its
+    /// session alive.
+    pub async fn current(&self, id_hash: &str) -> Current {
+        if self.is_ending(id_hash) {
+            return Current::Gone;
+        }
+        let cached = self.cache.get(id_hash).await;
+        let ms = now_ms();
+        let session = match cached {
+            Some(s) if self.is_fresh(&s, ms) => s,
+            cached => match self.confirm(id_hash, cached.as_ref(), ms).await {
+                Confirmed::Live(s) => s,
+                Confirmed::Gone => return Current::Gone,
+                Confirmed::Unknown => return Current::Unknown,
+            },
+        };
+        if self.expired(&session, now()) {
+            self.revoke_hash(id_hash).await;
+            return Current::Gone;
+        }
+        Current::Live(session)
     }
 
     fn maybe_recheck(&self, session: &Arc<Session>, id_hash: &str, t: i64) {
