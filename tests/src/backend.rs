@@ -33,6 +33,7 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
+    streams: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     draining: tokio::sync::watch::Sender<bool>,
 }
@@ -41,6 +42,23 @@ pub struct Backend {
 struct Shared {
     name: String,
     hits: Arc<AtomicUsize>,
+    streams: Arc<AtomicUsize>,
+}
+
+/// Counts an open WebSocket or event stream for as long as it lives.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn new(count: &Arc<AtomicUsize>) -> OpenStream {
+        count.fetch_add(1, Ordering::SeqCst);
+        OpenStream(count.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Backend {
@@ -54,9 +72,11 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().expect("local addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let streams = Arc::new(AtomicUsize::new(0));
         let shared = Shared {
             name: name.to_string(),
             hits: hits.clone(),
+            streams: streams.clone(),
         };
         let (draining, drain) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
@@ -98,9 +118,15 @@ impl Backend {
             addr,
             name: name.to_string(),
             hits,
+            streams,
             task,
             draining,
         }
+    }
+
+    /// WebSockets (`…/ws`) and event streams (`…/events`) open now, as this app sees them.
+    pub fn open_streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
     }
 
     /// Requests answered so far.
@@ -151,11 +177,12 @@ async fn handle(shared: Shared, req: Request) -> Response {
                 .unwrap_or_default()
         }
         "events" => {
-            let events = futures_util::stream::unfold(0u64, |i| async move {
+            let open = OpenStream::new(&shared.streams);
+            let events = futures_util::stream::unfold((0u64, open), |(i, open)| async move {
                 if i > 0 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Some((Ok::<_, Infallible>(format!("data: tick {i}\n\n")), i + 1))
+                Some((Ok::<_, Infallible>(format!("data: tick {i}\n\n")), (i + 1, open)))
             });
             Response::builder()
                 .header("content-type", "text/event-stream")
@@ -164,8 +191,10 @@ async fn handle(shared: Shared, req: Request) -> Response {
                 .unwrap_or_default()
         }
         "ws" => match WebSocketUpgrade::from_request(req, &()).await {
-            Ok(ws) => ws
-                .on_upgrade(|mut socket| async move {
+            Ok(ws) => {
+                let open = OpenStream::new(&shared.streams);
+                ws.on_upgrade(|mut socket| async move {
+                    let _open = open;
                     while let Some(Ok(msg)) = socket.recv().await {
                         let reply = match msg {
                             Message::Text(t) => Message::Text(format!("echo: {}", t.as_str()).into()),
@@ -178,7 +207,8 @@ async fn handle(shared: Shared, req: Request) -> Response {
                         }
                     }
                 })
-                .into_response(),
+                .into_response()
+            }
             Err(e) => e.into_response(),
         },
         "upload" => {
