@@ -7,7 +7,11 @@
 //! Caddy) or `X-Original-URL` (nginx), **only** when the TCP peer is one of
 //! `server.trusted_proxies`. From anyone else those headers are ignored and the request is
 //! judged as itself — the reserved path `/.gatehouse/auth`, which is no app — so it can
-//! never pass. The forwarded path goes through `route::canonicalize` and the host through
+//! never pass. The original method (`X-Forwarded-Method`, Traefik and Caddy;
+//! `X-Original-Method`, nginx), read under the same rule, decides only how a missing session
+//! is answered: a browser's `GET`/`HEAD` is sent to sign in, anything else (a form post, an
+//! API call) gets a plain 401 — a redirect would lose its body. Policies do not depend on
+//! the method. The forwarded path goes through `route::canonicalize` and the host through
 //! `route::parse_host`, like any proxied request; the session cookie is read from the
 //! request's own `Cookie` header (the proxies pass the original headers on).
 //!
@@ -49,7 +53,34 @@ pub struct Original {
     /// `scheme://host` when the proxy names both: the sign-in `Location` is made absolute
     /// with it (nginx's `error_page 401 =302` needs a URL with a scheme).
     pub origin: Option<String>,
+    /// The original method, if the proxy names it.
+    pub method: Option<http::Method>,
     pub convention: Convention,
+}
+
+impl Original {
+    /// Whether the original request may be sent to sign in and back: a `GET` or `HEAD`
+    /// (or an unnamed method, which the proxies use only for those).
+    pub fn can_redirect(&self) -> bool {
+        self.method
+            .as_ref()
+            .is_none_or(|m| m == http::Method::GET || m == http::Method::HEAD)
+    }
+}
+
+/// The original method a proxy names, strictly: one value, an HTTP token.
+fn method(headers: &HeaderMap, name: &str, header: &str) -> Result<Option<http::Method>, String> {
+    single(headers, name)?
+        .map(|m| {
+            let valid = !m.is_empty()
+                && m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            valid
+                .then(|| http::Method::from_bytes(m.as_bytes()).ok())
+                .flatten()
+                .ok_or_else(|| format!("{header} is not an HTTP method"))
+        })
+        .transpose()
 }
 
 /// The one value of header `name`; `Err` if it is sent more than once or is not text.
@@ -103,6 +134,7 @@ fn read(headers: &HeaderMap) -> Result<Option<Original>, String> {
             query,
             host,
             origin,
+            method: method(headers, "x-forwarded-method", "X-Forwarded-Method")?,
             convention: Convention::ForwardedUri,
         }));
     }
@@ -135,6 +167,7 @@ fn read(headers: &HeaderMap) -> Result<Option<Original>, String> {
             query,
             host,
             origin,
+            method: method(headers, "x-original-method", "X-Original-Method")?,
             convention: Convention::Nginx,
         }));
     }
@@ -281,6 +314,64 @@ mod tests {
         let o = original(&headers(&[("X-Original-URL", "http://h")])).unwrap().unwrap();
         assert_eq!((o.path.as_str(), o.origin.as_deref()), ("/", Some("http://h")));
         assert!(original(&headers(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_original_method_decides_whether_to_send_to_sign_in() {
+        let read = |pairs: &[(&str, &str)]| original(&headers(pairs)).unwrap().unwrap();
+        let uri = ("X-Forwarded-Uri", "/apps/a/");
+        assert!(read(&[uri]).can_redirect(), "no method named: a page load");
+        assert!(read(&[uri, ("X-Forwarded-Method", "GET")]).can_redirect());
+        assert!(read(&[uri, ("X-Forwarded-Method", "HEAD")]).can_redirect());
+        for m in ["POST", "PUT", "DELETE", "PATCH", "PROPFIND"] {
+            assert!(!read(&[uri, ("X-Forwarded-Method", m)]).can_redirect(), "{m}");
+        }
+        let url = ("X-Original-URL", "http://h/apps/a/");
+        assert!(!read(&[url, ("X-Original-Method", "POST")]).can_redirect());
+        // nginx's header under the other convention (and the other way round) is not read.
+        assert!(read(&[uri, ("X-Original-Method", "POST")]).can_redirect());
+        for bad in ["", "G ET", "GET,POST", "(GET)", "GÉT", "GET\t"] {
+            assert!(
+                original(&headers(&[uri, ("X-Forwarded-Method", bad)])).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(original(&headers(&[
+            uri,
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Method", "POST")
+        ]))
+        .is_err());
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_redirected_gets_401() {
+        use gatehouse_config::{Config, ProcessEnv};
+        let config = Config::from_toml(
+            "[[apps]]\nslug = \"a\"\nupstreams = [\"127.0.0.1:9\"]\naccess = \"authenticated\"\n",
+            std::path::Path::new("."),
+            &ProcessEnv,
+        )
+        .expect("valid");
+        let snap = crate::snapshot::Snapshot::compile(Arc::new(config), &[], None);
+        let app = snap.apps[0].clone();
+        let sign_in = || Verdict::SignIn {
+            app: app.clone(),
+            location: "/.gatehouse/login?rd=/apps/a/".into(),
+        };
+        assert_eq!(answer(sign_in(), Convention::ForwardedUri, true, None).status, 302);
+        assert_eq!(answer(sign_in(), Convention::ForwardedUri, false, None).status, 401);
+        let post = original(&headers(&[
+            ("X-Forwarded-Uri", "/apps/a/"),
+            ("X-Forwarded-Method", "POST"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            answer(sign_in(), post.convention, post.can_redirect(), None).status,
+            401,
+            "a browser's form post is not redirected"
+        );
     }
 
     #[test]

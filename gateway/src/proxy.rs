@@ -281,6 +281,7 @@ impl Gateway {
                 let facts = forward_auth::facts(own, original.as_ref());
                 let verdict = st.gatekeeper.judge(&facts).await;
                 let origin = original.as_ref().and_then(|o| o.origin.as_deref());
+                let browser = browser && original.as_ref().is_none_or(|o| o.can_redirect());
                 forward_auth::answer(verdict, convention, browser, origin)
             }
         };

@@ -100,6 +100,24 @@ async fn trusted_proxy_gets_the_gatekeepers_answer() {
         Some("https://apps.example.com/.gatehouse/login?rd=/apps/team/x")
     );
 
+    // A browser's form post (the method named by the proxy): 401, not a redirect that would
+    // lose its body; a GET named the same way is still redirected.
+    let post = ("X-Forwarded-Method", "POST");
+    let r = auth(&gw, &[&fwd("/apps/team/x")[..], &[HTML, post]].concat()).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = auth(
+        &gw,
+        &[&fwd("/apps/team/x")[..], &[HTML, ("X-Forwarded-Method", "GET")]].concat(),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{r:?}");
+    let r = auth(
+        &gw,
+        &[&fwd("/apps/team/x")[..], &[HTML, ("X-Forwarded-Method", "G T")]].concat(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "a method that is not one: {r:?}");
+
     // A member: 2xx with the identity headers and an assertion for this app.
     let r = auth(&gw, &[&fwd("/apps/team/x")[..], &[("Cookie", &alice)]].concat()).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -377,4 +395,14 @@ async fn caddy_forward_auth() {
     let gw = gateway("127.0.0.1/32", b.addr).await;
     let proxy = Proxy::caddy(&gw, b.addr).await;
     protects(&proxy, &gw, &b).await;
+    // Caddy names the original method: an anonymous browser's form post is answered 401
+    // rather than redirected to sign in (its body would be lost).
+    let hits = b.hits();
+    let post = format!(
+        "POST /apps/team/form HTTP/1.1\r\nHost: {}\r\nAccept: text/html\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=1",
+        proxy.addr
+    );
+    let r = raw::send(proxy.addr, post.as_bytes()).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(b.hits(), hits, "the app was not reached");
 }
