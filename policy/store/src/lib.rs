@@ -296,6 +296,12 @@ fn pool_options(options: &StoreOptions) -> AnyPoolOptions {
         .max_connections(options.max_connections.max(1))
         .min_connections(0)
         .acquire_timeout(options.acquire_timeout)
+        // A connection that still counts a transaction as open is not handed out again but
+        // closed (the pool opens a fresh one). That happens when a transaction's rollback
+        // itself failed: after SQLite's `SQLITE_FULL` (a full disk) the database already
+        // rolled back, sqlx's `ROLLBACK` then fails and its count stays at one, and every
+        // later transaction on that connection would fail even with space again.
+        .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
 }
 
 fn now() -> i64 {

@@ -1,8 +1,8 @@
 //! The store when the database cannot do the work: SQLite with a full database (a real
 //! `SQLITE_FULL`, made with `PRAGMA max_page_count` since filling a disk needs root) and the
 //! error codes of a PostgreSQL server being stopped are "unavailable" (try again later,
-//! nothing changed), and a change that could not be written leaves neither the change nor
-//! its audit row behind.
+//! nothing changed), a change that could not be written leaves neither the change nor
+//! its audit row behind, and once there is space again changes succeed without a restart.
 
 use super::*;
 
@@ -64,9 +64,13 @@ async fn a_full_sqlite_database_fails_cleanly() {
     // Reads still work: the rows written before are there.
     assert!(store.user(&u("alice")).await.unwrap().is_some());
 
-    // Known limitation, found here: after SQLITE_FULL rolled the transaction back, sqlx
-    // still counts it as open on that connection, so the next transaction on the same
-    // connection fails (`InvalidSavePointStatement`) even with space again. Documented in
-    // docs/degraded-modes.md (restart after freeing space) until the store drops such
-    // connections.
+    // Space again (the page limit was a setting of the connection that hit it): the next
+    // change succeeds without a restart. The connection whose rollback failed after
+    // SQLITE_FULL still counted a transaction as open and would fail every later one
+    // (`InvalidSavePointStatement`); the pool closes such connections instead of reusing them.
+    store
+        .create_user(&user("bob", &["staff"]), &actor())
+        .await
+        .expect("a change after the database was full, without a restart");
+    assert!(store.user(&u("bob")).await.unwrap().is_some());
 }
