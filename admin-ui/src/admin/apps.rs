@@ -209,9 +209,9 @@ pub(super) fn app_form(
         },
         gs_auto = groups_option(
             "auto",
-            "All of the person's groups while the headers stay small; else only those this app's access names",
+            "All while the headers stay small, else those this app's access names (default)",
         ),
-        gs_all = groups_option("all", "All of the person's groups, however large the headers grow"),
+        gs_all = groups_option("all", "All of the person's groups, however large the headers"),
         gs_ref = groups_option("referenced", "Only the groups this app's access names"),
         gs_inv = described_by(errors, "groups_sent"),
         gs_err = field_error(errors, "groups_sent"),
