@@ -360,10 +360,28 @@ pub enum Access {
     Restricted,
 }
 
+/// Which of a person's groups an app is told (`headers.groups_sent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupsSent {
+    /// The default (`"auto"`): every group while the identity headers stay within the budget
+    /// that common app servers accept (see the gateway's `identity::Budget`), else only the
+    /// groups the app's policy names.
+    Auto,
+    /// Every group, however large the headers grow.
     All,
+    /// Only the groups the app's policy names.
     Referenced,
+}
+
+impl GroupsSent {
+    /// The word the config file and the admin UI use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupsSent::Auto => "auto",
+            GroupsSent::All => "all",
+            GroupsSent::Referenced => "referenced",
+        }
+    }
 }
 
 /// Per-app identity header options.
@@ -407,7 +425,7 @@ pub struct AppDefinition {
     pub plotly_user_data: bool,
     /// Not offered for store apps yet: always false there.
     pub dash_token: bool,
-    /// `all` (default) or `referenced`.
+    /// `auto` (default), `all` or `referenced`.
     pub groups_sent: Option<String>,
 }
 

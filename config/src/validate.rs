@@ -947,15 +947,16 @@ fn app(cx: &mut Ctx, at: &str, r: raw::App, server: &Server) -> App {
         );
     }
     let groups_sent = match r.headers.groups_sent.as_deref() {
-        None | Some("all") => GroupsSent::All,
+        None | Some("auto") => GroupsSent::Auto,
+        Some("all") => GroupsSent::All,
         Some("referenced") => GroupsSent::Referenced,
         Some(o) => {
             cx.problem(
                 format!("{at}.headers.groups_sent"),
                 format!("unknown value {o:?}"),
-                Some("all or referenced"),
+                Some("auto, all or referenced"),
             );
-            GroupsSent::All
+            GroupsSent::Auto
         }
     };
     let health_check = match &r.health_check {
@@ -1061,6 +1062,28 @@ mod tests {
         );
         let text = load("[branding]\naccent = \"#ffff00\"").unwrap_err().to_string();
         assert!(text.contains("contrast") && text.contains("darker"), "{text}");
+    }
+
+    #[test]
+    fn groups_sent_defaults_to_auto() {
+        let app = |headers: &str| {
+            let toml = format!("[[apps]]\nslug = \"a\"\nupstreams = [\"127.0.0.1:1\"]\n{headers}");
+            load(&toml).map(|c| c.apps[0].headers.groups_sent)
+        };
+        assert_eq!(app("").unwrap(), GroupsSent::Auto);
+        for g in [GroupsSent::Auto, GroupsSent::All, GroupsSent::Referenced] {
+            assert_eq!(
+                app(&format!("headers = {{ groups_sent = {:?} }}", g.as_str())).unwrap(),
+                g
+            );
+        }
+        let text = app("headers = { groups_sent = \"everything\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("apps[0].headers.groups_sent") && text.contains("auto, all or referenced"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -176,10 +176,7 @@ impl Authn {
             owner_groups: items(&input.owner_groups).iter().map(|g| GroupName::new(g)).collect(),
             remote_headers: app.headers.remote_headers,
             plotly_user_data: app.headers.plotly_user_data,
-            groups_sent: match app.headers.groups_sent {
-                gatehouse_config::GroupsSent::All => "all".into(),
-                gatehouse_config::GroupsSent::Referenced => "referenced".into(),
-            },
+            groups_sent: app.headers.groups_sent.as_str().into(),
             portal_visible: input.portal_visible.is_some(),
             portal_order: portal_order(&input.portal_order)?,
             created_at: 0,
@@ -258,10 +255,7 @@ impl AdminGate for Authn {
                 owner_groups: a.owners.groups.iter().map(|g| g.as_str().to_string()).collect(),
                 remote_headers: a.app.headers.remote_headers,
                 plotly_user_data: a.app.headers.plotly_user_data,
-                groups_sent: match a.app.headers.groups_sent {
-                    gatehouse_config::GroupsSent::All => "all".into(),
-                    gatehouse_config::GroupsSent::Referenced => "referenced".into(),
-                },
+                groups_sent: a.app.headers.groups_sent.as_str().into(),
                 portal_visible: a.portal_visible,
                 portal_order: a.portal_order,
             })

@@ -2,6 +2,11 @@
 //! `_` or `-`), removing the gateway's cookies from `Cookie`, then adding the identity
 //! headers and the `X-Gatehouse-Assertion` JWT (ES256) for the app. Signing keys live in
 //! the store; the JWKS publishes every key whose tokens may still be valid.
+//!
+//! Which groups an app is told is chosen once per session and app ([`Keys::prepared`]):
+//! under `groups_sent = "auto"` (the default) every group while the identity headers stay
+//! within [`LINE_BUDGET`] and [`TOTAL_BUDGET`] — sizes common app servers accept next to the
+//! app's own headers — else only the groups the app's policy names, logged once per app.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,6 +51,17 @@ pub const DASH_AUDIENCE: &str = "dash";
 
 /// Lifetime of an assertion JWT.
 pub const ASSERTION_TTL: Duration = Duration::from_secs(300);
+
+/// Under `groups_sent = "auto"`, the most bytes one identity header line may take on the
+/// wire (`name: value` and CRLF; for the `kcIdToken` cookie, its `name=value` share of the
+/// `Cookie` line). Half of the smallest per-line limit measured (nginx's 8 KiB buffer,
+/// gunicorn's 8190-byte `limit_request_field_size`; see docs/configuration.md).
+pub const LINE_BUDGET: usize = 4096;
+
+/// Under `groups_sent = "auto"`, the most bytes all identity header lines (and the
+/// `kcIdToken` cookie) may take together: leaves the app's own headers and cookies room
+/// under Node's 16 KiB and nginx's 4 × 8 KiB.
+pub const TOTAL_BUDGET: usize = 8192;
 
 /// Whether a header name is an identity header in some spelling (`X_Forwarded_User`, …):
 /// ASCII case and `_` for `-` do not matter. Allocation-free: it runs for every header of
@@ -172,23 +188,34 @@ pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-/// The groups an app is told about: all, or only those its policy names (never an empty
-/// name, which no header could tell from "no groups").
-pub fn groups_for(app: &App, groups: &BTreeSet<gatehouse_policy::GroupName>) -> Vec<String> {
-    match app.headers.groups_sent {
-        GroupsSent::All => groups
-            .iter()
-            .filter(|g| !g.as_str().is_empty())
-            .map(|g| g.as_str().to_string())
-            .collect(),
-        GroupsSent::Referenced => app
-            .allow_groups
-            .iter()
-            .map(|g| gatehouse_policy::GroupName::new(g))
-            .filter(|g| groups.contains(g))
-            .map(|g| g.as_str().to_string())
-            .collect(),
-    }
+/// All of a person's groups, as an app is told them (never an empty name, which no header
+/// could tell from "no groups").
+pub fn all_groups(groups: &BTreeSet<gatehouse_policy::GroupName>) -> Vec<String> {
+    groups
+        .iter()
+        .filter(|g| !g.as_str().is_empty())
+        .map(|g| g.as_str().to_string())
+        .collect()
+}
+
+/// The person's groups that the app's policy names (`allow_groups`), in the policy's order.
+pub fn referenced_groups(app: &App, groups: &BTreeSet<gatehouse_policy::GroupName>) -> Vec<String> {
+    app.allow_groups
+        .iter()
+        .map(|g| gatehouse_policy::GroupName::new(g))
+        .filter(|g| groups.contains(g))
+        .map(|g| g.as_str().to_string())
+        .collect()
+}
+
+/// The bytes a comma-separated groups header's value takes for `groups` (see
+/// [`groups_header`]), without building it.
+fn groups_header_len(groups: &[String]) -> usize {
+    let names: usize = groups
+        .iter()
+        .map(|g| g.len() + 2 * g.bytes().filter(|b| matches!(b, b',' | b'%')).count())
+        .sum();
+    names + groups.len().saturating_sub(1)
 }
 
 /// One group name as an element of a comma-separated groups header
@@ -255,12 +282,12 @@ struct DashClaims<'a> {
     exp: i64,
 }
 
-/// The headers to add for `session` calling `app`. Group names go into the comma-separated
-/// headers encoded by [`groups_header`]; `Plotly-User-Data` has them as a JSON list.
-pub fn identity_headers(app: &App, s: &Session, assertion: &str) -> Vec<(&'static str, String)> {
+/// The headers to add for `session` calling `app`, telling it `group_list`. Group names go
+/// into the comma-separated headers encoded by [`groups_header`]; `Plotly-User-Data` has
+/// them as a JSON list.
+pub fn identity_headers(app: &App, s: &Session, group_list: &[String], assertion: &str) -> Vec<(&'static str, String)> {
     let user = s.identity.user.as_str().to_string();
-    let group_list = groups_for(app, &s.identity.groups);
-    let groups = groups_header(&group_list);
+    let groups = groups_header(group_list);
     let email = s.email.clone().unwrap_or_default();
     let mut h = vec![
         ("x-forwarded-user", user.clone()),
@@ -295,11 +322,57 @@ pub struct Prepared {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The [`DASH_TOKEN_COOKIE`] value, for apps with `headers.dash_token`.
     pub dash_cookie: Option<Arc<str>>,
+    /// How many groups the app is told (in every header, the assertion and the Dash token).
+    pub groups_sent: usize,
+    /// Whether `groups_sent = "auto"` sent only the groups the app's policy names because
+    /// all of them would have gone over the budget.
+    pub limited: bool,
+}
+
+/// The bytes identity headers take on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderSizes {
+    /// The longest line: `name: value` and CRLF, or the Dash token's `name=value`.
+    pub largest_line: usize,
+    /// All of them together.
+    pub total: usize,
+}
+
+impl HeaderSizes {
+    /// Whether they are within [`LINE_BUDGET`] and [`TOTAL_BUDGET`].
+    pub fn within_budget(self) -> bool {
+        self.largest_line <= LINE_BUDGET && self.total <= TOTAL_BUDGET
+    }
 }
 
 impl Prepared {
-    fn build(app: &App, s: &Session, assertion: Arc<str>, dash_cookie: Option<Arc<str>>) -> Prepared {
-        let headers = identity_headers(app, s, &assertion)
+    /// The size of what this adds to a request.
+    pub fn sizes(&self) -> HeaderSizes {
+        let lines = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+            .chain(self.dash_cookie.iter().map(|c| DASH_TOKEN_COOKIE.len() + 1 + c.len()));
+        lines.fold(
+            HeaderSizes {
+                largest_line: 0,
+                total: 0,
+            },
+            |acc, l| HeaderSizes {
+                largest_line: acc.largest_line.max(l),
+                total: acc.total + l,
+            },
+        )
+    }
+
+    fn build(
+        app: &App,
+        s: &Session,
+        groups: &[String],
+        assertion: Arc<str>,
+        dash_cookie: Option<Arc<str>>,
+    ) -> Prepared {
+        let headers = identity_headers(app, s, groups, &assertion)
             .into_iter()
             .filter_map(|(name, value)| match http::HeaderValue::from_str(&value) {
                 Ok(v) => Some((http::HeaderName::from_static(name), v)),
@@ -316,6 +389,8 @@ impl Prepared {
             assertion,
             headers,
             dash_cookie,
+            groups_sent: groups.len(),
+            limited: false,
         }
     }
 
@@ -338,6 +413,9 @@ pub struct Keys {
     jwks: String,
     issuer: String,
     cache: moka::sync::Cache<(u64, u64), Arc<Prepared>>,
+    /// Apps (by slug) for which `groups_sent = "auto"` limiting someone's groups was logged
+    /// lately: logged once a day per app, not per person or request.
+    limited_logged: moka::sync::Cache<String, ()>,
     /// Key of the sign-in forms' CSRF field, derived from the active signing key: a secret
     /// in the store that every replica shares and no app sees.
     csrf_key: [u8; 32],
@@ -389,6 +467,14 @@ impl KeyRing {
     pub fn jwks(&self) -> String {
         self.current.load().jwks.clone()
     }
+}
+
+/// The record of apps whose limited groups were logged: a day per entry.
+fn limited_log() -> moka::sync::Cache<String, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(Duration::from_secs(24 * 3600))
+        .build()
 }
 
 /// A fresh P-256 key as a store record.
@@ -483,6 +569,7 @@ impl Keys {
                 .max_capacity(200_000)
                 .time_to_live(ASSERTION_TTL - Duration::from_secs(60))
                 .build(),
+            limited_logged: limited_log(),
         })
     }
 
@@ -500,32 +587,92 @@ impl Keys {
 
     /// The assertion and identity headers for `session` calling `app` (whose runtime id is
     /// `app_id`: a new one for every compiled definition), signed at most once per four
-    /// minutes per session and app.
+    /// minutes per session and app. The groups are chosen here, by `headers.groups_sent`.
     pub fn prepared(&self, app: &App, app_id: u64, s: &Session) -> Result<Arc<Prepared>, GatewayError> {
         let key = prepared_key(s, app_id);
         if let Some(p) = self.cache.get(&key).filter(|p| p.fits(s)) {
             return Ok(p);
         }
-        let dash = if app.headers.dash_token {
-            Some(self.sign_dash(app, s)?)
-        } else {
-            None
+        let groups = &s.identity.groups;
+        let p = match app.headers.groups_sent {
+            GroupsSent::All => self.build(app, s, &all_groups(groups))?,
+            GroupsSent::Referenced => self.build(app, s, &referenced_groups(app, groups))?,
+            GroupsSent::Auto => self.build_within_budget(app, s)?,
         };
-        let p = Arc::new(Prepared::build(app, s, self.sign(app, s)?, dash));
+        let p = Arc::new(p);
         self.cache.insert(key, p.clone());
         Ok(p)
     }
 
-    fn sign(&self, app: &App, s: &Session) -> Result<Arc<str>, GatewayError> {
+    /// `groups_sent = "auto"`: all groups if what is added then fits the budget, else only
+    /// the referenced ones. A groups header alone over [`LINE_BUDGET`] is found without
+    /// signing anything.
+    fn build_within_budget(&self, app: &App, s: &Session) -> Result<Prepared, GatewayError> {
+        let all = all_groups(&s.identity.groups);
+        let groups_line = "x-forwarded-groups: \r\n".len() + groups_header_len(&all);
+        let over = if groups_line > LINE_BUDGET {
+            HeaderSizes {
+                largest_line: groups_line,
+                total: groups_line,
+            }
+        } else {
+            let p = self.build(app, s, &all)?;
+            let sizes = p.sizes();
+            if sizes.within_budget() {
+                return Ok(p);
+            }
+            sizes
+        };
+        let mut p = self.build(app, s, &referenced_groups(app, &s.identity.groups))?;
+        p.limited = true;
+        self.log_limited(app, s, all.len(), over, &p);
+        Ok(p)
+    }
+
+    /// Says (once a day per app) that an app was sent only the referenced groups, and how
+    /// to send all of them.
+    fn log_limited(&self, app: &App, s: &Session, all: usize, over: HeaderSizes, p: &Prepared) {
+        if self.limited_logged.contains_key(&app.slug) {
+            return;
+        }
+        self.limited_logged.insert(app.slug.clone(), ());
+        tracing::warn!(
+            app = %app.slug,
+            user = %s.identity.user,
+            groups = all,
+            sent = p.groups_sent,
+            "identity headers with all {all} groups of {} would take at least {} bytes ({} in one line), \
+             over what common app servers accept ({LINE_BUDGET} a line, {TOTAL_BUDGET} together): \
+             the app is sent only the {} groups its access names, for this and every such person \
+             (logged once a day per app). To send every group anyway, set \
+             headers.groups_sent = \"all\" (admin UI: Groups sent to the app)",
+            s.identity.user,
+            over.total,
+            over.largest_line,
+            p.groups_sent,
+        );
+    }
+
+    /// The assertion, the Dash token (for apps with `headers.dash_token`) and the identity
+    /// headers telling `app` that `s` is in `groups`.
+    fn build(&self, app: &App, s: &Session, groups: &[String]) -> Result<Prepared, GatewayError> {
+        let dash = if app.headers.dash_token {
+            Some(self.sign_dash(s, groups)?)
+        } else {
+            None
+        };
+        Ok(Prepared::build(app, s, groups, self.sign(app, s, groups)?, dash))
+    }
+
+    fn sign(&self, app: &App, s: &Session, groups: &[String]) -> Result<Arc<str>, GatewayError> {
         let iat = now();
-        let groups = groups_for(app, &s.identity.groups);
         let claims = Claims {
             iss: &self.issuer,
             aud: &app.slug,
             sub: s.identity.user.as_str(),
             email: s.email.as_deref(),
             name: s.display_name.as_deref(),
-            groups: &groups,
+            groups,
             iat,
             exp: iat + ASSERTION_TTL.as_secs() as i64,
         };
@@ -539,9 +686,8 @@ impl Keys {
     /// The `kcIdToken` cookie value for `session` calling `app`: standard base64 of an ES256
     /// JWT (`kid` in the JWKS, `aud` [`DASH_AUDIENCE`], `preferred_username`, `email`,
     /// `groups` as the app is told them, 5 minutes); prepared with the headers.
-    fn sign_dash(&self, app: &App, s: &Session) -> Result<Arc<str>, GatewayError> {
+    fn sign_dash(&self, s: &Session, groups: &[String]) -> Result<Arc<str>, GatewayError> {
         let iat = now();
-        let groups = groups_for(app, &s.identity.groups);
         let user = s.identity.user.as_str();
         let claims = DashClaims {
             iss: &self.issuer,
@@ -550,7 +696,7 @@ impl Keys {
             preferred_username: user,
             email: s.email.as_deref(),
             name: s.display_name.as_deref(),
-            groups: &groups,
+            groups,
             iat,
             exp: iat + ASSERTION_TTL.as_secs() as i64,
         };
@@ -671,7 +817,7 @@ mod tests {
         assert_eq!(cookie(&h, "b"), None);
     }
 
-    fn keys() -> Keys {
+    pub(super) fn keys() -> Keys {
         let k = generate_key().unwrap();
         Keys {
             kid: k.kid.clone(),
@@ -679,6 +825,7 @@ mod tests {
             jwks: String::new(),
             issuer: "test".into(),
             cache: moka::sync::Cache::new(100),
+            limited_logged: limited_log(),
             csrf_key: [0; 32],
         }
     }
@@ -736,6 +883,128 @@ mod tests {
             .prepared(&app, 2, &session(&id, "alice", &["staff", "finance"]))
             .unwrap();
         assert!(!Arc::ptr_eq(&second_app, &changed));
+    }
+
+    /// An app with `headers = { … }` as given, restricted to `finance` and `group-0007`.
+    pub(super) fn app_with(headers: &str) -> App {
+        let toml = format!(
+            "[[apps]]\nslug = 'a'\nupstreams = ['127.0.0.1:1']\naccess = 'restricted'\n\
+             allow_groups = ['finance', 'group-0007', 'Unheld']\nheaders = {{ {headers} }}"
+        );
+        let c = gatehouse_config::Config::from_toml(&toml, std::path::Path::new("."), &gatehouse_config::ProcessEnv);
+        c.expect("valid config").apps.remove(0)
+    }
+
+    /// `group-0000` … for `n` groups.
+    fn numbered(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("group-{i:04}")).collect()
+    }
+
+    pub(super) fn member_of(groups: &[String]) -> Session {
+        let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+        session(&"ef".repeat(32), "alice", &refs)
+    }
+
+    /// The `groups` claim of a JWT (not verified: only what it says).
+    fn claimed_groups(jwt: &str) -> Vec<String> {
+        let payload = jwt.split('.').nth(1).expect("a JWT");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        serde_json::from_value(claims["groups"].clone()).unwrap()
+    }
+
+    const EVERY_HEADER: &str = "remote_headers = true, plotly_user_data = true, dash_token = true";
+
+    #[test]
+    fn auto_sends_every_group_while_the_headers_fit() {
+        let k = keys();
+        let app = app_with(EVERY_HEADER);
+        assert_eq!(app.headers.groups_sent, GroupsSent::Auto, "the default");
+        let groups = numbered(20);
+        let p = k.prepared(&app, 1, &member_of(&groups)).unwrap();
+        assert!(!p.limited);
+        assert_eq!(p.groups_sent, 20);
+        assert_eq!(header(&p, "x-forwarded-groups"), groups.join(","));
+        assert_eq!(header(&p, "remote-groups"), groups.join(","));
+        assert_eq!(claimed_groups(&p.assertion), groups);
+        assert!(p.sizes().within_budget(), "{:?}", p.sizes());
+        assert!(!k.limited_logged.contains_key("a"), "nothing to log");
+    }
+
+    /// 2,000 groups: "auto" sends only the referenced ones — in every header, the assertion
+    /// and the Dash token — and says so once; "all" sends all of them, over the budget.
+    #[test]
+    fn auto_sends_the_referenced_groups_past_the_budget_and_all_sends_all() {
+        let k = keys();
+        let groups = numbered(2000);
+        let s = member_of(&groups);
+        let auto = k.prepared(&app_with(EVERY_HEADER), 1, &s).unwrap();
+        assert!(auto.limited);
+        assert_eq!(auto.groups_sent, 1);
+        assert_eq!(header(&auto, "x-forwarded-groups"), "group-0007");
+        assert_eq!(header(&auto, "remote-groups"), "group-0007");
+        assert_eq!(
+            header(&auto, "plotly-user-data"),
+            r#"{"groups":["group-0007"],"username":"alice"}"#
+        );
+        assert_eq!(claimed_groups(&auto.assertion), ["group-0007"]);
+        let dash = base64::engine::general_purpose::STANDARD
+            .decode(auto.dash_cookie.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(claimed_groups(std::str::from_utf8(&dash).unwrap()), ["group-0007"]);
+        assert!(auto.sizes().within_budget(), "{:?}", auto.sizes());
+        assert!(k.limited_logged.contains_key("a"), "logged");
+
+        let all = k
+            .prepared(&app_with(&format!("{EVERY_HEADER}, groups_sent = 'all'")), 2, &s)
+            .unwrap();
+        assert!(!all.limited);
+        assert_eq!(all.groups_sent, 2000);
+        assert_eq!(claimed_groups(&all.assertion), groups);
+        assert!(all.sizes().largest_line > 8192, "{:?}", all.sizes());
+
+        let referenced = k
+            .prepared(&app_with("groups_sent = 'referenced'"), 3, &member_of(&numbered(3)))
+            .unwrap();
+        assert_eq!(
+            header(&referenced, "x-forwarded-groups"),
+            "",
+            "referenced stays referenced"
+        );
+    }
+
+    /// Adding groups one at a time: all are sent up to the last set whose headers fit, the
+    /// referenced ones from the first that does not.
+    #[test]
+    fn the_switch_happens_exactly_at_the_budget() {
+        let k = keys();
+        let app = app_with("");
+        let all_app = app_with("groups_sent = 'all'");
+        let mut last_fitting = None;
+        for n in (1..400).step_by(7) {
+            let s = member_of(&numbered(n));
+            let auto = k.prepared(&app, n as u64, &s).unwrap();
+            let all = k.build(&all_app, &s, &all_groups(&s.identity.groups)).unwrap();
+            assert_eq!(
+                auto.limited,
+                !all.sizes().within_budget(),
+                "{n} groups: {:?}",
+                all.sizes()
+            );
+            if auto.limited {
+                assert_eq!(auto.groups_sent, usize::from(n > 7), "{n}");
+            } else {
+                assert_eq!(auto.groups_sent, n);
+                last_fitting = Some(n);
+            }
+        }
+        let last = last_fitting.expect("small sets fit");
+        assert!(
+            (50..393).contains(&last),
+            "the budget ends somewhere in the middle: {last}"
+        );
     }
 
     #[test]
@@ -800,6 +1069,35 @@ mod groups_header_tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Under "auto", whatever the person's groups, no identity header line and not all of
+        /// them together go over the budget; and every group is sent exactly when all of them
+        /// fit.
+        #[test]
+        fn auto_never_goes_over_the_budget(
+            names in proptest::collection::btree_set("[a-zA-Z0-9 ,%&=-]{1,48}", 0..500),
+            every_header in any::<bool>(),
+        ) {
+            let k = super::tests::keys();
+            let headers = if every_header { "remote_headers = true, plotly_user_data = true, dash_token = true" } else { "" };
+            let app = super::tests::app_with(headers);
+            let names: Vec<String> = names.into_iter().collect();
+            let s = super::tests::member_of(&names);
+            let auto = k.prepared(&app, 1, &s).unwrap();
+            prop_assert!(auto.sizes().within_budget(), "{:?}", auto.sizes());
+            let all = k.build(&app, &s, &all_groups(&s.identity.groups)).unwrap();
+            prop_assert_eq!(auto.limited, !all.sizes().within_budget());
+            if !auto.limited {
+                prop_assert_eq!(auto.groups_sent, all.groups_sent);
+            }
+        }
+
+        /// `groups_header_len` is the length of `groups_header`.
+        #[test]
+        fn groups_header_len_is_exact(names in proptest::collection::vec("[a-z,% ]{0,12}", 0..8)) {
+            prop_assert_eq!(groups_header_len(&names), groups_header(&names).len());
+        }
+
         /// Splitting the header on `,` and percent-decoding each part gives back exactly the
         /// group names, whatever they contain.
         #[test]

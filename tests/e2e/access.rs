@@ -606,7 +606,8 @@ async fn two_thousand_groups_keep_cookie_and_headers_small() {
     let b = [backend.addr];
     let gw = gatehouse()
         .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\", \"group-0007\"]\nheaders = { groups_sent = \"referenced\" }")
-        .app("all", &b, "access = \"authenticated\"")
+        .app("all", &b, "access = \"authenticated\"\nheaders = { groups_sent = \"all\" }")
+        .app("auto", &b, "access = \"authenticated\"")
         .user("many", PW, false, &refs)
         .start()
         .await;
@@ -636,6 +637,10 @@ async fn two_thousand_groups_keep_cookie_and_headers_small() {
     );
     let p = m.get("/apps/all/").await;
     assert_eq!(header(&p, "x-forwarded-groups").unwrap().split(',').count(), 2001);
+    // The default ("auto"): too many to send, and an app open to everyone signed in names
+    // no group, so it is told none.
+    let p = m.get("/apps/auto/").await;
+    assert_eq!(header(&p, "x-forwarded-groups").unwrap(), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]

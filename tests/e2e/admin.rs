@@ -1057,6 +1057,12 @@ async fn header_options_and_portal_visibility_are_set_in_the_admin_ui() {
         edit.body
     );
     assert!(edit.body.contains(r#"<option value="referenced" selected>"#));
+    let new = root.get("/.gatehouse/admin/apps/new").await;
+    assert!(
+        new.body.contains(r#"<option value="auto" selected>"#),
+        "a new app sends groups by the default, auto: {}",
+        new.body
+    );
     let mut bad = new_app_form(&token, "other", &up, "");
     bad.push(("groups_sent", "everything"));
     let p = post(&mut root, "/.gatehouse/admin/apps/new", &bad).await;

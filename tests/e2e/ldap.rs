@@ -38,7 +38,7 @@ async fn gateway(slapd: &Slapd, backend: &Backend, url: &str, extra: &str) -> Ga
         .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\"]")
         .app("outer", &b, "access = \"restricted\"\nallow_groups = [\"outer\"]")
         .app("staff", &b, "access = \"restricted\"\nallow_groups = [\"staff\", \"posix-staff\"]\nheaders = { groups_sent = \"referenced\" }")
-        .app("any", &b, "access = \"authenticated\"")
+        .app("any", &b, "access = \"authenticated\"\nheaders = { groups_sent = \"all\" }")
         .start()
         .await
 }

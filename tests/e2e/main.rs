@@ -13,6 +13,7 @@ mod dataapps;
 mod degraded;
 mod forward_auth;
 mod forwarding;
+mod header_budget;
 mod ldap;
 mod lifecycle;
 mod limits;

@@ -45,7 +45,11 @@ async fn setup(groups_in_userinfo_only: bool, extra: &str, server_extra: &str) -
         .listen_port(port)
         .server(server_extra)
         .raw(&provider_block("op", &op, "gatehouse", extra))
-        .app("any", &b, "access = \"authenticated\"")
+        .app(
+            "any",
+            &b,
+            "access = \"authenticated\"\nheaders = { groups_sent = \"all\" }",
+        )
         .app(
             "fin",
             &b,

@@ -74,7 +74,7 @@ async fn setup_with(extra: &str, idp_options: &[&str], with_sp_keys: bool, by_ur
             "[[providers]]\nid = \"idp\"\nkind = \"saml\"\nlabel = \"Company SSO\"\nidp_metadata = \"{}\"\nuser_attribute = \"uid\"\n{keys}{extra}\n",
             if by_url { idp.metadata_url.clone() } else { md.display().to_string() }
         ))
-        .app("any", &b, "access = \"authenticated\"")
+        .app("any", &b, "access = \"authenticated\"\nheaders = { groups_sent = \"all\" }")
         .app("fin", &b, "access = \"restricted\"\nallow_groups = [\"finance\"]\nheaders = { groups_sent = \"referenced\" }")
         .start()
         .await;

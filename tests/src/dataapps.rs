@@ -1,10 +1,12 @@
 //! Real data-app frameworks as upstreams: Dash, Streamlit, Shiny for Python and Jupyter
 //! Server, each running a script of `tests/dataapps/` with the Python of the virtualenv that
 //! `tests/peers/dataapps.sh` installs, on a free loopback port, under the path prefix the
-//! gateway routes to it (no prefix stripping: each framework is told its prefix).
+//! gateway routes to it (no prefix stripping: each framework is told its prefix). Also the
+//! bare Python app servers gunicorn and uvicorn with default settings, serving
+//! `echo_groups.py` (answers on every path with the identity it was told).
 //!
-//! Every app appends what reached it (path or event, and its headers) to a "seen" log, so a
-//! test can tell whether a request got to the app and with which identity headers.
+//! Every framework app appends what reached it (path or event, and its headers) to a "seen"
+//! log, so a test can tell whether a request got to the app and with which identity headers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,10 @@ pub enum Framework {
     Shiny,
     /// `jupyter server --ServerApp.base_url` with `gatehouse_identity.GatehouseIdentityProvider`.
     Jupyter,
+    /// `gunicorn echo_groups:wsgi`, default settings (8190-byte header lines).
+    Gunicorn,
+    /// `uvicorn echo_groups:asgi`, default settings.
+    Uvicorn,
 }
 
 /// The virtualenv's python: `GATEHOUSE_DATAAPPS_PYTHON`, else
@@ -118,6 +124,12 @@ impl DataApp {
                     .env("JUPYTER_RUNTIME_DIR", dir.path().join("runtime"))
                     .env("JUPYTER_CONFIG_DIR", dir.path().join("config"));
             }
+            Framework::Gunicorn => {
+                cmd.args(["-m", "gunicorn", "-b", &format!("127.0.0.1:{p}"), "echo_groups:wsgi"]);
+            }
+            Framework::Uvicorn => {
+                cmd.args(["-m", "uvicorn", "--host", "127.0.0.1", "--port", &p, "echo_groups:asgi"]);
+            }
         }
         let out = std::fs::File::create(&log).expect("app log");
         {
@@ -146,7 +158,7 @@ impl DataApp {
         // A path that answers 200 once the app is serving (Jupyter's needs a user: the
         // header the gateway would set, sent directly).
         let (path, user) = match framework {
-            Framework::Dash | Framework::Shiny => ("", false),
+            Framework::Dash | Framework::Shiny | Framework::Gunicorn | Framework::Uvicorn => ("", false),
             Framework::Streamlit => ("_stcore/health", false),
             Framework::Jupyter => ("api/me", true),
         };

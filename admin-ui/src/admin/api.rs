@@ -637,7 +637,7 @@ async fn create_app(c: Call) -> ApiResult {
     }
     let base = AppInput {
         access: "restricted".into(),
-        groups_sent: "all".into(),
+        groups_sent: "auto".into(),
         portal_visible: flag(true),
         ..AppInput::default()
     };

@@ -123,6 +123,15 @@ pub(super) fn app_form(
         let sel = if input.access == value { " selected" } else { "" };
         format!(r#"<option value="{value}"{sel}>{label}</option>"#)
     };
+    // A new app (no value yet) gets the default, "auto".
+    let groups_sent = match input.groups_sent.as_str() {
+        "" => "auto",
+        g => g,
+    };
+    let groups_option = |value: &str, label: &str| {
+        let sel = if groups_sent == value { " selected" } else { "" };
+        format!(r#"<option value="{value}"{sel}>{label}</option>"#)
+    };
     let slug_field = if create {
         format!(
             r#"<label for="slug">Slug</label><p class="hint" id="slug-hint">Lower-case letters, digits and -. The app is served at /apps/&lt;slug&gt;/.</p>
@@ -155,7 +164,7 @@ pub(super) fn app_form(
 <label class="check"><input type="checkbox" name="remote_headers" value="1"{remote}> Remote-User, Remote-Groups, Remote-Email, Remote-Name headers (Authelia style)</label>
 <label class="check"><input type="checkbox" name="plotly_user_data" value="1"{plotly}> Plotly-User-Data header for Dash apps using dash_enterprise_auth</label>
 <label for="groups_sent">Groups sent to the app</label>
-<select id="groups_sent" name="groups_sent"{gs_inv}><option value="all"{gs_all}>All of the person's groups</option><option value="referenced"{gs_ref}>Only the groups this app's access names (large directories)</option></select>{gs_err}
+<select id="groups_sent" name="groups_sent"{gs_inv}>{gs_auto}{gs_all}{gs_ref}</select>{gs_err}
 <label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
 <label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at 0.</p>
 <input id="portal_order" name="portal_order" type="text" inputmode="numeric" value="{order}" aria-describedby="portal_order-hint"{po_inv}>{po_err}
@@ -198,16 +207,12 @@ pub(super) fn app_form(
         } else {
             ""
         },
-        gs_all = if input.groups_sent != "referenced" {
-            " selected"
-        } else {
-            ""
-        },
-        gs_ref = if input.groups_sent == "referenced" {
-            " selected"
-        } else {
-            ""
-        },
+        gs_auto = groups_option(
+            "auto",
+            "All while the headers stay small, else those this app's access names (default)",
+        ),
+        gs_all = groups_option("all", "All of the person's groups, however large the headers"),
+        gs_ref = groups_option("referenced", "Only the groups this app's access names"),
         gs_inv = described_by(errors, "groups_sent"),
         gs_err = field_error(errors, "groups_sent"),
         visible = if input.portal_visible.is_some() { " checked" } else { "" },
