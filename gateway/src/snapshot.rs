@@ -144,7 +144,7 @@ impl Extras {
             version: 0,
             owners: Owners::default(),
             portal_visible: true,
-            portal_order: 0,
+            portal_order: app.portal_order,
             timed: Vec::new(),
             listed_groups: app.allow_groups.clone(),
             listed_users: app.allow_users.clone(),
@@ -183,6 +183,10 @@ pub fn definition(r: &AppRecord) -> AppDefinition {
         remote_headers: r.remote_headers,
         plotly_user_data: r.plotly_user_data,
         groups_sent: Some(r.groups_sent.clone()),
+        dash_token: r.dash_token,
+        tags: r.tags.clone(),
+        thumbnail: Some(r.thumbnail.clone()).filter(|t| !t.is_empty()),
+        portal_order: r.portal_order,
         ..AppDefinition::default()
     }
 }
@@ -266,7 +270,7 @@ impl Snapshot {
                             version: r.updated_at,
                             owners,
                             portal_visible: r.portal_visible,
-                            portal_order: r.portal_order,
+                            portal_order: app.portal_order,
                             timed,
                             listed_groups,
                             listed_users,
@@ -449,6 +453,9 @@ mod tests {
             groups_sent: "all".into(),
             portal_visible: true,
             portal_order: 0,
+            tags: vec![],
+            thumbnail: String::new(),
+            dash_token: false,
             created_at: 0,
             updated_at: 0,
         }
