@@ -341,7 +341,9 @@ impl Snapshot {
     }
 
     /// The portal cards of the apps `who` may open, decided by `evaluate`, by portal
-    /// position (ties: config apps in file order, then store apps by slug).
+    /// position (ties: config apps in file order, then store apps by slug). A card's owner
+    /// is the store app's owners (people, then groups) or the file app's `owner`; its
+    /// update time the store record's, or the config file's modification time.
     pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
         let mut shown: Vec<&Arc<AppRuntime>> = self
             .apps
@@ -351,10 +353,25 @@ impl Snapshot {
         shown.sort_by_key(|a| a.portal_order);
         shown
             .into_iter()
-            .map(|a| PortalApp {
-                name: a.app.name.clone(),
-                description: a.app.description.clone(),
-                href: a.href.clone(),
+            .map(|a| {
+                let (owner, updated_at) = match a.source {
+                    AppSource::Store => {
+                        let people = a.owners.users.iter().map(UserName::as_str);
+                        let groups = a.owners.groups.iter().map(GroupName::as_str);
+                        (people.chain(groups).collect::<Vec<_>>().join(", "), Some(a.version))
+                    }
+                    AppSource::File => (a.app.owner.clone().unwrap_or_default(), self.config.modified),
+                };
+                PortalApp {
+                    slug: a.app.slug.clone(),
+                    name: a.app.name.clone(),
+                    description: a.app.description.clone(),
+                    href: a.href.clone(),
+                    tags: a.app.tags.clone(),
+                    thumbnail: a.app.thumbnail.clone(),
+                    owner,
+                    updated_at,
+                }
             })
             .collect()
     }
