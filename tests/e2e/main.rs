@@ -19,6 +19,7 @@ mod limits;
 mod live;
 mod longlived;
 mod oidc;
+mod portal;
 mod providers;
 mod routing;
 mod saml;
