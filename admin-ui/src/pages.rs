@@ -339,8 +339,15 @@ fn empty_portal(viewer: Option<&Viewer>) -> String {
 pub fn portal(site: &Site, p: &PortalPage<'_>) -> String {
     let arranged = crate::portal::arrange(p.apps, p.memory);
     let filtering = !p.query.trim().is_empty() || !p.tag.trim().is_empty();
-    let shown = |a: &PortalApp| crate::portal::matches(a, p.query, p.tag);
-    let pos = |a: &PortalApp| p.apps.iter().position(|b| std::ptr::eq(a, b)).unwrap_or(0);
+    // Each card's place in portal order, and whether the filter keeps it: computed once.
+    let places: std::collections::HashMap<&str, (usize, bool)> = p
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.slug.as_str(), (i, crate::portal::matches(a, p.query, p.tag))))
+        .collect();
+    let shown = |a: &PortalApp| places.get(a.slug.as_str()).is_some_and(|(_, s)| *s);
+    let pos = |a: &PortalApp| places.get(a.slug.as_str()).map_or(0, |(i, _)| *i);
     let mut favourites = String::with_capacity(arranged.favourites.len() * 700);
     for a in &arranged.favourites {
         card(&mut favourites, a, pos(a), true, !shown(a), p.favourite_token);

@@ -72,6 +72,9 @@ pub fn arrange<'a>(apps: &'a [PortalApp], memory: &PortalMemory) -> Arranged<'a>
 /// card's `data-search` and `data-tags`.
 pub fn matches(app: &PortalApp, query: &str, tag: &str) -> bool {
     let tag = tag.trim();
+    if tag.is_empty() && query.trim().is_empty() {
+        return true;
+    }
     if !tag.is_empty() && !app.tags.iter().any(|t| t.to_lowercase() == tag.to_lowercase()) {
         return false;
     }
@@ -92,15 +95,11 @@ pub fn search_text(app: &PortalApp) -> String {
 /// Every tag of `apps` with how many apps carry it, by name (ignoring case; the first
 /// spelling met is shown).
 pub fn tag_counts(apps: &[PortalApp]) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = Vec::new();
+    let mut seen: std::collections::BTreeMap<String, (String, usize)> = std::collections::BTreeMap::new();
     for t in apps.iter().flat_map(|a| a.tags.iter()) {
-        match out.iter_mut().find(|(seen, _)| seen.to_lowercase() == t.to_lowercase()) {
-            Some((_, n)) => *n += 1,
-            None => out.push((t.clone(), 1)),
-        }
+        seen.entry(t.to_lowercase()).or_insert_with(|| (t.clone(), 0)).1 += 1;
     }
-    out.sort_by_key(|(t, _)| t.to_lowercase());
-    out
+    seen.into_values().collect()
 }
 
 /// What the favourite form sends.

@@ -581,6 +581,57 @@ access = "authenticated"
     }
 
     #[test]
+    fn portal_cards_carry_position_tags_owner_and_update_time() {
+        let file = config(
+            r#"
+[[apps]]
+slug = "late"
+upstreams = ["127.0.0.1:9"]
+access = "public"
+portal_order = 7
+owner = "Data team"
+tags = ["finance"]
+
+[[apps]]
+slug = "early"
+upstreams = ["127.0.0.1:9"]
+access = "public"
+portal_order = -2
+thumbnail = "https://cdn.example.com/e.png"
+"#,
+        );
+        let mut file = Arc::try_unwrap(file).expect("one owner");
+        file.modified = Some(1_700_000_000);
+        let mut stored = record("mid", "127.0.0.1:12", StoredAccess::Public, &[]);
+        stored.portal_order = 3;
+        stored.tags = vec!["Board".into()];
+        stored.owner_users = vec![UserName::new("olga")];
+        stored.owner_groups = vec![GroupName::new("Data Team")];
+        stored.updated_at = 1_800_000_000;
+        let s = Snapshot::compile(Arc::new(file), &[stored], None);
+        let cards = s.portal(None);
+        let slugs: Vec<&str> = cards.iter().map(|c| c.slug.as_str()).collect();
+        assert_eq!(
+            slugs,
+            ["early", "mid", "late"],
+            "config and store apps ordered together"
+        );
+        assert_eq!(cards[0].thumbnail.as_deref(), Some("https://cdn.example.com/e.png"));
+        assert_eq!(
+            (cards[0].owner.as_str(), cards[0].updated_at),
+            ("", Some(1_700_000_000))
+        );
+        assert_eq!(
+            (cards[1].owner.as_str(), cards[1].updated_at, cards[1].tags.clone()),
+            ("olga, data team", Some(1_800_000_000), vec!["Board".to_string()])
+        );
+        assert_eq!(
+            (cards[2].owner.as_str(), cards[2].tags.clone()),
+            ("Data team", vec!["finance".to_string()])
+        );
+    }
+
+    #[test]
     fn a_time_limited_grant_stops_at_its_end_without_a_recompile() {
         let grant = |grantee: Grantee, expires_at: Option<i64>| GrantRecord {
             app: "hr".into(),

@@ -11,7 +11,6 @@ use gatehouse_tests::{Backend, Browser, Page};
 use crate::gatehouse;
 use crate::usage::{signed_in, unix_now, PW};
 
-
 /// The slugs of the cards in `body` (or only inside the list with id `list`), in page
 /// order, with whether each is hidden.
 fn cards(body: &str, list: Option<&str>) -> Vec<(String, bool)> {
@@ -299,4 +298,65 @@ async fn favourites_and_recent_apps_are_shared_by_replicas() {
     })
     .await;
     assert!(seen.is_some(), "the visit reaches the other replica through the store");
+}
+
+/// 500 apps: every card is on the page, in order, and `?tag=` filters them. Prints how long
+/// the portal takes through the gateway (recorded in BENCHMARKS.md; no limit asserted).
+#[tokio::test(flavor = "multi_thread")]
+async fn five_hundred_apps_on_one_portal() {
+    let backend = Backend::start("app").await;
+    let mut builder = gatehouse()
+        .user("alice", PW, false, &["staff"])
+        .raw("[usage]\nflush_seconds = 1\n");
+    for i in 0..500 {
+        builder = builder.app(
+            &format!("app-{i:03}"),
+            &[backend.addr],
+            &format!(
+                "name = \"Dashboard {i}\"\ndescription = \"Numbers of team {i}\"\naccess = \"restricted\"\n\
+                 allow_groups = [\"staff\"]\ntags = [\"team-{t}\", \"{kind}\"]\nportal_order = {order}",
+                t = i % 20,
+                kind = ["dash", "streamlit", "shiny", "grafana"][i % 4],
+                order = 499 - i,
+            ),
+        );
+    }
+    let gw = builder.start().await;
+    let mut alice = signed_in(&gw, "alice").await;
+    let token = favourite_token(&alice.get("/").await);
+    let origin = alice.origin();
+    for slug in ["app-100", "app-200", "app-300"] {
+        let p = favourite(&mut alice, &token, slug, true, &[("origin", origin.as_str())]).await;
+        assert_eq!(p.status, 303);
+    }
+    assert_eq!(alice.get("/apps/app-042/").await.status, 200);
+
+    let page = alice.get("/").await;
+    let all = shown(&page.body, None);
+    assert_eq!(all.len(), 500);
+    // Favourites first (in portal order: higher slugs first here), then the rest.
+    assert_eq!(&all[..4], ["app-300", "app-200", "app-100", "app-499"]);
+    assert_eq!(recent(&page.body), ["/apps/app-042/"]);
+    let team3 = shown(&alice.get("/?tag=team-3").await.body, None);
+    assert_eq!(team3.len(), 25);
+
+    let mut times = Vec::new();
+    for path in ["/", "/?tag=team-3"] {
+        let mut took: Vec<Duration> = Vec::new();
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            assert_eq!(alice.get(path).await.status, 200);
+            took.push(t.elapsed());
+        }
+        took.sort();
+        times.push(format!(
+            "GET {path}: min {:?}, median {:?}, max {:?}",
+            took[0], took[10], took[19]
+        ));
+    }
+    println!(
+        "portal with 500 apps ({} KiB of HTML): {}",
+        page.body.len() / 1024,
+        times.join("; ")
+    );
 }

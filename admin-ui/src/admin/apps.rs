@@ -166,7 +166,7 @@ pub(super) fn app_form(
 <label for="groups_sent">Groups sent to the app</label>
 <select id="groups_sent" name="groups_sent"{gs_inv}><option value="all"{gs_all}>All of the person's groups</option><option value="referenced"{gs_ref}>Only the groups this app's access names (large directories)</option></select>{gs_err}
 <label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
-<label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at 0.</p>
+<label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at their portal_order (default 0).</p>
 <input id="portal_order" name="portal_order" type="text" inputmode="numeric" value="{order}"{po_inv}>{po_err}
 <label for="tags">Tags on the App Portal</label><p class="hint" id="tags-hint">One per line or comma-separated, e.g. finance, dash. People filter the portal by them.</p>
 <textarea id="tags" name="tags" rows="2" spellcheck="false"{t_inv}>{tags}</textarea>{t_err}
