@@ -635,7 +635,7 @@ impl Gate for Authn {
 
     async fn portal_memory(&self, user: &str) -> PortalMemory {
         let since = gatehouse_store::day_of(session::now()) - gatehouse_admin_ui::portal::RECENT_DAYS;
-        // One more than shown: apps the person can no longer open are dropped later.
+        // Twice what is shown: apps the person can no longer open are dropped later.
         let limit = 2 * gatehouse_admin_ui::portal::RECENT_SHOWN as i64;
         let (favourites, stored) = match (
             self.store.favourites(user).await,
@@ -656,7 +656,10 @@ impl Gate for Authn {
     }
 
     async fn set_favourite(&self, who: &Identity, slug: &str, on: bool) -> Result<(), AdminError> {
-        let listed = self.live.peek().portal(Some(who)).iter().any(|a| a.slug == slug);
+        let listed =
+            self.live.peek().app(slug).is_some_and(|a| {
+                a.portal_visible && gatehouse_policy::evaluate(&a.policy_now(), Some(who)).is_allowed()
+            });
         // Unmarking stays possible for an app the person can no longer open.
         if on && !listed {
             return Err(AdminError::NotFound);
