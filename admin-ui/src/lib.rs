@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod csrf;
 pub mod pages;
+pub mod portal;
 pub mod redirect;
 
 use std::net::IpAddr;
@@ -106,11 +107,16 @@ impl Site {
 }
 
 /// Headers every page of the gateway carries: no MIME sniffing, no referrer leaving the
-/// origin, and no framing (clickjacking of sign-in and admin forms).
+/// origin, no framing (clickjacking of sign-in and admin forms), and images only from the
+/// gateway itself, `https:` (the branding logo and app thumbnails are validated to be
+/// one of those) and `data:` (the favicon).
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "same-origin"),
-    ("content-security-policy", "frame-ancestors 'none'"),
+    (
+        "content-security-policy",
+        "frame-ancestors 'none'; img-src 'self' https: data:",
+    ),
     ("x-frame-options", "DENY"),
 ];
 
@@ -168,9 +174,18 @@ pub const STORE_UNAVAILABLE_MESSAGE: &str =
 /// An app card on the portal.
 #[derive(Debug, Clone)]
 pub struct PortalApp {
+    pub slug: String,
     pub name: String,
     pub description: String,
     pub href: String,
+    /// Labels people filter by, as written.
+    pub tags: Vec<String>,
+    /// The card's picture: an `https://` URL or a path on the gateway (validated).
+    pub thumbnail: Option<String>,
+    /// Who runs it, in words; empty: not said.
+    pub owner: String,
+    /// When its definition last changed (epoch seconds), if known.
+    pub updated_at: Option<i64>,
 }
 
 /// What the pages need from the gateway.
@@ -191,8 +206,15 @@ pub trait Gate: admin::AdminGate + Send + Sync + 'static {
     /// Ends the session with this cookie value; returns where to send the browser next when
     /// the provider wants to end its own session too (RP-initiated logout).
     async fn logout(&self, session_cookie: &str, client: Option<IpAddr>) -> Option<String>;
-    /// The apps `who` may open, as decided by `gatehouse_policy::evaluate`.
+    /// The apps `who` may open, as decided by `gatehouse_policy::evaluate`, in portal order
+    /// (the admin-set position, then the config file's order, then store apps by slug).
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp>;
+    /// What the portal remembers of `user`: favourites and recently opened apps. Empty
+    /// (the portal still works) when the store cannot be asked.
+    async fn portal_memory(&self, user: &str) -> portal::PortalMemory;
+    /// Marks (`on`) or unmarks app `slug` as a favourite of `who`. `Err(NotFound)` unless
+    /// the portal lists that app for them.
+    async fn set_favourite(&self, who: &Identity, slug: &str, on: bool) -> Result<(), admin::AdminError>;
     /// The JWKS document that verifies assertions.
     fn jwks(&self) -> String;
     /// Starts a single sign-on with `provider`; returns the URL to send the browser to.
@@ -246,6 +268,8 @@ pub fn router(gate: Shared) -> Router {
         .route("/.gatehouse/saml/{provider}/slo", get(saml_slo))
         .route("/.well-known/gatehouse/jwks.json", get(jwks))
         .route("/.gatehouse/assets/gatehouse.css", get(stylesheet))
+        .route("/.gatehouse/assets/portal.js", get(portal::script))
+        .route("/.gatehouse/portal/favourite", axum::routing::post(portal::favourite))
         .merge(admin::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
@@ -351,17 +375,62 @@ fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response()
 }
 
-async fn portal(State(gate): State<Shared>, info: Option<Extension<RequestInfo>>, headers: HeaderMap) -> Response {
+/// The portal's address: `?q=` search text and `?tag=` (the filter without JavaScript).
+#[derive(Debug, Deserialize, Default)]
+struct PortalQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    tag: String,
+}
+
+async fn portal(
+    State(gate): State<Shared>,
+    info: Option<Extension<RequestInfo>>,
+    uri: http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let info = info.map(|e| e.0).unwrap_or_default();
     let site = gate.site();
     let (csrf, new_cookie) = csrf_token(&gate, &headers);
+    // An unreadable query is no reason to refuse the portal: it is shown unfiltered.
+    let Query(q) = Query::<PortalQuery>::try_from_uri(&uri).unwrap_or_default();
     let apps = gate.portal_apps(info.viewer.as_ref().map(|v| &v.identity));
-    let requests = match &info.viewer {
-        Some(v) => gate.my_requests(v.identity.user.as_str()).await,
-        None => Vec::new(),
+    let (requests, memory) = match &info.viewer {
+        Some(v) => {
+            let user = v.identity.user.as_str();
+            (gate.my_requests(user).await, gate.portal_memory(user).await)
+        }
+        None => (Vec::new(), portal::PortalMemory::default()),
     };
-    let html = pages::portal(site, info.viewer.as_ref(), &apps, &requests, &csrf);
+    let favourite_token = info
+        .session_id_hash
+        .as_deref()
+        .filter(|_| info.viewer.is_some())
+        .map(|h| csrf::bound_token(&gate.csrf_key(), h, portal::TOKEN_PURPOSE));
+    let html = pages::portal(
+        site,
+        &pages::PortalPage {
+            viewer: info.viewer.as_ref(),
+            apps: &apps,
+            memory: &memory,
+            query: clip(&q.q, 200),
+            tag: clip(&q.tag, 100),
+            requests: &requests,
+            csrf: &csrf,
+            favourite_token: favourite_token.as_deref(),
+        },
+    );
     with_cookies((no_store(), Html(html)).into_response(), new_cookie)
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[derive(Debug, Deserialize, Default)]

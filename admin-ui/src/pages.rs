@@ -4,6 +4,7 @@ use gatehouse_config::Branding;
 use html_escape::encode_double_quoted_attribute as attr;
 use html_escape::encode_text as esc;
 
+use crate::portal::PortalMemory;
 use crate::{PortalApp, Site, Viewer};
 
 /// A single-sign-on button on the login page.
@@ -203,70 +204,269 @@ fn nav(viewer: Option<&Viewer>, csrf: &str) -> String {
     }
 }
 
-/// The App Portal: a card per app the viewer may open, a search box, sign in/out.
-pub fn portal(
-    site: &Site,
-    viewer: Option<&Viewer>,
-    apps: &[PortalApp],
-    requests: &[crate::admin::RequestRow],
-    csrf: &str,
-) -> String {
-    let cards: String = apps
+/// What one App Portal page shows.
+#[derive(Debug)]
+pub struct PortalPage<'a> {
+    pub viewer: Option<&'a Viewer>,
+    /// The apps the viewer may open, in portal order.
+    pub apps: &'a [PortalApp],
+    pub memory: &'a PortalMemory,
+    /// The search text and tag of the address (`?q=…&tag=…`): applied on the server too,
+    /// so filtering works without JavaScript.
+    pub query: &'a str,
+    pub tag: &'a str,
+    pub requests: &'a [crate::admin::RequestRow],
+    /// The sign-out form's token.
+    pub csrf: &'a str,
+    /// The favourite forms' token (signed in only).
+    pub favourite_token: Option<&'a str>,
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `2026-03-01` and `1 Mar 2026` for epoch second `t` (UTC).
+fn day_words(t: i64) -> (String, String) {
+    let iso = crate::admin::utc(t)[..10].to_string();
+    let (y, m, d) = (&iso[..4], &iso[5..7], &iso[8..10]);
+    let month = m
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .copied()
+        .unwrap_or(m);
+    let words = format!("{} {month} {y}", d.trim_start_matches('0'));
+    (iso, words)
+}
+
+/// The small square with the app's initial (no thumbnail, and the recent strip).
+fn mark(a: &PortalApp, class: &str) -> String {
+    format!(
+        r#"<span class="app-mark {class}tone-{tone}" aria-hidden="true">{initial}</span>"#,
+        tone = tone(&a.slug),
+        initial = esc(&initial_of(&a.name, '?')),
+    )
+}
+
+/// One card: the link (thumbnail or mark, name, description), its tags (links that
+/// filter), owner and last update, and for a signed-in person the favourite toggle.
+fn card(out: &mut String, a: &PortalApp, pos: usize, favourite: bool, hidden: bool, token: Option<&str>) {
+    use std::fmt::Write;
+    let picture = match &a.thumbnail {
+        Some(src) => format!(
+            r#"<img class="app-thumb" src="{}" alt="" loading="lazy" decoding="async" width="320" height="180">"#,
+            attr(src)
+        ),
+        None => mark(a, ""),
+    };
+    let tags: String = a
+        .tags
         .iter()
-        .map(|a| {
+        .map(|t| {
             format!(
-                r#"<li class="app" data-search="{search}"><a class="app-link" href="{href}"><span class="app-mark tone-{tone}" aria-hidden="true">{initial}</span><span class="app-text"><span class="app-name">{name}</span><span class="app-desc">{desc}</span></span></a></li>"#,
-                search = attr(&format!("{} {}", a.name, a.description).to_lowercase()),
-                href = attr(&a.href),
-                tone = tone(&a.href),
-                initial = esc(&initial_of(&a.name, '?')),
-                name = esc(&a.name),
-                desc = esc(&a.description),
+                r#"<li><a class="tag" href="/?tag={}">{}</a></li>"#,
+                attr(&percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()),
+                esc(t)
             )
         })
         .collect();
-    let heading = if viewer.is_some() { "Your apps" } else { "Apps" };
-    let empty = if apps.is_empty() {
-        if viewer.is_some() {
-            r#"<p class="empty">No apps are open to you yet. Ask an administrator for access.</p>"#
-        } else {
-            r#"<p class="empty">No apps are open without signing in. <a href="/.gatehouse/login">Sign in</a> to see yours.</p>"#
-        }
-    } else {
-        ""
+    let mut facts = Vec::new();
+    if !a.owner.is_empty() {
+        facts.push(format!(r#"<span class="app-owner">Owner: {}</span>"#, esc(&a.owner)));
+    }
+    if let Some(t) = a.updated_at.filter(|t| *t > 0) {
+        let (iso, words) = day_words(t);
+        facts.push(format!(r#"<span>Updated <time datetime="{iso}">{words}</time></span>"#));
+    }
+    let fav = match token {
+        Some(token) => format!(
+            r#"<form class="fav" method="post" action="/.gatehouse/portal/favourite"><input type="hidden" name="csrf" value="{token}"><input type="hidden" name="app" value="{slug}"><input type="hidden" name="favourite" value="{next}"><button class="fav-button" type="submit" aria-pressed="{pressed}" aria-label="{label} {name}" title="{label}"><span aria-hidden="true">{star}</span></button></form>"#,
+            token = attr(token),
+            slug = attr(&a.slug),
+            next = if favourite { "0" } else { "1" },
+            pressed = favourite,
+            label = if favourite {
+                "Remove from favourites:"
+            } else {
+                "Add to favourites:"
+            },
+            name = attr(&a.name),
+            star = if favourite { "\u{2605}" } else { "\u{2606}" },
+        ),
+        None => String::new(),
     };
-    let lead = match (viewer.is_some(), apps.len()) {
+    let _ = write!(
+        out,
+        r#"<li class="app{thumb_cls}" id="app-{slug}" data-slug="{slug}" data-pos="{pos}" data-search="{search}" data-tags="{data_tags}"{hidden}><a class="app-link" href="{href}">{picture}<span class="app-text"><span class="app-name">{name}</span><span class="app-desc">{desc}</span></span></a><div class="app-meta">{tag_list}{facts}</div>{fav}</li>"#,
+        thumb_cls = if a.thumbnail.is_some() { " has-thumb" } else { "" },
+        slug = attr(&a.slug),
+        search = attr(&crate::portal::search_text(a)),
+        data_tags = attr(&a.tags.iter().map(|t| t.to_lowercase()).collect::<Vec<_>>().join("\n")),
+        hidden = if hidden { " hidden" } else { "" },
+        href = attr(&a.href),
+        name = esc(&a.name),
+        desc = esc(&a.description),
+        tag_list = if tags.is_empty() {
+            String::new()
+        } else {
+            format!(r#"<ul class="tags" aria-label="Tags">{tags}</ul>"#)
+        },
+        facts = if facts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"<p class="app-facts">{}</p>"#,
+                facts.join(r#"<span aria-hidden="true"> · </span>"#)
+            )
+        },
+    );
+}
+
+/// What an empty portal says: why there is nothing, and what to do.
+fn empty_portal(viewer: Option<&Viewer>) -> String {
+    match viewer {
+        None => r#"<div class="empty"><p><strong>No apps are open without signing in.</strong></p><p><a class="button" href="/.gatehouse/login">Sign in</a> to see the apps you can open.</p></div>"#.to_string(),
+        Some(v) if v.identity.admin => r#"<div class="empty"><p><strong>No apps yet.</strong></p><p>Add the first one in the <a href="/.gatehouse/admin/apps/new">admin pages</a>, or as an <code>[[apps]]</code> entry in the config file. Everyone who may open an app will find it here.</p></div>"#.to_string(),
+        Some(_) => r#"<div class="empty"><p><strong>No apps are open to you yet.</strong></p><p>Apps appear here as soon as an administrator gives you access. If you were sent a link to an app, open it: its page lets you ask for access.</p></div>"#.to_string(),
+    }
+}
+
+/// The App Portal: the apps the viewer may open as cards — their favourites first, a strip
+/// of the apps they opened recently, then every other app in the admin-set order — with a
+/// search box and tag filter (in the browser, and through `?q=`/`?tag=` without script),
+/// and sign in/out.
+pub fn portal(site: &Site, p: &PortalPage<'_>) -> String {
+    let arranged = crate::portal::arrange(p.apps, p.memory);
+    let filtering = !p.query.trim().is_empty() || !p.tag.trim().is_empty();
+    // Each card's place in portal order, and whether the filter keeps it: computed once.
+    let places: std::collections::HashMap<&str, (usize, bool)> = p
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.slug.as_str(), (i, crate::portal::matches(a, p.query, p.tag))))
+        .collect();
+    let shown = |a: &PortalApp| places.get(a.slug.as_str()).is_some_and(|(_, s)| *s);
+    let pos = |a: &PortalApp| places.get(a.slug.as_str()).map_or(0, |(i, _)| *i);
+    let mut favourites = String::with_capacity(arranged.favourites.len() * 700);
+    for a in &arranged.favourites {
+        card(&mut favourites, a, pos(a), true, !shown(a), p.favourite_token);
+    }
+    let mut others = String::with_capacity(arranged.others.len() * 700);
+    for a in &arranged.others {
+        card(&mut others, a, pos(a), false, !shown(a), p.favourite_token);
+    }
+    let matching = p.apps.iter().filter(|a| shown(a)).count();
+    let heading = if p.viewer.is_some() { "Your apps" } else { "Apps" };
+    let lead = match (p.viewer.is_some(), p.apps.len()) {
         (_, 0) => String::new(),
         (false, _) => r#"<p class="lead">Sign in to see every app you can open.</p>"#.to_string(),
         (true, 1) => r#"<p class="lead">1 app you can open.</p>"#.to_string(),
         (true, n) => format!(r#"<p class="lead">{n} apps you can open.</p>"#),
     };
+    let tags = crate::portal::tag_counts(p.apps);
+    let tag_filter = if tags.is_empty() {
+        String::new()
+    } else {
+        let current = p.tag.trim().to_lowercase();
+        let link = |href: String, label: &str, count: Option<usize>, active: bool, tag: &str| {
+            format!(
+                r#"<li><a class="chip" href="{href}" data-tag="{tag}"{current}>{label}{count}</a></li>"#,
+                href = attr(&href),
+                tag = attr(tag),
+                current = if active { r#" aria-current="true""# } else { "" },
+                label = esc(label),
+                count = count
+                    .map(|n| format!(r#" <span class="count">{n}</span>"#))
+                    .unwrap_or_default(),
+            )
+        };
+        let mut chips = link("/".into(), "All", None, current.is_empty(), "");
+        for (t, n) in &tags {
+            let href = format!(
+                "/?tag={}",
+                percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
+            );
+            chips.push_str(&link(href, t, Some(*n), current == t.to_lowercase(), &t.to_lowercase()));
+        }
+        format!(r#"<nav class="tag-filter" aria-label="Filter by tag"><ul>{chips}</ul></nav>"#)
+    };
+    let recent = if arranged.recent.is_empty() || p.viewer.is_none() {
+        String::new()
+    } else {
+        let items: String = arranged
+            .recent
+            .iter()
+            .map(|a| {
+                format!(
+                    r#"<li><a href="{href}">{mark}<span>{name}</span></a></li>"#,
+                    href = attr(&a.href),
+                    mark = mark(a, "small "),
+                    name = esc(&a.name),
+                )
+            })
+            .collect();
+        format!(
+            r#"<section class="recent" id="recent" aria-labelledby="recent-h"{hidden}><h2 id="recent-h">Recently opened</h2><ul class="recent-list">{items}</ul></section>"#,
+            hidden = if filtering { " hidden" } else { "" },
+        )
+    };
+    let signed_in = p.viewer.is_some();
     let body = format!(
         r#"<div class="portal-head"><div class="portal-title"><h1>{heading}</h1>{lead}</div>
-<label class="search"><span class="visually-hidden">Search apps</span><input id="app-search" type="search" placeholder="Search apps" autocomplete="off"{disabled}></label></div>
-<ul class="apps" id="apps">{cards}</ul>
+<form class="search" role="search" method="get" action="/"><label for="app-search" class="visually-hidden">Search apps</label><input id="app-search" name="q" type="search" placeholder="Search apps" autocomplete="off" value="{q}" aria-keyshortcuts="/"{disabled}>{tag_field}</form></div>
+{tag_filter}
+{recent}
+<p class="visually-hidden" id="filter-status" role="status" aria-live="polite">{status}</p>
+<section class="portal-section" id="favourites-section" aria-labelledby="favourites-h"{fav_hidden}><h2 id="favourites-h">Favourites</h2><ul class="apps" id="favourites">{favourites}</ul></section>
+<section class="portal-section" id="others-section" aria-labelledby="others-h"{others_hidden}>{others_h}<ul class="apps" id="apps">{others}</ul></section>
 {empty}
-<p class="empty" id="no-match" hidden>No app matches your search.</p>
+<div class="empty" id="no-match"{no_match_hidden}><p>No app matches your search.</p><p><a href="/" id="clear-filter">Show all apps</a></p></div>
 {requests}
-<script>
-(function () {{
-  var input = document.getElementById('app-search');
-  var items = Array.prototype.slice.call(document.querySelectorAll('#apps .app'));
-  var none = document.getElementById('no-match');
-  input.addEventListener('input', function () {{
-    var q = input.value.trim().toLowerCase(), shown = 0;
-    items.forEach(function (li) {{
-      var hit = li.getAttribute('data-search').indexOf(q) !== -1;
-      li.hidden = !hit; if (hit) shown++;
-    }});
-    none.hidden = shown !== 0 || items.length === 0;
-  }});
-}})();
-</script>"#,
-        disabled = if apps.is_empty() { " disabled" } else { "" },
-        requests = my_requests(requests),
+<script src="/.gatehouse/assets/portal.js" defer></script>"#,
+        q = attr(p.query),
+        disabled = if p.apps.is_empty() { " disabled" } else { "" },
+        tag_field = if p.tag.trim().is_empty() {
+            String::new()
+        } else {
+            format!(r#"<input type="hidden" name="tag" value="{}">"#, attr(p.tag.trim()))
+        },
+        status = if filtering {
+            format!("{matching} of {} apps shown", p.apps.len())
+        } else {
+            String::new()
+        },
+        fav_hidden = if !signed_in
+            || arranged.favourites.is_empty()
+            || (filtering && !arranged.favourites.iter().any(|a| shown(a)))
+        {
+            " hidden"
+        } else {
+            ""
+        },
+        others_hidden = if arranged.others.is_empty() || (filtering && !arranged.others.iter().any(|a| shown(a))) {
+            " hidden"
+        } else {
+            ""
+        },
+        others_h = if signed_in && !arranged.favourites.is_empty() {
+            r#"<h2 id="others-h">All apps</h2>"#
+        } else {
+            r#"<h2 id="others-h" class="visually-hidden">All apps</h2>"#
+        },
+        empty = if p.apps.is_empty() {
+            empty_portal(p.viewer)
+        } else {
+            String::new()
+        },
+        no_match_hidden = if p.apps.is_empty() || matching > 0 {
+            " hidden"
+        } else {
+            ""
+        },
+        requests = my_requests(p.requests),
     );
-    layout_with_nav(&site.branding.get(), heading, &body, false, &nav(viewer, csrf))
+    layout_with_nav(&site.branding.get(), heading, &body, false, &nav(p.viewer, p.csrf))
 }
 
 /// "Your access requests" on the portal: where each request stands (approved ones are
@@ -417,6 +617,134 @@ mod tests {
         assert!(!html.contains("<b>"));
         assert!(html.contains("Acme &lt;Apps&gt;"));
         assert!(!html.contains("\"onmouseover"));
+    }
+
+    fn site() -> Site {
+        Site {
+            branding: std::sync::Arc::new(crate::BrandingCell::new(brand())),
+            session_cookie: "s".into(),
+            csrf_cookie: "c".into(),
+            secure: false,
+            session_max_age: 60,
+            password_form: true,
+            sso: vec![],
+            login_cookie: "l".into(),
+            origin: "http://gw".into(),
+        }
+    }
+
+    fn card(slug: &str, tags: &[&str]) -> PortalApp {
+        PortalApp {
+            slug: slug.into(),
+            name: format!("{slug} <b>"),
+            description: String::new(),
+            href: format!("/apps/{slug}/"),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            thumbnail: (slug == "a").then(|| "https://cdn.example.com/a.png".to_string()),
+            owner: "Data team".into(),
+            updated_at: Some(1_772_323_200), // 2026-03-01
+        }
+    }
+
+    fn viewer() -> Viewer {
+        Viewer {
+            identity: gatehouse_policy::Identity {
+                user: gatehouse_policy::UserName::new("alice"),
+                groups: Default::default(),
+                admin: false,
+            },
+            display_name: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn portal_cards_sections_and_filter_without_script() {
+        let apps = [card("a", &["Finance"]), card("b", &["dash"]), card("c", &[])];
+        let memory = PortalMemory {
+            favourites: vec!["c".into()],
+            recent: vec![("b".into(), 5)],
+        };
+        let v = viewer();
+        let page = |query: &str, tag: &str, who: Option<&Viewer>| {
+            portal(
+                &site(),
+                &PortalPage {
+                    viewer: who,
+                    apps: &apps,
+                    memory: &memory,
+                    query,
+                    tag,
+                    requests: &[],
+                    csrf: "t",
+                    favourite_token: who.map(|_| "fav-token"),
+                },
+            )
+        };
+        let html = page("", "", Some(&v));
+        assert!(!html.contains("a <b>"), "names are escaped");
+        let (fav, others) = (
+            html.find(r#"id="favourites""#).unwrap(),
+            html.find(r#"id="apps""#).unwrap(),
+        );
+        let pos = |slug: &str| html.find(&format!(r#"id="app-{slug}""#)).unwrap();
+        assert!(
+            fav < pos("c") && pos("c") < others,
+            "the favourite is in its own section first"
+        );
+        assert!(others < pos("a") && pos("a") < pos("b"), "the rest in portal order");
+        assert!(html.contains(r#"aria-pressed="true" aria-label="Remove from favourites: c &lt;b&gt;""#));
+        assert!(html.contains(r#"<img class="app-thumb" src="https://cdn.example.com/a.png""#));
+        assert!(html.contains(r#"Updated <time datetime="2026-03-01">1 Mar 2026</time>"#));
+        assert!(html.contains("Owner: Data team"));
+        assert!(html.contains(r#"<h2 id="recent-h">Recently opened</h2>"#));
+        assert!(html.contains(r#"href="/?tag=Finance""#));
+        // Without script: ?tag= hides the other cards (and the recent strip) on the server.
+        let html = page("", "finance", Some(&v));
+        assert!(html.contains(r#"id="app-b" data-slug="b" data-pos="1""#));
+        let hidden = |html: &str, slug: &str| {
+            let start = html.find(&format!(r#"id="app-{slug}""#)).unwrap();
+            html[start..start + html[start..].find('>').unwrap()].contains(" hidden")
+        };
+        assert!(!hidden(&html, "a") && hidden(&html, "b") && hidden(&html, "c"));
+        assert!(html.contains(r#"id="recent" aria-labelledby="recent-h" hidden"#));
+        assert!(html.contains(
+            r#"<p class="visually-hidden" id="filter-status" role="status" aria-live="polite">1 of 3 apps shown</p>"#
+        ));
+        let html = page("nothing like it", "", Some(&v));
+        assert!(
+            html.contains(r#"<div class="empty" id="no-match">"#),
+            "no match says so"
+        );
+        // Nobody signed in: no favourite forms.
+        let html = page("", "", None);
+        assert!(!html.contains("/.gatehouse/portal/favourite") && !html.contains("Recently opened"));
+    }
+
+    #[test]
+    fn an_empty_portal_says_what_to_do() {
+        let v = viewer();
+        let memory = PortalMemory::default();
+        let page = |who: Option<&Viewer>| {
+            portal(
+                &site(),
+                &PortalPage {
+                    viewer: who,
+                    apps: &[],
+                    memory: &memory,
+                    query: "",
+                    tag: "",
+                    requests: &[],
+                    csrf: "t",
+                    favourite_token: None,
+                },
+            )
+        };
+        assert!(page(Some(&v)).contains("as soon as an administrator gives you access"));
+        assert!(page(None).contains("No apps are open without signing in"));
+        let mut admin = viewer();
+        admin.identity.admin = true;
+        assert!(page(Some(&admin)).contains(r#"href="/.gatehouse/admin/apps/new""#));
     }
 
     #[test]

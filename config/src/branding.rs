@@ -55,7 +55,10 @@ pub fn check_branding(name: &str, accent: &str, logo_url: &str) -> Result<Brandi
     })
 }
 
-fn logo_url_ok(url: &str) -> bool {
+/// Whether `url` may be shown as an image on the gateway's pages (the logo, app
+/// thumbnails): an `https://` URL or a path on this gateway, without quotes, spaces or
+/// angle brackets, at most [`MAX_LOGO_URL`] bytes.
+pub(crate) fn logo_url_ok(url: &str) -> bool {
     let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '\\' | '`');
     let shape = match url.strip_prefix("https://") {
         Some(rest) => rest.split('/').next().is_some_and(|host| !host.is_empty()),

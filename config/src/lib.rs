@@ -125,7 +125,13 @@ impl Config {
             source,
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_toml(&text, &base, env).map_err(ConfigError::Invalid)
+        let mut config = Self::from_toml(&text, &base, env).map_err(ConfigError::Invalid)?;
+        config.modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        Ok(config)
     }
 
     /// Parses and validates configuration text. `base_dir` anchors relative paths.

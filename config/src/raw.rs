@@ -202,6 +202,11 @@ pub struct App {
     pub headers: AppHeaders,
     pub health_check: Option<HealthCheck>,
     pub timeouts: Option<Timeouts>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub thumbnail: Option<String>,
+    pub portal_order: Option<i64>,
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

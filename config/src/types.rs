@@ -19,6 +19,10 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub apps: Vec<App>,
     pub usage: Usage,
+    /// When the file was last modified (epoch seconds), as read by [`Config::load`]; `None`
+    /// for text parsed by [`Config::from_toml`]. The App Portal shows it as the file apps'
+    /// "updated" date.
+    pub modified: Option<i64>,
 }
 
 /// `[server]`: listeners, TLS, trusted proxies, timeouts.
@@ -391,7 +395,7 @@ pub struct AppHeaders {
     pub plotly_user_data: bool,
     /// Add a `kcIdToken` cookie (base64 of a JWT signed with the assertion keys, `aud`
     /// `dash`) to the upstream request, for `dash_enterprise_auth` in token mode
-    /// (`DASH_JWKS_URL`). Config file only; store apps never have it.
+    /// (`DASH_JWKS_URL`). Default false.
     pub dash_token: bool,
     pub groups_sent: GroupsSent,
 }
@@ -423,10 +427,14 @@ pub struct AppDefinition {
     pub allow_users: Vec<String>,
     pub remote_headers: bool,
     pub plotly_user_data: bool,
-    /// Not offered for store apps yet: always false there.
     pub dash_token: bool,
     /// `auto` (default), `all` or `referenced`.
     pub groups_sent: Option<String>,
+    /// Portal card labels, as typed (checked and de-duplicated by validation).
+    pub tags: Vec<String>,
+    /// An `https://` URL or a path on the gateway.
+    pub thumbnail: Option<String>,
+    pub portal_order: i64,
 }
 
 /// One `[[apps]]` entry.
@@ -450,4 +458,25 @@ pub struct App {
     pub headers: AppHeaders,
     pub health_check: HealthCheck,
     pub timeouts: Timeouts,
+    /// Labels on the App Portal card, which people filter by: at most [`MAX_TAGS`], each
+    /// 1 to [`MAX_TAG_CHARS`] characters as typed, repeats (ignoring case) removed.
+    pub tags: Vec<String>,
+    /// The card's picture: an `https://` URL or a path on this gateway (`/…`), the only
+    /// images the pages' `img-src` allows. Default none (a coloured initial).
+    pub thumbnail: Option<String>,
+    /// Position on the App Portal: lower first (default 0; ties keep file order, then
+    /// store apps by slug).
+    pub portal_order: i64,
+    /// Who runs the app, in words, shown on its card (file apps; store apps show their
+    /// owners). Default none.
+    pub owner: Option<String>,
 }
+
+/// Most tags on one app.
+pub const MAX_TAGS: usize = 10;
+/// Longest tag, characters.
+pub const MAX_TAG_CHARS: usize = 32;
+/// Largest `portal_order` either way.
+pub const MAX_PORTAL_ORDER: i64 = 1_000_000;
+/// Longest `owner` text, characters.
+pub const MAX_OWNER_CHARS: usize = 100;

@@ -179,6 +179,7 @@ pub fn from_toml(text: &str, base: &Path, env: &dyn Environment) -> Result<Confi
             providers,
             apps,
             usage,
+            modified: None,
         })
     } else {
         Err(Problems(cx.problems))
@@ -986,7 +987,68 @@ fn app(cx: &mut Ctx, at: &str, r: raw::App, server: &Server) -> App {
         },
         health_check,
         timeouts,
+        tags: tags(cx, at, r.tags),
+        thumbnail: r.thumbnail.map(|t| t.trim().to_string()).filter(|t| {
+            let ok = crate::branding::logo_url_ok(t);
+            if !ok {
+                cx.problem(
+                    format!("{at}.thumbnail"),
+                    format!("{t:?} is not an https:// address or a path on this gateway"),
+                    Some("e.g. https://intranet.example.com/sales.png or /apps/sales/assets/card.png"),
+                );
+            }
+            ok
+        }),
+        portal_order: match r.portal_order {
+            Some(n) if n.abs() > MAX_PORTAL_ORDER => {
+                cx.problem(
+                    format!("{at}.portal_order"),
+                    format!("{n} is outside -{MAX_PORTAL_ORDER}..{MAX_PORTAL_ORDER}"),
+                    Some("e.g. portal_order = 10 (lower comes first)"),
+                );
+                0
+            }
+            n => n.unwrap_or(0),
+        },
+        owner: r.owner.map(|o| o.trim().to_string()).filter(|o| {
+            let ok = o.chars().count() <= MAX_OWNER_CHARS && !o.chars().any(char::is_control);
+            if !ok {
+                cx.problem(
+                    format!("{at}.owner"),
+                    format!("at most {MAX_OWNER_CHARS} characters, without control characters"),
+                    Some("e.g. owner = \"Data team\""),
+                );
+            }
+            ok && !o.is_empty()
+        }),
     }
+}
+
+/// An app's tags: trimmed, each 1 to [`MAX_TAG_CHARS`] characters without `,` or control
+/// characters, at most [`MAX_TAGS`], repeats (ignoring case) dropped.
+fn tags(cx: &mut Ctx, at: &str, typed: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, t) in typed.iter().enumerate() {
+        let t = t.trim();
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.chars().any(|c| c.is_control() || c == ',') {
+            cx.problem(
+                format!("{at}.tags[{i}]"),
+                format!("{t:?} is not a tag: 1 to {MAX_TAG_CHARS} characters, without commas"),
+                Some("e.g. tags = [\"finance\", \"dash\"]"),
+            );
+        } else if seen.insert(t.to_lowercase()) {
+            out.push(t.to_string());
+        }
+    }
+    if out.len() > MAX_TAGS {
+        cx.problem(
+            format!("{at}.tags"),
+            format!("{} tags; at most {MAX_TAGS}", out.len()),
+            None,
+        );
+    }
+    out
 }
 
 /// Validates an app defined outside the file (in the store, by the admin UI) exactly as an
@@ -1018,6 +1080,10 @@ pub fn validate_app(def: AppDefinition, at: &str, server: &Server) -> Result<App
         },
         health_check: None,
         timeouts: None,
+        tags: def.tags,
+        thumbnail: def.thumbnail,
+        portal_order: Some(def.portal_order),
+        owner: None,
     };
     let app = app(&mut cx, at, r, server);
     if cx.problems.is_empty() {
@@ -1083,6 +1149,57 @@ mod tests {
         assert!(
             text.contains("apps[0].headers.groups_sent") && text.contains("auto, all or referenced"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn portal_fields_of_an_app() {
+        let app = |extra: &str| format!("[[apps]]\nslug = \"sales\"\nupstreams = [\"127.0.0.1:9\"]\n{extra}\n");
+        let c = load(&app(
+            "tags = [\" Finance \", \"dash\", \"FINANCE\"]\nthumbnail = \"https://cdn.example.com/s.png\"\nportal_order = -5\nowner = \" Data team \"",
+        ))
+        .unwrap();
+        let a = &c.apps[0];
+        assert_eq!(a.tags, ["Finance", "dash"], "trimmed, repeats ignoring case dropped");
+        assert_eq!(a.thumbnail.as_deref(), Some("https://cdn.example.com/s.png"));
+        assert_eq!((a.portal_order, a.owner.as_deref()), (-5, Some("Data team")));
+        let plain = load(&app("")).unwrap();
+        assert_eq!(
+            (
+                plain.apps[0].tags.len(),
+                &plain.apps[0].thumbnail,
+                plain.apps[0].portal_order
+            ),
+            (0, &None, 0)
+        );
+        assert_eq!(
+            load(&app("thumbnail = \"/apps/sales/card.png\"")).unwrap().apps[0]
+                .thumbnail
+                .as_deref(),
+            Some("/apps/sales/card.png")
+        );
+        for bad in [
+            "http://cdn.example.com/s.png",
+            "javascript:alert(1)",
+            "//evil.example/x.png",
+            "/a b.png",
+        ] {
+            assert_eq!(
+                paths(&app(&format!("thumbnail = {bad:?}"))),
+                ["apps[0].thumbnail"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            paths(&app("tags = [\"\", \"a,b\"]")),
+            ["apps[0].tags[0]", "apps[0].tags[1]"]
+        );
+        let many: Vec<String> = (0..11).map(|i| format!("\"t{i}\"")).collect();
+        assert_eq!(paths(&app(&format!("tags = [{}]", many.join(",")))), ["apps[0].tags"]);
+        assert_eq!(paths(&app("portal_order = 1000001")), ["apps[0].portal_order"]);
+        assert_eq!(
+            paths(&app(&format!("owner = {:?}", "x".repeat(101)))),
+            ["apps[0].owner"]
         );
     }
 

@@ -86,6 +86,9 @@ fn field_of(path: &str) -> &'static str {
         "allow_groups" => "allow_groups",
         "allow_users" => "allow_users",
         "headers" => "groups_sent",
+        "tags" => "tags",
+        "thumbnail" => "thumbnail",
+        "portal_order" => "portal_order",
         _ => "slug",
     }
 }
@@ -119,6 +122,7 @@ impl Authn {
     fn record(&self, input: &AppInput, create: bool) -> Result<AppRecord, AdminError> {
         let snap = self.live.load();
         let slug = input.slug.trim().to_string();
+        let order = portal_order(&input.portal_order)?;
         let def = AppDefinition {
             slug: slug.clone(),
             name: Some(input.name.trim().to_string()).filter(|n| !n.is_empty()),
@@ -130,6 +134,10 @@ impl Authn {
             remote_headers: input.remote_headers.is_some(),
             plotly_user_data: input.plotly_user_data.is_some(),
             groups_sent: Some(input.groups_sent.trim().to_string()).filter(|g| !g.is_empty()),
+            dash_token: input.dash_token.is_some(),
+            tags: items(&input.tags),
+            thumbnail: Some(input.thumbnail.trim().to_string()).filter(|t| !t.is_empty()),
+            portal_order: order,
             ..AppDefinition::default()
         };
         let app = gatehouse_config::validate_app(def, "app", &snap.config.server).map_err(|problems| {
@@ -178,7 +186,10 @@ impl Authn {
             plotly_user_data: app.headers.plotly_user_data,
             groups_sent: app.headers.groups_sent.as_str().into(),
             portal_visible: input.portal_visible.is_some(),
-            portal_order: portal_order(&input.portal_order)?,
+            portal_order: app.portal_order,
+            tags: app.tags,
+            thumbnail: app.thumbnail.unwrap_or_default(),
+            dash_token: app.headers.dash_token,
             created_at: 0,
             updated_at: 0,
         })
@@ -258,6 +269,9 @@ impl AdminGate for Authn {
                 groups_sent: a.app.headers.groups_sent.as_str().into(),
                 portal_visible: a.portal_visible,
                 portal_order: a.portal_order,
+                dash_token: a.app.headers.dash_token,
+                tags: a.app.tags.clone(),
+                thumbnail: a.app.thumbnail.clone().unwrap_or_default(),
             })
             .collect()
     }

@@ -37,6 +37,9 @@ description = "Shows exactly what an app behind Gatehouse receives"
 upstreams = ["127.0.0.1:{whoami_port}"]
 access = "authenticated"
 headers = {{ remote_headers = true, plotly_user_data = true }}
+tags = ["tools", "demo"]
+owner = "Platform team"
+portal_order = 1
 
 [[apps]]
 slug = "public"
@@ -44,6 +47,10 @@ name = "Public page"
 description = "Open to everyone, signed in or not"
 upstreams = ["127.0.0.1:{whoami_port}"]
 access = "public"
+tags = ["demo"]
+thumbnail = "/apps/public/card.svg"
+owner = "Platform team"
+portal_order = 2
 
 [[apps]]
 slug = "admins-only"
@@ -51,6 +58,8 @@ name = "Admins only"
 description = "Restricted: only administrators may open it"
 upstreams = ["127.0.0.1:{whoami_port}"]
 access = "restricted"
+tags = ["admin"]
+portal_order = 3
 "#
     )
 }

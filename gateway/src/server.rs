@@ -158,6 +158,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
         public_url: config.server.public_url.clone(),
         keys: keys.clone(),
         live: live.clone(),
+        usage: usage.clone(),
     };
     Ok(Arc::new(State {
         gatekeeper: Gatekeeper {

@@ -144,7 +144,7 @@ impl Extras {
             version: 0,
             owners: Owners::default(),
             portal_visible: true,
-            portal_order: 0,
+            portal_order: app.portal_order,
             timed: Vec::new(),
             listed_groups: app.allow_groups.clone(),
             listed_users: app.allow_users.clone(),
@@ -183,6 +183,10 @@ pub fn definition(r: &AppRecord) -> AppDefinition {
         remote_headers: r.remote_headers,
         plotly_user_data: r.plotly_user_data,
         groups_sent: Some(r.groups_sent.clone()),
+        dash_token: r.dash_token,
+        tags: r.tags.clone(),
+        thumbnail: Some(r.thumbnail.clone()).filter(|t| !t.is_empty()),
+        portal_order: r.portal_order,
         ..AppDefinition::default()
     }
 }
@@ -266,7 +270,7 @@ impl Snapshot {
                             version: r.updated_at,
                             owners,
                             portal_visible: r.portal_visible,
-                            portal_order: r.portal_order,
+                            portal_order: app.portal_order,
                             timed,
                             listed_groups,
                             listed_users,
@@ -337,7 +341,9 @@ impl Snapshot {
     }
 
     /// The portal cards of the apps `who` may open, decided by `evaluate`, by portal
-    /// position (ties: config apps in file order, then store apps by slug).
+    /// position (ties: config apps in file order, then store apps by slug). A card's owner
+    /// is the store app's owners (people, then groups) or the file app's `owner`; its
+    /// update time the store record's, or the config file's modification time.
     pub fn portal(&self, who: Option<&Identity>) -> Vec<PortalApp> {
         let mut shown: Vec<&Arc<AppRuntime>> = self
             .apps
@@ -347,10 +353,25 @@ impl Snapshot {
         shown.sort_by_key(|a| a.portal_order);
         shown
             .into_iter()
-            .map(|a| PortalApp {
-                name: a.app.name.clone(),
-                description: a.app.description.clone(),
-                href: a.href.clone(),
+            .map(|a| {
+                let (owner, updated_at) = match a.source {
+                    AppSource::Store => {
+                        let people = a.owners.users.iter().map(UserName::as_str);
+                        let groups = a.owners.groups.iter().map(GroupName::as_str);
+                        (people.chain(groups).collect::<Vec<_>>().join(", "), Some(a.version))
+                    }
+                    AppSource::File => (a.app.owner.clone().unwrap_or_default(), self.config.modified),
+                };
+                PortalApp {
+                    slug: a.app.slug.clone(),
+                    name: a.app.name.clone(),
+                    description: a.app.description.clone(),
+                    href: a.href.clone(),
+                    tags: a.app.tags.clone(),
+                    thumbnail: a.app.thumbnail.clone(),
+                    owner,
+                    updated_at,
+                }
             })
             .collect()
     }
@@ -449,6 +470,9 @@ mod tests {
             groups_sent: "all".into(),
             portal_visible: true,
             portal_order: 0,
+            tags: vec![],
+            thumbnail: String::new(),
+            dash_token: false,
             created_at: 0,
             updated_at: 0,
         }
@@ -554,6 +578,57 @@ access = "authenticated"
         let s = Snapshot::compile(config(FILE), &[last, first], None);
         let names: Vec<String> = s.portal(Some(&bob)).into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["pub app", "sales", "hr app"]);
+    }
+
+    #[test]
+    fn portal_cards_carry_position_tags_owner_and_update_time() {
+        let file = config(
+            r#"
+[[apps]]
+slug = "late"
+upstreams = ["127.0.0.1:9"]
+access = "public"
+portal_order = 7
+owner = "Data team"
+tags = ["finance"]
+
+[[apps]]
+slug = "early"
+upstreams = ["127.0.0.1:9"]
+access = "public"
+portal_order = -2
+thumbnail = "https://cdn.example.com/e.png"
+"#,
+        );
+        let mut file = Arc::try_unwrap(file).expect("one owner");
+        file.modified = Some(1_700_000_000);
+        let mut stored = record("mid", "127.0.0.1:12", StoredAccess::Public, &[]);
+        stored.portal_order = 3;
+        stored.tags = vec!["Board".into()];
+        stored.owner_users = vec![UserName::new("olga")];
+        stored.owner_groups = vec![GroupName::new("Data Team")];
+        stored.updated_at = 1_800_000_000;
+        let s = Snapshot::compile(Arc::new(file), &[stored], None);
+        let cards = s.portal(None);
+        let slugs: Vec<&str> = cards.iter().map(|c| c.slug.as_str()).collect();
+        assert_eq!(
+            slugs,
+            ["early", "mid", "late"],
+            "config and store apps ordered together"
+        );
+        assert_eq!(cards[0].thumbnail.as_deref(), Some("https://cdn.example.com/e.png"));
+        assert_eq!(
+            (cards[0].owner.as_str(), cards[0].updated_at),
+            ("", Some(1_700_000_000))
+        );
+        assert_eq!(
+            (cards[1].owner.as_str(), cards[1].updated_at, cards[1].tags.clone()),
+            ("olga, data team", Some(1_800_000_000), vec!["Board".to_string()])
+        );
+        assert_eq!(
+            (cards[2].owner.as_str(), cards[2].tags.clone()),
+            ("Data team", vec!["finance".to_string()])
+        );
     }
 
     #[test]

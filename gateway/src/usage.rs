@@ -166,6 +166,24 @@ impl Recorder {
         out
     }
 
+    /// The apps `person` visited since the last flush, each with its latest visit (epoch
+    /// seconds); none for `""` (anonymous). Walks what is held (at most `max_keys`).
+    pub fn recent_of(&self, person: &str) -> Vec<(String, i64)> {
+        if person.is_empty() {
+            return Vec::new();
+        }
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, i64)> = Vec::new();
+        for (_, apps) in &c.days {
+            for (app, people) in apps {
+                if let Some(t) = people.get(person) {
+                    merge_one(&mut out, app, t.last_at);
+                }
+            }
+        }
+        out
+    }
+
     /// Distinct keys held now.
     pub fn keys(&self) -> usize {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).keys
@@ -175,6 +193,27 @@ impl Recorder {
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }
+}
+
+/// Adds (app, at) to `list`, keeping one entry per app with its latest time.
+fn merge_one(list: &mut Vec<(String, i64)>, app: &str, at: i64) {
+    match list.iter_mut().find(|(a, _)| a == app) {
+        Some((_, t)) => *t = (*t).max(at),
+        None => list.push((app.to_owned(), at)),
+    }
+}
+
+/// A person's recently opened apps: what the store has and what this process counted but
+/// has not flushed yet, one entry per app with its latest visit, latest first (ties by
+/// slug), at most `limit`.
+pub fn merge_recent(stored: Vec<(String, i64)>, unflushed: Vec<(String, i64)>, limit: usize) -> Vec<(String, i64)> {
+    let mut out = stored;
+    for (app, at) in unflushed {
+        merge_one(&mut out, &app, at);
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(limit);
+    out
 }
 
 type Key = (String, i64, String);
@@ -360,6 +399,35 @@ mod tests {
     }
 
     const T: i64 = 20_000 * 86_400;
+
+    #[test]
+    fn recently_opened_merges_the_store_with_unflushed_visits() {
+        let r = recorder(100);
+        r.record("sales", "alice", T + 10);
+        r.record("sales", "alice", T + 86_400 + 5);
+        r.record("hr", "alice", T + 20);
+        r.record("wiki", "bob", T + 99);
+        r.record("wiki", "", T + 99);
+        let mut mine = r.recent_of("alice");
+        mine.sort();
+        assert_eq!(
+            mine,
+            [("hr".to_string(), T + 20), ("sales".to_string(), T + 86_400 + 5)]
+        );
+        assert!(r.recent_of("").is_empty());
+        let stored = vec![("grafana".to_string(), T + 50), ("hr".to_string(), T + 1)];
+        let merged = merge_recent(stored.clone(), mine.clone(), 10);
+        assert_eq!(
+            merged,
+            [
+                ("sales".to_string(), T + 86_400 + 5),
+                ("grafana".to_string(), T + 50),
+                ("hr".to_string(), T + 20),
+            ],
+            "latest first, one entry per app with its latest visit"
+        );
+        assert_eq!(merge_recent(stored, mine, 1).len(), 1);
+    }
 
     #[test]
     fn counts_by_day_app_and_person() {

@@ -1,6 +1,8 @@
 //! The demo's sample app, "whoami": it answers every request with the method, path and
 //! headers it received — exactly what an app behind Gatehouse sees. HTML for browsers,
-//! `{"method":…,"path":…,"headers":{name: value}}` for `Accept: application/json`.
+//! `{"method":…,"path":…,"headers":{name: value}}` for `Accept: application/json`. A path
+//! ending in `/card.svg` is answered with a small picture instead: the demo's App Portal
+//! thumbnail, served by the app itself through the gateway.
 
 use std::collections::BTreeMap;
 
@@ -62,9 +64,19 @@ td{{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}} cod
     .into_response()
 }
 
+/// The demo apps' portal thumbnail: a 16:9 picture of a small bar chart.
+const CARD_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 320 180"><defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="#0b6bcb"/><stop offset="1" stop-color="#0f7b6c"/></linearGradient></defs><rect width="320" height="180" fill="url(#g)"/><g fill="#fff" fill-opacity=".85"><rect x="48" y="100" width="28" height="44" rx="4"/><rect x="96" y="72" width="28" height="72" rx="4"/><rect x="144" y="88" width="28" height="56" rx="4"/><rect x="192" y="48" width="28" height="96" rx="4"/><rect x="240" y="64" width="28" height="80" rx="4"/></g></svg>"##;
+
+async fn dispatch(req: Request) -> Response {
+    if req.uri().path().ends_with("/card.svg") {
+        return ([(http::header::CONTENT_TYPE, "image/svg+xml")], CARD_SVG).into_response();
+    }
+    whoami(req).await
+}
+
 /// The sample app as an axum router.
 pub fn router() -> axum::Router {
-    axum::Router::new().fallback(whoami)
+    axum::Router::new().fallback(dispatch)
 }
 
 /// Serves the sample app on `listener` until the process ends.

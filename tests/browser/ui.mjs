@@ -87,12 +87,12 @@ async function open(page, path) {
   return res ? res.status() : 0;
 }
 
-/** Hrefs of the visible app cards on the portal. */
-async function visibleApps(page) {
-  return page.$$eval('#apps .app', (items) =>
+/** Hrefs of the visible app cards on the portal (favourites first, then the rest). */
+async function visibleApps(page, list = '#favourites .app, #apps .app') {
+  return page.$$eval(list, (items) =>
     items
       .filter((li) => !li.hidden && li.offsetParent !== null)
-      .map((li) => li.querySelector('a').getAttribute('href')),
+      .map((li) => li.querySelector('a.app-link').getAttribute('href')),
   );
 }
 
@@ -150,12 +150,17 @@ async function focusRing(page) {
   });
 }
 
-/** Every visible, enabled control on the page, in document order (what Tab should reach). */
+const CONTROLS = 'a[href], button, input:not([type=hidden]), select, textarea';
+
+/** Every visible, enabled control on the page, in document order (what Tab should reach),
+ * each named by its place among the controls and the start of its HTML (two tag links
+ * with the same text are two controls). */
 async function controls(page) {
-  return page.$$eval('a[href], button, input:not([type=hidden]), select, textarea', (els) =>
+  return page.$$eval(CONTROLS, (els) =>
     els
-      .filter((el) => !el.disabled && el.offsetParent !== null && el.tabIndex >= 0)
-      .map((el) => el.outerHTML.slice(0, 80)),
+      .map((el, i) => [el, `${i}: ${el.outerHTML.slice(0, 80)}`])
+      .filter(([el]) => !el.disabled && el.offsetParent !== null && el.tabIndex >= 0)
+      .map(([, key]) => key),
   );
 }
 
@@ -174,10 +179,11 @@ async function keyboardPath(page, where) {
   const seen = [];
   for (let i = 0; i < want.length + 3; i += 1) {
     await page.keyboard.press('Tab');
-    const info = await page.evaluate(() => {
+    const info = await page.evaluate((sel) => {
       const el = document.activeElement;
-      return el && el !== document.body ? el.outerHTML.slice(0, 80) : null;
-    });
+      const i = Array.prototype.indexOf.call(document.querySelectorAll(sel), el);
+      return el && el !== document.body ? `${i}: ${el.outerHTML.slice(0, 80)}` : null;
+    }, CONTROLS);
     if (!info || seen.includes(info)) break;
     const ring = await focusRing(page);
     check(ring.visible && ring.focusVisible, `${where}: visible focus ring on ${ring.el} "${ring.text}"`, ring);
@@ -240,6 +246,72 @@ async function signInByForm(page, user, password) {
   await page.fill('#username', user);
   await page.fill('#password', password);
   await expectSignedIn(page, user, () => page.click('form button[type=submit]'));
+}
+
+/** The viewer's portal after opening whoami: the recent strip, the tag filter (script and
+ * ?tag= fallback), favourites toggled with the keyboard and without script, thumbnails. */
+async function portalFeatures(page) {
+  step = 'portal: recently opened';
+  check((await open(page, '/')) === 200, 'portal answers 200');
+  const recent = await page.$$eval('#recent .recent-list a', (as) => as.map((a) => a.getAttribute('href')));
+  check(fmt(recent) === fmt(['/apps/whoami/']), 'after opening whoami the portal shows it under "Recently opened"', recent);
+  const thumb = await page.$eval('#app-public img.app-thumb', (img) => ({ w: img.naturalWidth, done: img.complete }));
+  check(thumb.done && thumb.w > 0, "the public app's thumbnail (served by the app through the gateway) loads under the CSP", thumb);
+  const facts = (await page.locator('#app-whoami .app-facts').innerText()).replace(/\s+/g, ' ');
+  check(/Owner: Platform team · Updated \d{1,2} [A-Z][a-z]{2} \d{4}/.test(facts), 'cards name the owner and the last update', facts);
+  log('recently opened, owner, updated date and thumbnail shown');
+
+  step = 'portal: tag filter';
+  await page.click('.tag-filter a.chip[data-tag="tools"]');
+  let apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/whoami/']), 'the "tools" tag leaves only whoami', apps);
+  check(new URL(page.url()).search === '?tag=tools', 'the address says ?tag=tools (no reload)', page.url());
+  check(await page.locator('#recent').isHidden(), 'the recent strip hides while filtering');
+  check((await page.getAttribute('.tag-filter a.chip[data-tag="tools"]', 'aria-current')) === 'true', 'the chosen tag is marked current');
+  await page.click('#app-whoami a.tag:has-text("demo")');
+  apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/whoami/', '/apps/public/']), "a card's tag filters by it", apps);
+  await page.click('.tag-filter a.chip[data-tag=""]');
+  check((await visibleApps(page)).length === 2 && new URL(page.url()).search === '', '"All" shows every app again');
+  log('tag chips and card tags filter without a reload');
+
+  step = 'portal: favourite with the keyboard';
+  const star = page.locator('#app-public button.fav-button');
+  await star.focus();
+  const ring = await focusRing(page);
+  check(ring.visible, 'the favourite button shows a focus ring', ring);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.querySelector('#favourites #app-public') !== null, null, { timeout: 5_000 });
+  check((await star.getAttribute('aria-pressed')) === 'true', 'the button says it is pressed');
+  check((await page.evaluate(() => document.activeElement?.closest('li')?.id)) === 'app-public', 'focus stays on the moved card');
+  check(fmt(await visibleApps(page, '#favourites .app')) === fmt(['/apps/public/']), 'public moved to Favourites in place');
+  check((await open(page, '/')) === 200, 'portal reloads');
+  apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/public/', '/apps/whoami/']), 'after a reload the favourite comes first (stored)', apps);
+  await shoot(page, 'portal-favourites', { desktop: true, mobile: true });
+  await keyboardPath(page, 'portal with favourites');
+  log('favourite toggled with Enter, moved in place, kept after a reload');
+
+  step = 'portal without script';
+  await page.route('**/.gatehouse/assets/portal.js', (r) =>
+    r.fulfill({ status: 200, contentType: 'text/javascript', body: '' }),
+  );
+  check((await open(page, '/?tag=tools')) === 200, '/?tag=tools answers 200');
+  apps = await visibleApps(page);
+  check(fmt(apps) === fmt(['/apps/whoami/']), 'without script ?tag=tools is filtered by the server', apps);
+  await page.fill('#app-search', 'public');
+  await Promise.all([page.waitForURL((u) => u.search.includes('q=public')), page.press('#app-search', 'Enter')]);
+  apps = await visibleApps(page);
+  check(apps.length === 0 && (await page.locator('#no-match').isVisible()), 'without script the search form filters on the server (public has no "tools" tag)', apps);
+  check((await open(page, '/')) === 200, 'portal answers 200');
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/' && u.hash === '#app-public'),
+    page.locator('#app-public button.fav-button').click(),
+  ]);
+  apps = await visibleApps(page, '#favourites .app');
+  check(apps.length === 0, 'without script the favourite form unmarks public and comes back to the portal', apps);
+  await page.unroute('**/.gatehouse/assets/portal.js');
+  log('without script: ?tag=, the search form and the favourite form work');
 }
 
 async function main() {
@@ -383,7 +455,7 @@ async function run(page) {
   await page.focus('#app-search');
   await page.keyboard.press('Tab');
   const cardRing = await focusRing(page);
-  check(cardRing.el === 'a.app-link' && cardRing.visible, 'Tab from the search box focuses the first card with a ring', cardRing);
+  check(cardRing.el === 'a.chip' && cardRing.text === 'All' && cardRing.visible, 'Tab from the search box focuses the tag filter with a ring', cardRing);
   await page.screenshot({ path: join(shots, 'portal-keyboard-focus.png'), fullPage: true });
   log('search filters the cards and says when nothing matches');
 
@@ -399,6 +471,9 @@ async function run(page) {
   check(forwardedUser?.trim() === 'viewer', 'whoami shows x-forwarded-user = viewer', forwardedUser);
   await shoot(page, 'whoami');
   log('whoami received x-forwarded-user: viewer');
+
+  // 7b. The portal remembers: recently opened, favourites (with and without script), tags.
+  await portalFeatures(page);
 
   // 8. 403 for the viewer on the admins' app.
   step = '403 page';

@@ -711,3 +711,88 @@ async fn an_owner_manages_their_own_app_through_the_api_and_nothing_else() {
     let reports = bearer(&gw, &token, "GET", "/apps/reports", None).await;
     assert_eq!(reports.json["owner_users"], json!(["bob"]), "owners unchanged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_apps_take_portal_fields_and_the_dash_token_through_the_api() {
+    let backend = Backend::start("dash").await;
+    let gw = setup(&backend).await;
+    let mut root = signed_in(&gw, "root").await;
+    let token = create_token(&mut root, "ci", "admin").await;
+    let up = backend.addr.to_string();
+    let body = json!({
+        "slug": "dash", "upstreams": [up], "access": "authenticated", "dash_token": true,
+        "tags": ["Finance", "dash", "finance"], "thumbnail": "https://cdn.example.com/d.png",
+        "portal_order": -3,
+    });
+    let created = bearer(&gw, &token, "POST", "/apps", Some(body.clone())).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let app = &created.json;
+    assert_eq!(app["dash_token"], true);
+    assert_eq!(app["tags"], json!(["Finance", "dash"]), "repeats ignoring case dropped");
+    assert_eq!(app["thumbnail"], "https://cdn.example.com/d.png");
+    assert_eq!(app["portal_order"], -3);
+    // What the API sends and takes is what openapi.json describes.
+    let doc = bearer(&gw, &token, "GET", "/openapi.json", None).await.json;
+    let described = |schema: &str, key: &str| doc["components"]["schemas"][schema]["properties"].get(key).is_some();
+    for key in app.as_object().unwrap().keys() {
+        assert!(described("App", key), "App lacks {key}");
+    }
+    for key in body.as_object().unwrap().keys() {
+        assert!(described("AppInput", key), "AppInput lacks {key}");
+    }
+
+    // The app receives Gatehouse's kcIdToken (a JWT for dash_enterprise_auth), never the
+    // client's.
+    let mut alice = signed_in(&gw, "alice").await;
+    let cookie_seen = |p: &gatehouse_tests::Page| {
+        let all = p.json()["headers"]["cookie"].as_array().cloned().unwrap_or_default();
+        all.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")
+    };
+    let p = alice.get_with("/apps/dash/", &[("cookie", "kcIdToken=mallory")]).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let cookie = cookie_seen(&alice.get_json("/apps/dash/").await);
+    let jwt = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("kcIdToken="))
+        .unwrap_or_else(|| panic!("no kcIdToken in {cookie:?}"));
+    assert!(!cookie.contains("mallory"));
+    assert!(jwt.len() > 100, "a signed token: {jwt}");
+
+    // Switched off (and the thumbnail removed) with a version-checked PATCH.
+    let version = app["version"].as_i64().unwrap();
+    let changed = bearer(
+        &gw,
+        &token,
+        "PATCH",
+        "/apps/dash",
+        Some(json!({"dash_token": false, "thumbnail": null, "version": version})),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert_eq!(
+        (changed.json["dash_token"].clone(), changed.json["thumbnail"].clone()),
+        (json!(false), Value::Null)
+    );
+    let gone = within(Duration::from_secs(3), || async {
+        !cookie_seen(&alice.clone().get_json("/apps/dash/").await).contains("kcIdToken=")
+    })
+    .await;
+    assert!(gone.is_some(), "no kcIdToken once dash_token is off");
+
+    // Bad portal fields: 400 naming the field, nothing changed.
+    let version = changed.json["version"].as_i64().unwrap();
+    for (bad, field) in [
+        (
+            json!({"thumbnail": "javascript:alert(1)", "version": version}),
+            "thumbnail",
+        ),
+        (json!({"tags": ["a,b"], "version": version}), "tags"),
+        (json!({"portal_order": 2_000_000, "version": version}), "portal_order"),
+    ] {
+        let r = bearer(&gw, &token, "PATCH", "/apps/dash", Some(bad.clone())).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert!(r.json["fields"][field].is_string(), "{bad}: {}", r.text);
+    }
+    let now = bearer(&gw, &token, "GET", "/apps/dash", None).await;
+    assert_eq!(now.json["version"].as_i64(), Some(version), "nothing was changed");
+}

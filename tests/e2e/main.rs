@@ -20,6 +20,7 @@ mod limits;
 mod live;
 mod longlived;
 mod oidc;
+mod portal;
 mod providers;
 mod routing;
 mod saml;

@@ -11,15 +11,15 @@ use gatehouse_tests::{Backend, Browser, Gateway};
 
 use crate::gatehouse;
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 
-async fn signed_in(gw: &Gateway, user: &str) -> Browser {
+pub(crate) async fn signed_in(gw: &Gateway, user: &str) -> Browser {
     let mut b = gw.browser();
     assert_eq!(b.login(user, PW, None).await.status, 303, "{user} signs in");
     b
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

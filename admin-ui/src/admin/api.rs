@@ -453,9 +453,12 @@ fn app_json(a: &AdminApp) -> Value {
         "owner_groups": a.owner_groups,
         "remote_headers": a.remote_headers,
         "plotly_user_data": a.plotly_user_data,
+        "dash_token": a.dash_token,
         "groups_sent": a.groups_sent,
         "portal_visible": a.portal_visible,
         "portal_order": a.portal_order,
+        "tags": a.tags,
+        "thumbnail": (!a.thumbnail.is_empty()).then_some(&a.thumbnail),
         "editable": a.editable,
         "source": a.source,
         "audience": a.audience,
@@ -574,10 +577,20 @@ struct AppBody {
     owner_groups: Option<Vec<String>>,
     remote_headers: Option<bool>,
     plotly_user_data: Option<bool>,
+    dash_token: Option<bool>,
     groups_sent: Option<String>,
     portal_visible: Option<bool>,
     portal_order: Option<i64>,
+    tags: Option<Vec<String>>,
+    /// `null` or `""` removes the thumbnail.
+    #[serde(default, deserialize_with = "some_or_null")]
+    thumbnail: Option<Option<String>>,
     version: Option<i64>,
+}
+
+/// A field that may be absent (keep the current value) or `null` (clear it).
+fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// A list field as the form's one-per-line text; items holding a comma or line break are
@@ -610,12 +623,15 @@ impl AppBody {
             allow_users: list("allow_users", self.allow_users, base.allow_users),
             owner_users: list("owner_users", self.owner_users, base.owner_users),
             owner_groups: list("owner_groups", self.owner_groups, base.owner_groups),
+            tags: list("tags", self.tags, base.tags),
+            thumbnail: self.thumbnail.map_or(base.thumbnail, Option::unwrap_or_default),
             slug: self.slug.unwrap_or(base.slug),
             name: self.name.unwrap_or(base.name),
             description: self.description.unwrap_or(base.description),
             access: self.access.unwrap_or(base.access),
             remote_headers: self.remote_headers.map_or(base.remote_headers, flag),
             plotly_user_data: self.plotly_user_data.map_or(base.plotly_user_data, flag),
+            dash_token: self.dash_token.map_or(base.dash_token, flag),
             groups_sent: self.groups_sent.unwrap_or(base.groups_sent),
             portal_visible: self.portal_visible.map_or(base.portal_visible, flag),
             portal_order: self.portal_order.map_or(base.portal_order, |n| n.to_string()),

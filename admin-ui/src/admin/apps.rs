@@ -94,6 +94,14 @@ pub(super) fn described_by(errors: &[(String, String)], field: &str) -> String {
     }
 }
 
+/// [`described_by`] for a field in error, else a pointer to its hint (`<field>-hint`).
+fn described_or_hinted(errors: &[(String, String)], field: &str) -> String {
+    match described_by(errors, field) {
+        none if none.is_empty() => format!(r#" aria-describedby="{field}-hint""#),
+        error => error,
+    }
+}
+
 /// The app form. `create`: a new app (slug editable).
 pub(super) fn app_form(
     input: &AppInput,
@@ -163,11 +171,16 @@ pub(super) fn app_form(
 <fieldset class="options"><legend>What the app is told, and where it shows</legend>
 <label class="check"><input type="checkbox" name="remote_headers" value="1"{remote}> Remote-User, Remote-Groups, Remote-Email, Remote-Name headers (Authelia style)</label>
 <label class="check"><input type="checkbox" name="plotly_user_data" value="1"{plotly}> Plotly-User-Data header for Dash apps using dash_enterprise_auth</label>
+<label class="check"><input type="checkbox" name="dash_token" value="1"{dash}> kcIdToken cookie (a signed token) for Dash apps using dash_enterprise_auth in token mode</label>
 <label for="groups_sent">Groups sent to the app</label>
 <select id="groups_sent" name="groups_sent"{gs_inv}>{gs_auto}{gs_all}{gs_ref}</select>{gs_err}
 <label class="check"><input type="checkbox" name="portal_visible" value="1"{visible}> Show on the App Portal (to those who may open it)</label>
-<label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at 0.</p>
-<input id="portal_order" name="portal_order" type="text" inputmode="numeric" value="{order}" aria-describedby="portal_order-hint"{po_inv}>{po_err}
+<label for="portal_order">Position on the App Portal</label><p class="hint" id="portal_order-hint">A whole number; lower comes first. Apps from the config file are at their portal_order (default 0).</p>
+<input id="portal_order" name="portal_order" type="text" inputmode="numeric" value="{order}"{po_inv}>{po_err}
+<label for="tags">Tags on the App Portal</label><p class="hint" id="tags-hint">One per line or comma-separated, e.g. finance, dash. People filter the portal by them.</p>
+<textarea id="tags" name="tags" rows="2" spellcheck="false"{t_inv}>{tags}</textarea>{t_err}
+<label for="thumbnail">Thumbnail</label><p class="hint" id="thumbnail-hint">An https:// address or a path on this gateway (/…) of a picture for the card; empty: the app's initial.</p>
+<input id="thumbnail" name="thumbnail" type="text" spellcheck="false" value="{thumb}"{th_inv}>{th_err}
 </fieldset>
 {owners}
 <div class="actions"><button class="button" type="submit">{submit}</button><a class="button secondary" href="/.gatehouse/admin/apps">Cancel</a></div>
@@ -217,8 +230,15 @@ pub(super) fn app_form(
         gs_err = field_error(errors, "groups_sent"),
         visible = if input.portal_visible.is_some() { " checked" } else { "" },
         order = attr(&input.portal_order),
-        po_inv = described_by(errors, "portal_order"),
+        po_inv = described_or_hinted(errors, "portal_order"),
         po_err = field_error(errors, "portal_order"),
+        dash = if input.dash_token.is_some() { " checked" } else { "" },
+        tags = esc(&input.tags),
+        t_inv = described_or_hinted(errors, "tags"),
+        t_err = field_error(errors, "tags"),
+        thumb = attr(&input.thumbnail),
+        th_inv = described_or_hinted(errors, "thumbnail"),
+        th_err = field_error(errors, "thumbnail"),
     )
 }
 

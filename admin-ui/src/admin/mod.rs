@@ -82,6 +82,12 @@ pub struct AdminApp {
     pub portal_visible: bool,
     /// Position on the App Portal: lower first.
     pub portal_order: i64,
+    /// `headers.dash_token`: a `kcIdToken` cookie for `dash_enterprise_auth`.
+    pub dash_token: bool,
+    /// Labels on the portal card.
+    pub tags: Vec<String>,
+    /// The portal card's picture (`https://…` or a path on the gateway); empty: none.
+    pub thumbnail: String,
 }
 
 /// What the app form sends.
@@ -106,6 +112,7 @@ pub struct AppInput {
     /// Checkboxes: present when ticked.
     pub remote_headers: Option<String>,
     pub plotly_user_data: Option<String>,
+    pub dash_token: Option<String>,
     /// `all` (default) or `referenced`.
     #[serde(default)]
     pub groups_sent: String,
@@ -114,6 +121,12 @@ pub struct AppInput {
     /// Position on the App Portal, a whole number (lower first; empty: 0).
     #[serde(default)]
     pub portal_order: String,
+    /// Portal card labels, one per line or comma-separated.
+    #[serde(default)]
+    pub tags: String,
+    /// The portal card's picture: `https://…` or a path on the gateway; empty: none.
+    #[serde(default)]
+    pub thumbnail: String,
     /// Owners (administrators only set these): people and groups, one per line.
     #[serde(default)]
     pub owner_users: String,
@@ -147,9 +160,12 @@ impl AppInput {
             owner_groups: app.owner_groups.join("\n"),
             remote_headers: flag(app.remote_headers),
             plotly_user_data: flag(app.plotly_user_data),
+            dash_token: flag(app.dash_token),
             groups_sent: app.groups_sent.clone(),
             portal_visible: flag(app.portal_visible),
             portal_order: app.portal_order.to_string(),
+            tags: app.tags.join("\n"),
+            thumbnail: app.thumbnail.clone(),
             version: app.version,
             csrf: String::new(),
         }

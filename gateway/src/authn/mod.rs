@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gatehouse_admin_ui::admin::AdminError;
+use gatehouse_admin_ui::portal::PortalMemory;
 use gatehouse_admin_ui::{Gate, LoginError, PortalApp, Site, SsoError};
 use gatehouse_config::{Config, ProviderKind};
 use gatehouse_policy::{Identity, UserName};
@@ -292,6 +294,9 @@ pub struct Authn {
     pub keys: Arc<KeyRing>,
     /// The live apps, for the portal.
     pub live: Arc<Live>,
+    /// This process's visit counts not yet in the store: the portal's "recently opened"
+    /// includes them, so an app just opened shows at once.
+    pub usage: Arc<crate::usage::Recorder>,
 }
 
 impl Authn {
@@ -626,6 +631,46 @@ impl Gate for Authn {
 
     fn portal_apps(&self, who: Option<&Identity>) -> Vec<PortalApp> {
         self.live.peek().portal(who)
+    }
+
+    async fn portal_memory(&self, user: &str) -> PortalMemory {
+        let since = gatehouse_store::day_of(session::now()) - gatehouse_admin_ui::portal::RECENT_DAYS;
+        // Twice what is shown: apps the person can no longer open are dropped later.
+        let limit = 2 * gatehouse_admin_ui::portal::RECENT_SHOWN as i64;
+        let (favourites, stored) = match (
+            self.store.favourites(user).await,
+            self.store.recent_apps(user, since, limit).await,
+        ) {
+            (Ok(f), Ok(r)) => (f, r),
+            (f, r) => {
+                if let Some(e) = f.as_ref().err().or(r.as_ref().err()) {
+                    tracing::warn!(error = %e, "portal: favourites or recent apps not readable");
+                }
+                (f.unwrap_or_default(), r.unwrap_or_default())
+            }
+        };
+        PortalMemory {
+            favourites,
+            recent: crate::usage::merge_recent(stored, self.usage.recent_of(user), limit as usize),
+        }
+    }
+
+    async fn set_favourite(&self, who: &Identity, slug: &str, on: bool) -> Result<(), AdminError> {
+        let listed =
+            self.live.peek().app(slug).is_some_and(|a| {
+                a.portal_visible && gatehouse_policy::evaluate(&a.policy_now(), Some(who)).is_allowed()
+            });
+        // Unmarking stays possible for an app the person can no longer open.
+        if on && !listed {
+            return Err(AdminError::NotFound);
+        }
+        self.store
+            .set_favourite(who.user.as_str(), slug, on, session::now())
+            .await
+            .map_err(|e| match e {
+                gatehouse_store::StoreError::Invalid(m) => AdminError::Invalid(vec![("app".into(), m)]),
+                e => AdminError::Unavailable(e.to_string()),
+            })
     }
 
     fn jwks(&self) -> String {

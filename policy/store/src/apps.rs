@@ -94,6 +94,13 @@ pub struct AppRecord {
     pub portal_visible: bool,
     /// Position on the App Portal: lower first; ties keep the file's order, then slug.
     pub portal_order: i64,
+    /// Labels on the portal card, which the portal filters by (as typed; validated by the
+    /// config crate's rules for `[[apps]] tags`).
+    pub tags: Vec<String>,
+    /// The portal card's picture: an `https://` URL or a path on the gateway; empty: none.
+    pub thumbnail: String,
+    /// `headers.dash_token`: a `kcIdToken` cookie for `dash_enterprise_auth`.
+    pub dash_token: bool,
     /// Epoch seconds. [`Store::upsert_app`] keeps the first one.
     pub created_at: i64,
     /// Epoch seconds.
@@ -104,7 +111,7 @@ macro_rules! app_columns {
     () => {
         "slug, name, description, upstreams_json, access, allow_groups_json, allow_users_json, \
          owner_users_json, owner_groups_json, remote_headers, plotly_user_data, groups_sent, \
-         portal_visible, portal_order, created_at, updated_at"
+         portal_visible, portal_order, tags_json, thumbnail, dash_token, created_at, updated_at"
     };
 }
 
@@ -115,7 +122,7 @@ macro_rules! app_upsert {
         concat!(
             "INSERT INTO apps (",
             app_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
              ON CONFLICT (slug) DO UPDATE SET \
              name = excluded.name, description = excluded.description, \
              upstreams_json = excluded.upstreams_json, access = excluded.access, \
@@ -124,6 +131,7 @@ macro_rules! app_upsert {
              owner_groups_json = excluded.owner_groups_json, remote_headers = excluded.remote_headers, \
              plotly_user_data = excluded.plotly_user_data, groups_sent = excluded.groups_sent, \
              portal_visible = excluded.portal_visible, portal_order = excluded.portal_order, \
+             tags_json = excluded.tags_json, thumbnail = excluded.thumbnail, dash_token = excluded.dash_token, \
              updated_at = excluded.updated_at",
             $cond
         )
@@ -148,6 +156,9 @@ impl AppRecord {
             "groups_sent": self.groups_sent,
             "portal_visible": self.portal_visible,
             "portal_order": self.portal_order,
+            "tags": self.tags,
+            "thumbnail": self.thumbnail,
+            "dash_token": self.dash_token,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         })
@@ -171,6 +182,9 @@ fn app_from_row(row: &AnyRow) -> Result<AppRecord, StoreError> {
         groups_sent: get(row, "groups_sent")?,
         portal_visible: get_flag(row, "portal_visible")?,
         portal_order: get(row, "portal_order")?,
+        tags: get_list(row, "tags_json")?,
+        thumbnail: get(row, "thumbnail")?,
+        dash_token: get_flag(row, "dash_token")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -223,7 +237,7 @@ impl Store {
         let statement = match expect {
             None => app_upsert!(""),
             Some(Expect::Absent) => app_upsert!(" WHERE 1 = 0"),
-            Some(Expect::Version(_)) => app_upsert!(" WHERE apps.updated_at = $17"),
+            Some(Expect::Version(_)) => app_upsert!(" WHERE apps.updated_at = $20"),
         };
         let mut query = sqlx::query(statement)
             .bind(app.slug.clone())
@@ -240,6 +254,9 @@ impl Store {
             .bind(app.groups_sent.clone())
             .bind(flag(app.portal_visible))
             .bind(app.portal_order)
+            .bind(to_json(&app.tags)?)
+            .bind(app.thumbnail.clone())
+            .bind(flag(app.dash_token))
             .bind(app.created_at)
             .bind(app.updated_at);
         if let Some(Expect::Version(v)) = expect {

@@ -8,8 +8,10 @@
 //! [`audit log`](Store::audit_events), [`API tokens`](Store::create_api_token) (by the
 //! hash of their secret, never the secret), and the sign-in state every replica shares
 //! ([`login attempts`](Store::put_login_attempt), [`assertion ids`](Store::first_sighting),
-//! [`failed sign-ins`](Store::record_failed_signin)), and usage per app
-//! ([`visits`](Store::add_visits), added up from every replica's batches). Errors are one
+//! [`failed sign-ins`](Store::record_failed_signin)), usage per app
+//! ([`visits`](Store::add_visits), added up from every replica's batches), and what the App
+//! Portal keeps per person ([`favourites`](Store::favourites),
+//! [`recently opened apps`](Store::recent_apps)). Errors are one
 //! [`StoreError`].
 //!
 //! Every method that changes who may open what (users, apps, session revocation, signing
@@ -41,6 +43,7 @@ mod error;
 mod feed;
 mod grants;
 mod keys;
+mod portal;
 mod requests;
 mod sessions;
 mod settings;
@@ -55,6 +58,7 @@ pub use error::StoreError;
 pub use feed::{Change, LISTENER_APPLICATION_NAME};
 pub use grants::{GrantRecord, Grantee};
 pub use keys::SigningKeyRecord;
+pub use portal::MAX_FAVOURITES;
 pub use requests::{AccessRequest, RequestStatus};
 pub use sessions::SessionRecord;
 pub use settings::MAX_SETTING_BYTES;

@@ -9,6 +9,7 @@ use sqlx::Connection;
 
 mod feed;
 mod outage;
+mod portal;
 mod signin;
 mod tokens;
 mod usage;
@@ -83,6 +84,9 @@ fn app(slug: &str, at: i64) -> AppRecord {
         groups_sent: "all".into(),
         portal_visible: true,
         portal_order: 0,
+        tags: strings(&["Finance", "dash"]),
+        thumbnail: "https://cdn.example.com/sales.png".into(),
+        dash_token: true,
         created_at: at,
         updated_at: at,
     }
@@ -559,6 +563,11 @@ async fn apps(store: &Store) {
     assert_eq!(got.allow_users, [u("alice")]);
     assert_eq!(got.upstreams, sales.upstreams);
     assert_eq!(got.created_at, 100);
+    assert_eq!(
+        (got.tags.clone(), got.thumbnail.as_str(), got.dash_token),
+        (sales.tags.clone(), "https://cdn.example.com/sales.png", true),
+        "the portal fields and the Dash token option round-trip"
+    );
 
     // Update: every field replaced but created_at.
     let mut changed = app("sales", 500);
@@ -568,6 +577,9 @@ async fn apps(store: &Store) {
     changed.access = Access::Authenticated;
     changed.allow_groups = vec![];
     changed.allow_users = vec![];
+    changed.tags = vec![];
+    changed.thumbnail = "/static/sales.svg".into();
+    changed.dash_token = false;
     store.upsert_app(&changed, &actor()).await.unwrap();
     let got = store.app("sales").await.unwrap().unwrap();
     assert_eq!(
