@@ -1023,3 +1023,46 @@ fn access_spellings() {
         assert!(matches!(bad.parse::<Access>(), Err(StoreError::Invalid(_))), "{bad:?}");
     }
 }
+
+/// Apps saved before `groups_sent = "auto"` existed said "all", the old default, only because
+/// nothing else was offered; the migration moves them to the new default and leaves other
+/// choices alone. Checked by running the migration again over such rows.
+#[tokio::test]
+async fn apps_saved_with_the_old_default_move_to_auto() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    for (slug, sent) in [("old", "all"), ("chosen", "referenced")] {
+        store
+            .save_app(&app(slug, 1_000), Expect::Absent, &actor())
+            .await
+            .unwrap();
+        sqlx::query::<Any>("UPDATE apps SET groups_sent = $1 WHERE slug = $2")
+            .bind(sent)
+            .bind(slug)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+    // As if the database were from before the migration.
+    sqlx::query::<Any>("DELETE FROM _sqlx_migrations WHERE version = 20261127000012")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let sent = |slug: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .apps()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.slug == slug)
+                .map(|a| a.groups_sent)
+        }
+    };
+    assert_eq!(sent("old").await.as_deref(), Some("auto"));
+    assert_eq!(sent("chosen").await.as_deref(), Some("referenced"));
+}
