@@ -319,7 +319,9 @@ pub struct Prepared {
     id_hash: String,
     fingerprint: u64,
     pub assertion: Arc<str>,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Each identity header's lower-case name (static: the proxy inserts it without
+    /// allocating a name) and its ready value.
+    pub headers: Vec<(&'static str, http::HeaderValue)>,
     /// The [`DASH_TOKEN_COOKIE`] value, for apps with `headers.dash_token`.
     pub dash_cookie: Option<Arc<str>>,
     /// How many groups the app is told (in every header, the assertion and the Dash token).
@@ -351,7 +353,7 @@ impl Prepared {
         let lines = self
             .headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+            .map(|(n, v)| n.len() + 2 + v.len() + 2)
             .chain(self.dash_cookie.iter().map(|c| DASH_TOKEN_COOKIE.len() + 1 + c.len()));
         lines.fold(
             HeaderSizes {
@@ -375,7 +377,7 @@ impl Prepared {
         let headers = identity_headers(app, s, groups, &assertion)
             .into_iter()
             .filter_map(|(name, value)| match http::HeaderValue::from_str(&value) {
-                Ok(v) => Some((http::HeaderName::from_static(name), v)),
+                Ok(v) => Some((name, v)),
                 Err(_) => {
                     // Values a directory supplies may not be valid header values.
                     tracing::warn!(header = name, user = %s.identity.user, "identity header not sent: not a valid header value");
@@ -847,7 +849,7 @@ mod tests {
     }
 
     fn header<'a>(p: &'a Prepared, name: &str) -> &'a str {
-        let (_, v) = p.headers.iter().find(|(n, _)| n == name).expect(name);
+        let (_, v) = p.headers.iter().find(|(n, _)| *n == name).expect(name);
         v.to_str().unwrap()
     }
 

@@ -295,7 +295,7 @@ impl Gateway {
             _ => None,
         };
         for (name, value) in prepared.iter().flat_map(|p| p.headers.iter()) {
-            extra.push((name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+            extra.push((*name, String::from_utf8_lossy(value.as_bytes()).into_owned()));
         }
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         respond::send(
@@ -420,7 +420,10 @@ impl ProxyHttp for Gateway {
         ctx.client = fwd.client;
         ctx.forwarded = Some(fwd);
         let facts = own_facts(req, &st.session_cookie);
-        if canonicalize(facts.path).is_ok_and(|p| p == forward_auth::PATH) {
+        // Only a path that names `auth` or holds an escape can be the forward-auth endpoint:
+        // other requests skip a second canonicalisation.
+        let maybe_auth = facts.path.contains("auth") || facts.path.contains('%');
+        if maybe_auth && canonicalize(facts.path).is_ok_and(|p| p == forward_auth::PATH) {
             let trusted = is_trusted(peer, &st.live.peek().config.server.trusted_proxies);
             return self.forward_auth(session, ctx, trusted).await;
         }
@@ -524,7 +527,7 @@ impl ProxyHttp for Gateway {
                 .prepared(&app.app, app.id, s)
                 .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
             for (name, value) in &prepared.headers {
-                up.insert_header(name.clone(), value.clone())?;
+                up.insert_header(*name, value.clone())?;
             }
             if let Some(token) = &prepared.dash_cookie {
                 identity::add_cookie(up, identity::DASH_TOKEN_COOKIE, token)
