@@ -53,6 +53,14 @@ for row in "nginx proxy" "haproxy" "nginx auth_request" "pingora, minimal" "Gate
 done
 echo "load harness: every row measured"
 
+step "instructions per request, smoke run (benches/load/instructions.sh with a few requests: it runs and prints its table)"
+report=$(REQUESTS=20 WARMUP=5 TOP=0 GATEHOUSE_BIN="$target/gatehouse" PINGORA_MIN_BIN="$target/pingora-min" \
+    bash benches/load/instructions.sh 2>&1) || { echo "$report"; exit 1; }
+for row in "pingora-min" "Gatehouse, public app" "Gatehouse, signed-in" "user in 2,000 groups"; do
+    grep -qF -- "$row |" <<<"$report" || { echo "instructions.sh report lacks the row \"$row\":"; echo "$report"; exit 1; }
+done
+echo "instructions.sh: every row counted"
+
 step "gatehouse check-config config/examples/*.toml"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 # The examples reference secrets as env:NAME; give them dummy values.

@@ -6,8 +6,9 @@ set -euo pipefail
 # Build: pingora's zlib-ng wants cmake; samael's bindgen wants libclang; xmlsec for SAML.
 BUILD_PKGS=(build-essential pkg-config cmake libclang-dev libssl-dev libxml2-dev libxmlsec1-dev)
 # Run time and test peers.
-# procps: pgrep for the load harness; python3-venv for the data-app suite.
-TEST_PKGS=(ca-certificates curl procps python3-venv)
+# procps: pgrep for the load harness; python3-venv for the data-app suite; valgrind for
+# benches/load/instructions.sh (instructions per request).
+TEST_PKGS=(ca-certificates curl procps python3-venv valgrind)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
