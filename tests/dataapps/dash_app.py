@@ -1,5 +1,6 @@
 """A Dash 4 app as a Dash Enterprise app is written: under a path prefix, reading the caller
-with dash_enterprise_auth in a callback and in a plain Flask route.
+with dash_enterprise_auth in a callback and in a plain Flask route, with a background
+callback (DiskcacheManager: the job runs in another process; the renderer polls for it).
 
     python dash_app.py PORT PREFIX        (PREFIX like /apps/dash/)
 
@@ -10,16 +11,25 @@ kcIdToken cookie (token mode). With DASH_LOGOUT_URL set the layout has its logou
 import json
 import os
 import sys
+import tempfile
+import time
 
 import dash
 import dash_enterprise_auth as auth
+import diskcache
 import flask
-from dash import Input, Output, dcc, html
+from dash import DiskcacheManager, Input, Output, dcc, html
 
 from seen import record
 
 port, prefix = int(sys.argv[1]), sys.argv[2]
-app = dash.Dash(__name__, requests_pathname_prefix=prefix, routes_pathname_prefix=prefix)
+manager = DiskcacheManager(diskcache.Cache(tempfile.mkdtemp(prefix="dash-jobs-")))
+app = dash.Dash(
+    __name__,
+    requests_pathname_prefix=prefix,
+    routes_pathname_prefix=prefix,
+    background_callback_manager=manager,
+)
 server = app.server
 
 
@@ -29,7 +39,7 @@ def _record():
 
 
 app.layout = html.Div(
-    [dcc.Input(id="q", value=""), html.Div(id="who")]
+    [dcc.Input(id="q", value=""), html.Div(id="who"), html.Button("Run", id="run"), html.Div(id="slow")]
     # The sign-out link of Dash Enterprise apps: a plain link to DASH_LOGOUT_URL.
     + ([auth.create_logout_button()] if os.environ.get("DASH_LOGOUT_URL") else [])
 )
@@ -38,6 +48,13 @@ app.layout = html.Div(
 @app.callback(Output("who", "children"), Input("q", "value"))
 def who(q):
     return json.dumps({"q": q, "username": auth.get_username(), "user_data": auth.get_user_data()})
+
+
+@app.callback(Output("slow", "children"), Input("run", "n_clicks"), background=True, prevent_initial_call=True)
+def slow(n_clicks):
+    # Long enough that the renderer has to poll for the result at least once.
+    time.sleep(1.5)
+    return f"done after click {n_clicks}"
 
 
 @server.route(prefix + "whoami")

@@ -187,6 +187,85 @@ async fn outsiders_are_refused(gw: &Gateway, app: &DataApp, page: &str, ws: Opti
     );
 }
 
+/// A Dash background callback through the gateway, as the renderer runs it: the first
+/// `_dash-update-component` starts a job in another process and answers its signed handles
+/// (bound to the page load's `end_id` from `_dash-config`); the renderer then polls with
+/// them until the result comes. Someone without access cannot poll the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_background_callback_is_polled_through_the_gateway() {
+    let app = DataApp::start(Framework::Dash, "/apps/dash/").await;
+    let gw = gateway("dash", &app, "plotly_user_data = true").await;
+    let alice = sign_in(&gw, "alice").await;
+    let html = get(&gw, &alice, "/apps/dash/").await.text().await.unwrap();
+    let start = html.find("id=\"_dash-config\"").expect("_dash-config in the page");
+    let json_start = start + html[start..].find('>').expect("script tag") + 1;
+    let json_end = json_start + html[json_start..].find("</script>").expect("end of script");
+    let config: serde_json::Value = serde_json::from_str(&html[json_start..json_end]).expect("config JSON");
+    let end_id = config["end_id"].as_str().expect("end_id").to_string();
+
+    let call = |value: serde_json::Value| {
+        serde_json::json!({
+            "output": "slow.children",
+            "outputs": {"id": "slow", "property": "children"},
+            "inputs": [{"id": "run", "property": "n_clicks", "value": value}],
+            "changedPropIds": ["run.n_clicks"],
+            "state": [],
+        })
+        .to_string()
+    };
+    let post = |cookie: &str, query: String, body: String| {
+        request(
+            &gw,
+            reqwest::Method::POST,
+            cookie,
+            &format!("/apps/dash/_dash-update-component?{query}"),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+    };
+    let r = post(&alice, format!("endId={end_id}"), call(serde_json::json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started: serde_json::Value = r.json().await.unwrap();
+    let (cache_key, job) = match (started["cacheKey"].as_str(), started["job"].as_str()) {
+        (Some(c), Some(j)) => (c.to_string(), j.to_string()),
+        _ => panic!("no background job started: {started}"),
+    };
+    let poll = format!("endId={end_id}&cacheKey={cache_key}&job={job}");
+
+    // bob (not in analysts) cannot poll it: refused before the app.
+    let bob = sign_in(&gw, "bob").await;
+    let before = app.seen().len();
+    let r = post(&bob, poll.clone(), call(serde_json::Value::Null)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.seen().len(), before, "bob's poll reached the app");
+
+    // alice polls, as the renderer does, until the job's result comes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut polls = 0;
+    let result = loop {
+        let r = post(&alice, poll.clone(), call(serde_json::Value::Null)).await.unwrap();
+        assert_eq!(r.status(), 200, "poll {polls}");
+        polls += 1;
+        let text = r.text().await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        if v.get("response").is_some() {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no result after {polls} polls; last answer {text}; app log:\n{}",
+            app.log()
+        );
+        // The renderer's polling interval.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(result["response"]["slow"]["children"], "done after click 1", "{result}");
+    no_forgery_reached(&app);
+}
+
 /// Nothing the app saw carries a forged value, and it saw something.
 fn no_forgery_reached(app: &DataApp) -> Vec<serde_json::Value> {
     let seen = app.seen();

@@ -37,4 +37,4 @@ if [ ! -x "$venv/bin/python" ] || [ "$want" != "$have" ]; then
   say "installed in $(( $(date +%s) - start )) s"
 fi
 
-say "ready: $("$venv/bin/python" -c 'import dash, streamlit, shiny, jupyter_server, dash_enterprise_auth as d, gunicorn, uvicorn; print("dash", dash.__version__, "streamlit", streamlit.__version__, "shiny", shiny.__version__, "jupyter_server", jupyter_server.__version__, "gunicorn", gunicorn.__version__, "uvicorn", uvicorn.__version__)')"
+say "ready: $("$venv/bin/python" -c 'import dash, diskcache, multiprocess, streamlit, shiny, jupyter_server, dash_enterprise_auth as d, gunicorn, uvicorn; print("dash", dash.__version__, "streamlit", streamlit.__version__, "shiny", shiny.__version__, "jupyter_server", jupyter_server.__version__, "gunicorn", gunicorn.__version__, "uvicorn", uvicorn.__version__)')"
