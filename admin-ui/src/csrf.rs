@@ -106,6 +106,51 @@ mod tests {
         assert!(!verify(&key, Some("short"), &form_token(&key, "short")));
     }
 
+    /// Only the shape [`new_token`] issues passes: 22 characters of the URL-safe base64
+    /// alphabet (`-` and `_` included), nothing else.
+    #[test]
+    fn only_issued_token_shapes_are_well_formed() {
+        assert!(well_formed("abcdefghijABCDEFGHIJ09"));
+        assert!(well_formed("-_-_-_-_-_-_-_-_-_-_-_"));
+        assert!(well_formed("ab-cd_efghABCDEFGHIJ09"));
+        for bad in [
+            "abcdefghijABCDEFGHIJ0",   // 21
+            "abcdefghijABCDEFGHIJ012", // 23
+            "abcdefghijABCDEFGHIJ+/",  // standard base64
+            "abcdefghijABCDEFGHIJ0=",
+            "abcdefghijABCDEFGHIJ0.",
+            "abcdefghijABCDEFGHIJ0 ",
+            "abcdefghijABCDEFGHIJ0;",
+            "abcdefghijABCDEFGHIJé",
+        ] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+    }
+
+    /// A session-bound token matches only the session, purpose and key it was made for.
+    #[test]
+    fn bound_tokens_match_only_their_session_purpose_and_key() {
+        let key = [7u8; 32];
+        let (alice, bob) = ("ab".repeat(32), "cd".repeat(32));
+        let token = bound_token(&key, &alice, "admin");
+        assert_eq!(token.len(), 43);
+        assert!(same(&token, &bound_token(&key, &alice, "admin")));
+        assert!(!same(&token, &bound_token(&key, &bob, "admin")), "another session");
+        assert!(!same(&token, &bound_token(&key, &alice, "request")), "another purpose");
+        assert!(!same(&token, &bound_token(&[8u8; 32], &alice, "admin")), "another key");
+        assert!(!same(&token, &token[..42]), "a prefix");
+        assert!(!same(&token, ""));
+        // Purpose and session are kept apart: moving text across the separator changes it.
+        assert_ne!(bound_token(&key, "x", "ab"), bound_token(&key, "bx", "a"));
+        // Without a key there is no token, and the empty token matches nothing.
+        assert_eq!(bound_token(&[], &alice, "admin"), "");
+        assert!(!same("", ""));
+        assert!(!same(
+            &bound_token(&[], &alice, "admin"),
+            &bound_token(&[], &alice, "admin")
+        ));
+    }
+
     #[test]
     fn hmac_matches_rfc_4231() {
         // RFC 4231, test cases 1 and 2.
@@ -125,6 +170,12 @@ mod tests {
                 b"Test Using Larger Than Block-Size Key - Hash Key First"
             )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        // A key of exactly the block size is used as it is, not hashed (checked against
+        // Python's `hmac`).
+        assert_eq!(
+            hex(hmac_sha256(&[0xaa; 64], b"Test With Exactly Block-Size Key")),
+            "57645416f7f978f2a1906f8756cadd39e184751c494d7b650f43da944762cb6d"
         );
     }
 }

@@ -5,7 +5,7 @@ use percent_encoding::percent_decode_str;
 /// Returns `target` if it is a same-origin relative path, else `/`. Refused: anything not
 /// starting with exactly one `/` (`//evil`, `/\evil`, `https://evil`), control characters
 /// and backslashes, and all of these when hidden behind percent-encoding (decoded up to
-/// three times).
+/// three times); whitespace; targets longer than 2048 bytes.
 pub fn safe_redirect(target: &str) -> String {
     if is_safe(target) {
         target.to_string()
@@ -80,6 +80,17 @@ mod tests {
         for good in ["/", "/apps/sales/", "/apps/sales/?q=1&r=%20x", "/apps/a%20b/"] {
             assert_eq!(safe_redirect(good), good);
         }
+    }
+
+    /// Targets up to 2048 bytes are kept; a longer one (however harmless) is refused, so a
+    /// sign-in link cannot carry an unbounded value through every hop.
+    #[test]
+    fn targets_longer_than_2048_bytes_fall_back_to_root() {
+        let longest = format!("/{}", "a".repeat(2047));
+        assert_eq!(safe_redirect(&longest), longest);
+        let too_long = format!("{longest}a");
+        assert_eq!(safe_redirect(&too_long), "/");
+        assert_eq!(safe_redirect(&format!("/{}", "a".repeat(4096))), "/");
     }
 
     proptest! {

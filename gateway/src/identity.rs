@@ -762,6 +762,12 @@ mod tests {
         let mut bare = RequestHeader::build("GET", b"/", None).unwrap();
         add_cookie(&mut bare, DASH_TOKEN_COOKIE, "t").unwrap();
         assert_eq!(bare.headers.get("cookie").unwrap(), "kcIdToken=t");
+        // A client's empty `Cookie` header gets the pair alone, no leading `; `.
+        let mut empty = RequestHeader::build("GET", b"/", None).unwrap();
+        empty.insert_header("cookie", "").unwrap();
+        scrub(&mut empty, &["gatehouse_session".to_string()]);
+        add_cookie(&mut empty, DASH_TOKEN_COOKIE, "t").unwrap();
+        assert_eq!(empty.headers.get("cookie").unwrap(), "kcIdToken=t");
     }
 
     #[test]
@@ -833,8 +839,12 @@ mod tests {
     }
 
     fn app() -> App {
-        let toml = "[[apps]]\nslug = 'a'\nupstreams = ['127.0.0.1:1']\naccess = 'authenticated'";
-        let c = gatehouse_config::Config::from_toml(toml, std::path::Path::new("."), &gatehouse_config::ProcessEnv);
+        app_named("a")
+    }
+
+    fn app_named(slug: &str) -> App {
+        let toml = format!("[[apps]]\nslug = '{slug}'\nupstreams = ['127.0.0.1:1']\naccess = 'authenticated'");
+        let c = gatehouse_config::Config::from_toml(&toml, std::path::Path::new("."), &gatehouse_config::ProcessEnv);
         c.expect("valid config").apps.remove(0)
     }
 
@@ -907,14 +917,16 @@ mod tests {
         session(&"ef".repeat(32), "alice", &refs)
     }
 
+    /// Part `n` of a JWT (0: header, 1: claims), not verified: only what it says.
+    fn jwt_part(jwt: &str, n: usize) -> serde_json::Value {
+        let part = jwt.split('.').nth(n).expect("a JWT");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
     /// The `groups` claim of a JWT (not verified: only what it says).
     fn claimed_groups(jwt: &str) -> Vec<String> {
-        let payload = jwt.split('.').nth(1).expect("a JWT");
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(&json).unwrap();
-        serde_json::from_value(claims["groups"].clone()).unwrap()
+        serde_json::from_value(jwt_part(jwt, 1)["groups"].clone()).unwrap()
     }
 
     const EVERY_HEADER: &str = "remote_headers = true, plotly_user_data = true, dash_token = true";
@@ -1007,6 +1019,202 @@ mod tests {
             (50..393).contains(&last),
             "the budget ends somewhere in the middle: {last}"
         );
+    }
+
+    /// What is prepared for one app or one session is never handed to another, however the
+    /// calls interleave, and each keeps its own cache entry.
+    #[test]
+    fn prepared_headers_are_kept_per_app_and_per_session() {
+        let (k, a, b) = (keys(), app(), app_named("b"));
+        let id = "ab".repeat(32);
+        let alice = session(&id, "alice", &["staff"]);
+        let bob = session(&"12".repeat(32), "bob", &[]);
+        let for_a = k.prepared(&a, 1, &alice).unwrap();
+        let for_b = k.prepared(&b, 2, &alice).unwrap();
+        assert_eq!(jwt_part(&for_a.assertion, 1)["aud"], "a");
+        assert_eq!(jwt_part(&for_b.assertion, 1)["aud"], "b", "app b's own assertion");
+        let bobs = k.prepared(&a, 1, &bob).unwrap();
+        assert_eq!(header(&bobs, "x-forwarded-user"), "bob");
+        assert!(Arc::ptr_eq(&for_a, &k.prepared(&a, 1, &alice).unwrap()), "still cached");
+        assert!(Arc::ptr_eq(&for_b, &k.prepared(&b, 2, &alice).unwrap()));
+        assert!(Arc::ptr_eq(&bobs, &k.prepared(&a, 1, &bob).unwrap()));
+        // The same person in another session whose hash shares the first 64 bits.
+        let twin = session(&format!("{}{}", &id[..16], "cd".repeat(24)), "alice", &["staff"]);
+        let for_twin = k.prepared(&a, 1, &twin).unwrap();
+        assert!(!Arc::ptr_eq(&for_twin, &for_a), "another session's entry");
+    }
+
+    /// Assertions and Dash tokens say who signed them (`kid`), for whom (`aud`), and last
+    /// five minutes.
+    #[test]
+    fn assertions_and_dash_tokens_last_five_minutes() {
+        let k = keys();
+        let p = k
+            .prepared(&app_with("dash_token = true"), 1, &member_of(&numbered(1)))
+            .unwrap();
+        let dash = base64::engine::general_purpose::STANDARD
+            .decode(p.dash_cookie.as_deref().unwrap())
+            .unwrap();
+        for (jwt, aud) in [
+            (&*p.assertion, "a"),
+            (std::str::from_utf8(&dash).unwrap(), DASH_AUDIENCE),
+        ] {
+            let claims = jwt_part(jwt, 1);
+            assert_eq!(claims["aud"], aud);
+            assert_eq!(claims["sub"], "alice");
+            let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+            assert_eq!(exp - iat, 300, "{claims}");
+            assert_eq!(jwt_part(jwt, 0)["kid"].as_str(), Some(k.kid.as_str()));
+        }
+    }
+
+    /// [`Prepared::sizes`] counts what goes on the wire: `name: value` and CRLF per header,
+    /// and the Dash token's `name=value` in the `Cookie` line.
+    #[test]
+    fn sizes_are_the_bytes_on_the_wire() {
+        let k = keys();
+        let groups = numbered(3);
+        let p = k.build(&app_with(EVERY_HEADER), &member_of(&groups), &groups).unwrap();
+        let lines: Vec<usize> = p
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}\r\n", v.to_str().unwrap()).len())
+            .chain([format!("{DASH_TOKEN_COOKIE}={}", p.dash_cookie.as_deref().unwrap()).len()])
+            .collect();
+        assert_eq!(lines.len(), 11);
+        assert_eq!(
+            p.sizes(),
+            HeaderSizes {
+                largest_line: *lines.iter().max().unwrap(),
+                total: lines.iter().sum(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_budget_is_a_line_limit_and_a_total_limit() {
+        let sizes = |largest_line, total| HeaderSizes { largest_line, total };
+        assert!(sizes(LINE_BUDGET, TOTAL_BUDGET).within_budget(), "both limits included");
+        assert!(sizes(10, 10).within_budget());
+        assert!(
+            !sizes(LINE_BUDGET + 1, LINE_BUDGET + 1).within_budget(),
+            "one line too long"
+        );
+        assert!(!sizes(100, TOTAL_BUDGET + 1).within_budget(), "too much together");
+    }
+
+    /// A groups header line of exactly [`LINE_BUDGET`] bytes fits: under "auto" every group
+    /// is sent (here one name of commas, each sent as `%2C`, so the groups line is the
+    /// longest while the assertion stays short).
+    #[test]
+    fn a_groups_line_of_exactly_the_budget_is_sent_whole() {
+        let k = keys();
+        let overhead = "x-forwarded-groups: \r\n".len();
+        let commas = ",".repeat((LINE_BUDGET - overhead) / 3);
+        assert_eq!(overhead + 3 * commas.len(), LINE_BUDGET);
+        let p = k.prepared(&app_with(""), 1, &member_of(&[commas])).unwrap();
+        assert!(!p.limited);
+        assert_eq!(p.groups_sent, 1);
+        assert_eq!(p.sizes().largest_line, LINE_BUDGET);
+    }
+
+    /// A key's `Debug` names it and shows nothing secret.
+    #[test]
+    fn keys_debug_shows_the_key_id_only() {
+        let k = keys();
+        assert_eq!(format!("{k:?}"), format!("Keys {{ kid: {:?} }}", k.kid));
+    }
+
+    /// "Limited" is logged once a day per app.
+    #[test]
+    fn limited_groups_are_logged_once_a_day() {
+        assert_eq!(limited_log().policy().time_to_live(), Some(Duration::from_secs(86_400)));
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("keys.db")).await.unwrap();
+        (store, dir)
+    }
+
+    /// The key ids a JWKS document publishes.
+    fn published(jwks: &str) -> BTreeSet<String> {
+        let doc: serde_json::Value = serde_json::from_str(jwks).unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn retired_at(at: i64) -> SigningKeyRecord {
+        SigningKeyRecord {
+            retired_at: Some(at),
+            created_at: at - 3600,
+            ..generate_key().unwrap()
+        }
+    }
+
+    /// The first load creates a key; a retired key stays published while assertions it
+    /// signed may still be valid (five minutes, and a minute of leeway) and is deleted from
+    /// the store after that. Cached assertions are renewed a minute before they expire.
+    #[tokio::test]
+    async fn retired_keys_stay_published_while_their_assertions_may_be_valid() {
+        let (store, _dir) = store().await;
+        let first = Keys::load(&store, "https://gh.test").await.unwrap();
+        assert_eq!(published(first.jwks()), BTreeSet::from([first.kid.clone()]));
+        let t = now();
+        let recent = retired_at(t - 300);
+        let old = retired_at(t - 420);
+        for k in [&recent, &old] {
+            store.insert_signing_key(k, &Actor::cli()).await.unwrap();
+        }
+        let keys = Keys::load(&store, "https://gh.test").await.unwrap();
+        assert_eq!(keys.kid, first.kid, "the active key stays");
+        assert_eq!(keys.csrf_key(), first.csrf_key(), "and so does the CSRF key");
+        assert_eq!(
+            published(keys.jwks()),
+            BTreeSet::from([first.kid.clone(), recent.kid.clone()])
+        );
+        let stored: BTreeSet<String> = store.signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
+        assert_eq!(stored, BTreeSet::from([first.kid.clone(), recent.kid]));
+        assert_eq!(keys.cache.policy().time_to_live(), Some(Duration::from_secs(240)));
+    }
+
+    /// A rotation (on any replica) is taken up by `reload`: new assertions are signed with
+    /// the new key, the old one stays published, and the CSRF key changes with it. A reload
+    /// that finds nothing new keeps the keys and their cache; one that finds only another
+    /// published key publishes it.
+    #[tokio::test]
+    async fn reload_takes_up_rotations_and_nothing_else() {
+        let (store, _dir) = store().await;
+        let ring = KeyRing::new(Keys::load(&store, "https://gh.test").await.unwrap());
+        let first = ring.current();
+        let (app, s) = (app(), member_of(&numbered(1)));
+        let before = ring.prepared(&app, 1, &s).unwrap();
+        ring.reload(&store).await.unwrap();
+        assert!(Arc::ptr_eq(&ring.current(), &first), "nothing new: the same keys");
+        assert!(Arc::ptr_eq(&before, &ring.prepared(&app, 1, &s).unwrap()), "and cache");
+
+        let new_kid = rotate(&store, &Actor::cli()).await.unwrap();
+        assert_ne!(new_kid, first.kid);
+        ring.reload(&store).await.unwrap();
+        let second = ring.current();
+        assert_eq!(second.kid, new_kid);
+        assert_ne!(second.csrf_key(), first.csrf_key());
+        assert_eq!(
+            published(&ring.jwks()),
+            BTreeSet::from([first.kid.clone(), new_kid.clone()])
+        );
+        let after = ring.prepared(&app, 1, &s).unwrap();
+        assert_eq!(jwt_part(&after.assertion, 0)["kid"].as_str(), Some(new_kid.as_str()));
+
+        let extra = retired_at(now());
+        store.insert_signing_key(&extra, &Actor::cli()).await.unwrap();
+        ring.reload(&store).await.unwrap();
+        assert_eq!(ring.current().kid, new_kid);
+        assert!(published(&ring.jwks()).contains(&extra.kid));
     }
 
     #[test]

@@ -425,6 +425,11 @@ mod tests {
             ("/apps/a/%3f", "/apps/a/%3F"),
             ("/apps/secret;x/", "/apps/secret;x/"),
             ("/apps/a/f;jsessionid=1", "/apps/a/f;jsessionid=1"),
+            ("/apps/a!b", "/apps/a!b"),
+            // Double-encoded characters other than dot, slash, backslash, percent and control
+            // characters read the same to a server that decodes twice.
+            ("/apps/a%2520b", "/apps/a%2520b"),
+            ("/apps/a%2541", "/apps/a%2541"),
         ];
         for (input, want) in ok {
             assert_eq!(canonicalize(input).as_deref(), Ok(want), "{input}");
@@ -436,6 +441,11 @@ mod tests {
             ("/apps/a%5c..%5csecret", PathError::AmbiguousCharacter),
             ("/apps/a\\..\\b", PathError::AmbiguousCharacter),
             ("/apps/a%00", PathError::AmbiguousCharacter),
+            ("/apps/a b", PathError::AmbiguousCharacter),
+            ("/apps/a\tb", PathError::AmbiguousCharacter),
+            ("/apps/a\u{1f}", PathError::AmbiguousCharacter),
+            ("/apps/a\0", PathError::AmbiguousCharacter),
+            ("/apps/a\u{7f}", PathError::AmbiguousCharacter),
             ("/apps/a%zz", PathError::BadEncoding),
             ("/apps/a%2", PathError::BadEncoding),
             ("/apps/public/%252e%252e/admins-only/", PathError::DoubleEncoded),
@@ -444,6 +454,8 @@ mod tests {
             ("/apps/a%255cb", PathError::DoubleEncoded),
             ("/apps/a%25252e", PathError::DoubleEncoded),
             ("/apps/a%2500", PathError::DoubleEncoded),
+            ("/apps/a%251f", PathError::DoubleEncoded),
+            ("/apps/a%257F", PathError::DoubleEncoded),
             ("/apps/a%25%32%65%25%32%65/x", PathError::DoubleEncoded),
             ("/..", PathError::EscapesRoot),
             ("/apps/../../etc", PathError::EscapesRoot),
@@ -623,6 +635,7 @@ mod tests {
             ("[::1]", "::1"),
             ("127.0.0.1", "127.0.0.1"),
             ("app_1.internal:65535", "app_1.internal"),
+            ("[::ffff:192.0.2.1]:443", "::ffff:192.0.2.1"),
         ];
         for (input, want) in ok {
             assert_eq!(parse_host(input).as_deref(), Ok(want), "{input}");
