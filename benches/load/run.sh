@@ -202,7 +202,7 @@ free_port() {
 }
 
 wait_http() { # url name
-    for _ in $(seq 150); do
+    for _ in $(seq 600); do # two minutes: debug builds on a loaded machine start slowly
         if [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null) == 200 ]]; then
             return
         fi
