@@ -48,19 +48,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_http() { # url name
-    local i
-    for i in $(seq 600); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    die "$2 did not answer at $1 (see $TMP/*.log)"
-}
+# shellcheck source=benches/load/common.sh
+source "$root/benches/load/common.sh"
 
-UP=$(free_port) MIN=$(free_port) GH=$(free_port)
+free_port UP
+free_port MIN
+free_port GH
 mkdir -p "$TMP/upstream/logs" "$TMP/gh"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$TMP/upstream/index.html"
 cat >"$TMP/upstream/nginx.conf" <<EOF
@@ -116,20 +109,10 @@ GATEHOUSE_LOG=warn "$GATEHOUSE_BIN" serve --config "$TMP/gh/gatehouse.toml" >"$T
 SIGNIN_PID=$!
 PIDS+=("$SIGNIN_PID")
 wait_http "http://127.0.0.1:$UP/" upstream
-wait_http "http://127.0.0.1:$GH/.gatehouse/healthz" gatehouse
+wait_http "http://127.0.0.1:$GH/.gatehouse/healthz" gatehouse 200 "$SIGNIN_PID"
 
-sign_in() { # user → "name=value" of the session cookie
-    local jar=$TMP/jar-$1 csrf
-    csrf=$(curl -s -c "$jar" "http://127.0.0.1:$GH/.gatehouse/login" |
-        sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-    [[ -n $csrf ]] || die "no CSRF field on the login page"
-    curl -s -o /dev/null -b "$jar" -c "$jar" -H "Origin: http://127.0.0.1:$GH" \
-        --data-urlencode "username=$1" --data-urlencode "password=$PASSWORD" \
-        --data-urlencode "csrf=$csrf" --data-urlencode "rd=/" "http://127.0.0.1:$GH/.gatehouse/login"
-    awk '$6 == "gatehouse_session" { print $6 "=" $7 }' "$jar" | head -1
-}
-READER=$(sign_in reader)
-HEAVY=$(sign_in heavy)
+READER=$(sign_in "$GH" reader "$PASSWORD")
+HEAVY=$(sign_in "$GH" heavy "$PASSWORD")
 [[ $READER == *=* && $HEAVY == *=* ]] || die "sign-in failed (see $TMP/signin.log)"
 kill "$SIGNIN_PID"
 wait "$SIGNIN_PID" 2>/dev/null || true
@@ -164,7 +147,7 @@ measure() { # label port url cookie command...
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" >"$TMP/row$n.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
-    wait_http "http://127.0.0.1:$port$url" "$label"
+    wait_http "http://127.0.0.1:$port$url" "$label" 200 "$pid"
     requests "$WARMUP" "http://127.0.0.1:$port$url" "$cookie"
     callgrind_control -i on "$pid" >/dev/null 2>&1
     requests "$REQUESTS" "http://127.0.0.1:$port$url" "$cookie"

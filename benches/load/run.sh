@@ -185,31 +185,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        # A refused connect means nobody listens there.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-wait_http() { # url name
-    for _ in $(seq 600); do # two minutes: debug builds on a loaded machine start slowly
-        if [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null) == 200 ]]; then
-            return
-        fi
-        sleep 0.2
-    done
-    die "$2 did not answer 200 at $1 (see $TMP/*.log)"
-}
+# shellcheck source=benches/load/common.sh
+source "$ROOT/benches/load/common.sh"
 
 # user+system CPU ticks of a process and its direct children (nginx workers).
 cpu_ticks() {
@@ -465,19 +442,6 @@ launch() { # name log command...
     PIDS+=("$!")
 }
 
-# Signs `user` in on the Gatehouse at `port` through the login form; prints "name=value" of
-# the session cookie.
-sign_in() { # port user
-    local port=$1 user=$2 jar=$TMP/jar-$2 csrf
-    csrf=$(curl -s -c "$jar" "http://127.0.0.1:$port/.gatehouse/login" |
-        sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-    [[ -n $csrf ]] || die "no CSRF field on the login page"
-    curl -s -o /dev/null -b "$jar" -c "$jar" -H "Origin: http://127.0.0.1:$port" \
-        --data-urlencode "username=$user" --data-urlencode "password=$PASSWORD" \
-        --data-urlencode "csrf=$csrf" --data-urlencode "rd=/" "http://127.0.0.1:$port/.gatehouse/login"
-    awk '$6 == "gatehouse_session" { print $6 "=" $7 }' "$jar" | head -1
-}
-
 start_servers() {
     launch upstream "$TMP/upstream.log" "$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf"
     launch nginx "$TMP/nginx.log" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
@@ -505,13 +469,14 @@ start_servers() {
     GATEHOUSE_SIGNED_PID=$GATEHOUSE_PID GATEHOUSE_SIGNED_PORT=$GATEHOUSE_PORT
     GATEHOUSE_GROUPS_PID=$GATEHOUSE_PID GATEHOUSE_GROUPS_PORT=$GATEHOUSE_PORT
 
-    local name port
+    local name port pid
+    wait_http "http://127.0.0.1:$AUTHSVC_PORT/" authsvc 204 "$AUTHSVC_PID"
     for name in upstream nginx nginx_auth haproxy caddy pingora_min gatehouse gatehouse_off; do
-        port=${name^^}_PORT
-        wait_http "http://127.0.0.1:${!port}$REQUEST_PATH" "$name"
+        port=${name^^}_PORT pid=${name^^}_PID
+        wait_http "http://127.0.0.1:${!port}$REQUEST_PATH" "$name" 200 "${!pid}"
     done
-    GATEHOUSE_SIGNED_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" reader)"
-    GATEHOUSE_GROUPS_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" heavy)"
+    GATEHOUSE_SIGNED_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" reader "$PASSWORD")"
+    GATEHOUSE_GROUPS_HEADER="Cookie: $(sign_in "$GATEHOUSE_PORT" heavy "$PASSWORD")"
     [[ $GATEHOUSE_SIGNED_HEADER == *=* && $GATEHOUSE_GROUPS_HEADER == *=* ]] ||
         die "sign-in for the signed-in rows failed (see $TMP/gatehouse.log)"
     # Every target must return the upstream's body, not an error page of its own.
@@ -693,7 +658,7 @@ main() {
     : >"$RESULTS"
     local name
     for name in upstream nginx nginx_auth authsvc haproxy caddy pingora_min gatehouse gatehouse_off; do
-        printf -v "${name^^}_PORT" '%s' "$(free_port)"
+        free_port "${name^^}_PORT"
     done
     # shellcheck disable=SC2206
     RUN_TARGETS=(${TARGETS:-${ALL_TARGETS[@]}})

@@ -73,13 +73,24 @@ pub fn is_identity_header(name: &str) -> bool {
         .any(|h| h.len() == name.len() && h.bytes().zip(name.bytes()).all(|(a, b)| a == fold(b)))
 }
 
-/// Removes identity headers, the named cookies and any [`DASH_TOKEN_COOKIE`] from a request
-/// going upstream.
+/// Headers that say where a request came from, which the gateway sets itself from what it
+/// saw (`forwarded.rs`): a client's copy is removed with the identity headers.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
+
+/// Removes identity headers, the [`FORWARDING_HEADERS`], the named cookies and any
+/// [`DASH_TOKEN_COOKIE`] from a request going upstream. One pass over the request's header
+/// names; only headers that are present are removed (a removal hashes and parses its name).
 pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     let doomed: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .filter(|k| is_identity_header(k.as_str()))
+        .filter(|k| is_identity_header(k.as_str()) || FORWARDING_HEADERS.contains(&k.as_str()))
         .cloned()
         .collect();
     for name in doomed {
@@ -88,24 +99,24 @@ pub fn scrub(req: &mut RequestHeader, cookie_names: &[String]) {
     // Most requests carry none of these cookies: leave their `Cookie` as it is.
     let named = req.headers.get_all(http::header::COOKIE).iter().any(|v| {
         v.as_bytes().split(|&b| b == b';').any(|pair| {
-            let name = pair.split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
+            let name = trim(pair.split(|&b| b == b'=').next().unwrap_or_default());
             dropped_cookie(name, cookie_names)
         })
     });
     if !named {
         return;
     }
-    let cookies: Vec<String> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    let kept = strip_cookies_where(&cookies, |name| dropped_cookie(name.as_bytes(), cookie_names));
+    let kept = strip_cookie_bytes(
+        req.headers.get_all(http::header::COOKIE).iter().map(|v| v.as_bytes()),
+        |name| dropped_cookie(name, cookie_names),
+    );
     req.remove_header(&http::header::COOKIE);
     if !kept.is_empty() {
-        // The value came from the client's own header, minus pairs: still a valid value.
-        let _ = req.insert_header(http::header::COOKIE, kept);
+        // The client's own bytes minus whole pairs: a valid value unless the client's was
+        // not (then no `Cookie` goes upstream at all, which drops the gateway's cookies too).
+        if let Ok(v) = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)) {
+            let _ = req.insert_header(http::header::COOKIE, v);
+        }
     }
 }
 
@@ -118,21 +129,37 @@ fn dropped_cookie(name: &[u8], cookie_names: &[String]) -> bool {
 
 /// Joins `Cookie` header values, without the pairs named in `names`.
 pub fn strip_cookies<N: AsRef<str>>(values: &[String], names: &[N]) -> String {
-    strip_cookies_where(values, |name| {
-        names.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
-    })
+    let kept = strip_cookie_bytes(values.iter().map(|v| v.as_bytes()), |name| {
+        names.iter().any(|n| n.as_ref().as_bytes().eq_ignore_ascii_case(name))
+    });
+    // Cut only at ASCII `;` and spaces, so text that was UTF-8 still is.
+    String::from_utf8(kept).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Joins `Cookie` header values, without the pairs whose name `drop` says to remove.
-fn strip_cookies_where(values: &[String], drop: impl Fn(&str) -> bool) -> String {
-    values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| !drop(pair.split('=').next().unwrap_or("").trim()))
-        .collect::<Vec<_>>()
-        .join("; ")
+/// `b` without leading and trailing white space: Unicode's if `b` is UTF-8 (as `str::trim`,
+/// so that no spelling an app's cookie parser might trim escapes [`scrub`]), else ASCII's.
+fn trim(b: &[u8]) -> &[u8] {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.trim().as_bytes(),
+        Err(_) => b.trim_ascii(),
+    }
+}
+
+/// Joins `Cookie` header values with `; `, each pair trimmed, without empty pairs and
+/// without the pairs whose (trimmed) name `drop` says to remove. One allocation.
+fn strip_cookie_bytes<'a>(values: impl Iterator<Item = &'a [u8]>, drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut kept = Vec::new();
+    for pair in values.flat_map(|v| v.split(|&b| b == b';')) {
+        let pair = trim(pair);
+        if pair.is_empty() || drop(trim(pair.split(|&b| b == b'=').next().unwrap_or_default())) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    kept
 }
 
 /// Adds the cookie `name=value` to the request's `Cookie` header (after [`scrub`], which
@@ -797,17 +824,42 @@ mod tests {
             let mut req = RequestHeader::build("GET", b"/", None).unwrap();
             req.append_header("x_forwarded_user", "mallory").unwrap();
             req.append_header("Remote-Groups", "admins").unwrap();
-            req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
+            req.append_header("X-Forwarded-For", "10.0.0.1").unwrap();
+            req.append_header("forwarded", "for=10.0.0.2").unwrap();
+            req.append_header("X-Real-IP", "10.0.0.3").unwrap();
+            req.append_header("x-forwarded-host", "evil.test").unwrap();
+            req.append_header("x-forwarded-proto", "https").unwrap();
+            req.append_header("x-forwarded-port", "1").unwrap();
+            req.append_header("x-request-id", "kept").unwrap();
             for c in cookies {
                 req.append_header("cookie", *c).unwrap();
             }
             scrub(&mut req, &names);
             assert!(!req.headers.keys().any(|k| is_identity_header(k.as_str())));
-            assert!(req.headers.contains_key("x-forwarded-for"));
+            for h in FORWARDING_HEADERS {
+                assert!(!req.headers.contains_key(*h), "{h} kept");
+            }
+            // Only these: the case map pingora writes the request from must agree.
+            let mut left: Vec<_> = req
+                .headers
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|k| *k != "cookie")
+                .collect();
+            left.sort_unstable();
+            assert_eq!(left, ["x-forwarded-port", "x-request-id"]);
+            let mut wire = Vec::new();
+            req.header_to_h1_wire(&mut wire);
+            let wire = String::from_utf8(wire).unwrap();
+            assert!(
+                wire.contains("x-forwarded-port: 1\r\n") && wire.contains("x-request-id: kept\r\n"),
+                "{wire}"
+            );
+            assert!(!wire.contains("10.0.0") && !wire.contains("evil"), "{wire}");
             req.headers
                 .get_all("cookie")
                 .iter()
-                .map(|v| v.to_str().unwrap().to_string())
+                .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap())
                 .collect::<Vec<_>>()
         };
         assert_eq!(scrubbed(&["a=1; gatehouse_session=x; b=2"]), ["a=1; b=2"]);
@@ -815,6 +867,17 @@ mod tests {
         assert_eq!(scrubbed(&["gatehouse_session=x"]), Vec::<String>::new());
         assert_eq!(scrubbed(&["a=1;b=2", "c=3"]), ["a=1;b=2", "c=3"], "left as sent");
         assert_eq!(scrubbed(&["gatehouse_sessionx=1"]), ["gatehouse_sessionx=1"]);
+        // A name an app's parser might trim to the gateway's (Unicode white space) goes too;
+        // the bytes of other pairs go upstream as the client sent them, UTF-8 or not.
+        assert_eq!(scrubbed(&["a=\u{e9}; \u{a0}gatehouse_session=x"]), ["a=\u{e9}"]);
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header(
+            "cookie",
+            http::HeaderValue::from_bytes(b"a=\xff; gatehouse_session=x; kcIdToken=y").unwrap(),
+        )
+        .unwrap();
+        scrub(&mut req, &names);
+        assert_eq!(req.headers.get("cookie").unwrap().as_bytes(), b"a=\xff");
     }
 
     #[test]

@@ -495,21 +495,18 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let st = &self.0;
-        let uri: http::Uri = ctx
-            .upstream_path
-            .parse()
-            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?;
-        up.set_uri(uri);
-        identity::scrub(up, &st.gateway_cookies);
-        for h in [
-            "forwarded",
-            "x-real-ip",
-            "x-forwarded-host",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-        ] {
-            up.remove_header(h);
+        // Most apps are sent the target as the client wrote it (origin-form, canonical, no
+        // prefix stripped): then the request line's bytes stay, without parsing a new URI.
+        // Any other target (absolute-form, escapes decoded, prefix stripped) is replaced.
+        if up.raw_path() != ctx.upstream_path.as_bytes() {
+            let uri: http::Uri = ctx
+                .upstream_path
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream path", e))?;
+            up.set_uri(uri);
         }
+        // Identity headers and the client's own forwarding headers (set below).
+        identity::scrub(up, &st.gateway_cookies);
         // Not taken: pingora runs this phase again for every retry on another upstream.
         if let Some(f) = &ctx.forwarded {
             up.insert_header("x-forwarded-for", f.for_chain.as_str())?;
