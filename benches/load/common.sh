@@ -40,13 +40,13 @@ show_logs() {
 }
 
 # Waits (up to two minutes: debug builds on a loaded machine start slowly) until `url` answers
-# with HTTP status `status` (default 200). With a PID, gives up as soon as that process has
-# exited. On failure prints the servers' logs and dies.
+# with HTTP status `status` (default 200; `any`: any HTTP answer at all). With a PID, gives up
+# as soon as that process has exited. On failure prints the servers' logs and dies.
 wait_http() { # url name [status] [pid]
     local url=$1 name=$2 want=${3:-200} pid=${4:-} got=""
     for _ in $(seq 600); do
         got=$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
-        [[ $got == "$want" ]] && return
+        [[ $got == "$want" || ($want == any && $got =~ ^[1-5][0-9][0-9]$) ]] && return
         if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
             show_logs
             die "$name exited before answering at $url"
