@@ -84,8 +84,10 @@ pub fn first_rdn_value(dn: &str) -> String {
         let b = bytes[i];
         match b {
             b'\\' if i + 1 < bytes.len() => {
+                // Two hex digits (not `u8::from_str_radix`, which also takes `+1`).
                 let hexpair = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
                 if let Some(v) = hexpair {
@@ -670,6 +672,15 @@ mod tests {
         assert_eq!(first_rdn_value(""), "");
         assert_eq!(first_rdn_value("garbage"), "");
         assert_eq!(first_rdn_value("cn=trailing\\"), "trailing");
+        // An escaped character that is not a hex pair is taken as it is.
+        assert_eq!(first_rdn_value("cn=a\\+1b,dc=x"), "a+1b");
+        assert_eq!(first_rdn_value("cn=a\\=b\\\\c,dc=x"), "a=b\\c");
+        assert_eq!(first_rdn_value("cn=x\\2"), "x2", "half a hex pair at the end");
+        // Hex pairs are bytes: UTF-8 written as escapes comes out as text.
+        assert_eq!(first_rdn_value("cn=caf\\C3\\A9,dc=x"), "caf\u{e9}");
+        // Only the first RDN, whatever the type's case; `=` in a value is text.
+        assert_eq!(first_rdn_value("UID=eve=admin,dc=x"), "eve=admin");
+        assert_eq!(first_rdn_value("cn= padded ,dc=x"), "padded");
     }
 
     #[test]
@@ -685,6 +696,13 @@ mod tests {
         assert_eq!(parent_dn("ou=people,dc=example,dc=org"), "dc=example,dc=org");
         assert_eq!(parent_dn("cn=a\\,b,ou=x"), "ou=x");
         assert_eq!(parent_dn("dc=org"), "");
+        assert_eq!(
+            parent_dn("cn=a\\\\,ou=x"),
+            "ou=x",
+            "an escaped backslash does not escape the comma"
+        );
+        assert_eq!(parent_dn("cn=a, ou=x "), "ou=x");
+        assert_eq!(parent_dn("cn=a\\"), "");
     }
 
     #[test]

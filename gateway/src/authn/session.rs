@@ -625,5 +625,249 @@ mod tests {
         assert!(!well_formed("abcdefghijklmnopqrstuvwxyzABCDEFGHIJK-_01'3"));
         assert!(!well_formed(&"a".repeat(44)));
         assert_eq!(hash_id("x").len(), 64);
+        // Known vector (SHA-256 of "abc"), so the store key cannot silently change.
+        assert_eq!(
+            hash_id("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn group_names_are_folded_sorted_unique_and_never_blank() {
+        let names = group_names(&["Staff".into(), "".into(), "admins".into(), "staff".into()]);
+        let names: Vec<&str> = names.iter().map(GroupName::as_str).collect();
+        assert_eq!(names, ["admins", "staff"]);
+    }
+
+    // The tests below run against a real SQLite store in a temporary folder.
+
+    async fn sessions(idle: u64, absolute: u64, cache_ttl_ms: u64) -> (Sessions, Arc<Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_sqlite(&dir.path().join("s.db")).await.unwrap());
+        let s = Sessions::new(
+            store.clone(),
+            Duration::from_secs(idle),
+            Duration::from_secs(absolute),
+            Duration::from_millis(cache_ttl_ms),
+            Duration::from_secs(30),
+        );
+        (s, store, dir)
+    }
+
+    fn carol(provider: &str) -> NewIdentity {
+        NewIdentity {
+            username: "Carol".into(),
+            email: Some("carol@example.test".into()),
+            display_name: Some("Carol C".into()),
+            groups: vec!["Staff".into(), "".into(), "staff".into(), "admins".into()],
+            admin: false,
+            provider: provider.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn timeouts_end_a_session_at_their_second() {
+        let (sessions, _store, _dir) = sessions(10, 100, 0).await;
+        let s = Session::detached(Identity {
+            user: UserName::new("carol"),
+            groups: BTreeSet::new(),
+            admin: false,
+        });
+        let c = s.created_at;
+        // Idle: counted from the last request.
+        assert!(!sessions.expired(&s, c + 9));
+        assert!(sessions.expired(&s, c + 10));
+        // Absolute: counted from sign-in, however busy the session is.
+        s.last_seen.store(c + 95, Ordering::Relaxed);
+        assert!(!sessions.expired(&s, c + 99));
+        assert!(sessions.expired(&s, c + 100));
+    }
+
+    #[tokio::test]
+    async fn freshness_is_the_cache_ttl_and_a_resync_ends_it() {
+        let (sessions, _store, _dir) = sessions(600, 3600, 1_000).await;
+        let s = Session::detached(Identity {
+            user: UserName::new("carol"),
+            groups: BTreeSet::new(),
+            admin: false,
+        });
+        let v = s.verified_at.load(Ordering::Relaxed);
+        assert!(sessions.is_fresh(&s, v));
+        assert!(sessions.is_fresh(&s, v + 999));
+        assert!(!sessions.is_fresh(&s, v + 1_000));
+        sessions.resync_at.store(v, Ordering::Relaxed);
+        assert!(
+            !sessions.is_fresh(&s, v),
+            "confirmed at the resync's millisecond: not after it"
+        );
+        sessions.resync_at.store(v - 1, Ordering::Relaxed);
+        assert!(sessions.is_fresh(&s, v));
+    }
+
+    #[tokio::test]
+    async fn a_session_is_found_by_its_cookie_only_until_it_ends() {
+        let (sessions, store, _dir) = sessions(600, 3600, 60_000).await;
+        let id = sessions.create(carol("local")).await.unwrap();
+        let other = sessions.create(carol("local")).await.unwrap();
+        assert!(well_formed(&id));
+        assert_ne!(id, other, "a new id at every sign-in");
+        let s = sessions.lookup(&id).await.expect("a new session is live");
+        assert_eq!(s.identity.user.as_str(), "carol");
+        let groups: Vec<&str> = s.identity.groups.iter().map(GroupName::as_str).collect();
+        assert_eq!(groups, ["admins", "staff"]);
+        assert_eq!(s.email.as_deref(), Some("carol@example.test"));
+        assert_eq!(s.id_hash, hash_id(&id));
+        // The record is under the hash; the raw id is nowhere in it.
+        let record = store.session(&hash_id(&id)).await.unwrap().unwrap();
+        assert_eq!(record.username.as_str(), "carol");
+        assert!(store.session(&id).await.unwrap().is_none());
+        // Unknown and malformed cookies.
+        assert!(sessions.lookup(&id[1..]).await.is_none());
+        assert!(sessions.lookup(&format!("{}A", &id[1..])).await.is_none());
+        assert!(sessions.lookup("").await.is_none());
+        // Sign-out ends this one session, here and in the store.
+        sessions.revoke(&id).await;
+        assert!(sessions.lookup(&id).await.is_none());
+        assert!(store.session(&hash_id(&id)).await.unwrap().is_none());
+        assert!(sessions.lookup(&other).await.is_some());
+        assert_eq!(sessions.revoke_user("CAROL").await, 1);
+        assert!(sessions.lookup(&other).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_refused_and_deleted() {
+        let (sessions, store, _dir) = sessions(600, 3600, 60_000).await;
+        let id = sessions.create(carol("local")).await.unwrap();
+        let s = sessions.lookup(&id).await.unwrap();
+        s.last_seen.store(now() - 600, Ordering::Relaxed);
+        assert!(sessions.lookup(&id).await.is_none(), "idle for the idle timeout");
+        assert!(
+            store.session(&hash_id(&id)).await.unwrap().is_none(),
+            "deleted when found expired"
+        );
+        assert!(matches!(sessions.current(&hash_id(&id)).await, Current::Gone));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_elsewhere_is_seen_once_the_cached_copy_is_stale() {
+        // Cache TTL 0: every lookup confirms with the store.
+        let (sessions, store, _dir) = sessions(600, 3600, 0).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        assert!(sessions.lookup(&id).await.is_some());
+        store.delete_session(&hash_id(&id), &Actor::gateway()).await.unwrap();
+        assert!(sessions.lookup(&id).await.is_none());
+        assert!(matches!(sessions.current(&hash_id(&id)).await, Current::Gone));
+        // A long TTL keeps the cached copy until the change feed says to forget it.
+        let (sessions, store, _dir) = sessions_with_ttl(60_000).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        store.delete_session(&hash_id(&id), &Actor::gateway()).await.unwrap();
+        assert!(sessions.lookup(&id).await.is_some(), "cached, not yet confirmed again");
+        sessions.forget(&hash_id(&id)).await;
+        assert!(sessions.lookup(&id).await.is_none());
+        // …or a resync asks for every cached session to be confirmed again.
+        let id = sessions.create(carol("sso")).await.unwrap();
+        store.delete_session(&hash_id(&id), &Actor::gateway()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        sessions.forget_all();
+        assert!(sessions.lookup(&id).await.is_none());
+    }
+
+    async fn sessions_with_ttl(ms: u64) -> (Sessions, Arc<Store>, tempfile::TempDir) {
+        sessions(600, 3600, ms).await
+    }
+
+    #[tokio::test]
+    async fn a_local_accounts_session_follows_the_account() {
+        let (sessions, store, _dir) = sessions(600, 3600, 0).await;
+        let sessions = sessions.with_local_providers(vec!["local".into()]);
+        let user = gatehouse_store::NewUser {
+            username: UserName::new("carol"),
+            password_hash: None,
+            email: None,
+            display_name: None,
+            admin: false,
+            groups: vec![GroupName::new("ops")],
+        };
+        store.create_user(&user, &Actor::gateway()).await.unwrap();
+        let id = sessions.create(carol("local")).await.unwrap();
+        let s = sessions.lookup(&id).await.unwrap();
+        let groups: Vec<&str> = s.identity.groups.iter().map(GroupName::as_str).collect();
+        assert_eq!(groups, ["ops"], "the account's groups, not those at sign-in");
+        store
+            .set_user_disabled(&UserName::new("carol"), true, &Actor::gateway())
+            .await
+            .unwrap();
+        assert!(
+            sessions.lookup(&id).await.is_none(),
+            "a disabled account's session ends"
+        );
+        assert!(store.session(&hash_id(&id)).await.unwrap().is_none());
+        // A session of another provider with the same name is not a local account's.
+        let sso = sessions.create(carol("sso")).await.unwrap();
+        assert!(sessions.lookup(&sso).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn current_does_not_refresh_the_idle_timer_and_lookup_does() {
+        let (sessions, _store, _dir) = sessions(600, 3600, 60_000).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        let s = sessions.lookup(&id).await.unwrap();
+        s.last_seen.store(now() - 100, Ordering::Relaxed);
+        match sessions.current(&hash_id(&id)).await {
+            Current::Live(c) => assert!(c.last_seen() <= now() - 100),
+            other => panic!("{other:?}"),
+        }
+        let s = sessions.lookup(&id).await.unwrap();
+        assert!(s.last_seen() >= now() - 1);
+        assert!(matches!(sessions.current(&hash_id("unknown")).await, Current::Gone));
+    }
+
+    fn record(id: &str, created_at: i64, last_seen: i64) -> SessionRecord {
+        SessionRecord {
+            id_hash: hash_id(id),
+            username: UserName::new("carol"),
+            email: None,
+            display_name: None,
+            groups: Vec::new(),
+            admin: false,
+            provider: "sso".into(),
+            created_at,
+            last_seen,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_idle_timer_reaches_the_store_and_the_sweep_deletes_what_expired() {
+        let (sessions, store, _dir) = sessions(8, 3600, 60_000).await;
+        // Last used 5 s ago (by another replica, say): the store's timer is written at most
+        // every idle/4 = 2 s, so this request writes it.
+        let id = "a".repeat(43);
+        store.insert_session(&record(&id, now() - 5, now() - 5)).await.unwrap();
+        sessions.lookup(&id).await.expect("live");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.session(&hash_id(&id)).await.unwrap().unwrap().last_seen < now() - 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle timer never reached the store"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let idle = "b".repeat(43);
+        store
+            .insert_session(&record(&idle, now() - 20, now() - 20))
+            .await
+            .unwrap();
+        let old = "c".repeat(43);
+        store.insert_session(&record(&old, now() - 4000, now())).await.unwrap();
+        sessions.sweep().await;
+        assert!(store.session(&hash_id(&id)).await.unwrap().is_some(), "active: kept");
+        assert!(
+            store.session(&hash_id(&idle)).await.unwrap().is_none(),
+            "idle past the timeout: swept"
+        );
+        assert!(
+            store.session(&hash_id(&old)).await.unwrap().is_none(),
+            "past the absolute timeout: swept"
+        );
     }
 }
