@@ -908,6 +908,8 @@ fn url_helpers() {
     );
     assert_eq!(percent_decode("a%20b%23"), Some("a b#".into()));
     assert_eq!(percent_decode("a%2"), None);
+    assert_eq!(percent_decode("a%+1"), None, "a sign is not a hex digit");
+    assert_eq!(percent_decode("a%-f"), None);
     assert_eq!(percent_encode_path("/tmp/a b#?%.db"), "/tmp/a%20b%23%3F%25.db");
 }
 
