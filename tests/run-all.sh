@@ -61,6 +61,13 @@ for row in "pingora-min" "Gatehouse, public app" "Gatehouse, signed-in" "user in
 done
 echo "instructions.sh: every row counted"
 
+step "scale figures, smoke run (benches/load/scale.sh, SMOKE=1: 50 apps, 2,000 sessions, seconds-long)"
+report=$(SMOKE=1 GATEHOUSE_BIN="$target/gatehouse" bash benches/load/scale.sh 2>&1) || { echo "$report"; exit 1; }
+for row in "start-up with" "memory per cached session" "local sign-ins per second" "while"; do
+    grep -qF -- "$row" <<<"$report" || { echo "scale.sh report lacks the row \"$row\":"; echo "$report"; exit 1; }
+done
+echo "$report"
+
 step "gatehouse check-config config/examples/*.toml"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/gatehouse"
 # The examples reference secrets as env:NAME; give them dummy values.

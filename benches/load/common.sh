@@ -1,6 +1,7 @@
-# Shared by run.sh and instructions.sh (sourced, not run): ports, waiting for a server, and
-# signing in through the login form. The sourcing script defines `die` and sets TMP (its temp
-# folder, where every server's log lies).
+# Shared by run.sh, instructions.sh and scale.sh (sourced, not run): the temp folder and
+# stopping what was started, ports, a small upstream, waiting for a server, and signing in
+# through the login form. The sourcing script defines `die` (run.sh keeps its own temp
+# folder and cleanup; the others call `make_tmp`).
 
 # Ports the script has handed out (they are only bound later, by the servers it starts).
 USED_PORTS=" "
@@ -68,4 +69,45 @@ sign_in() { # port user password
         --data-urlencode "username=$user" --data-urlencode "password=$password" \
         --data-urlencode "csrf=$csrf" --data-urlencode "rd=/" "http://127.0.0.1:$port/.gatehouse/login"
     awk '$6 == "gatehouse_session" { print $6 "=" $7 }' "$jar" | head -1
+}
+
+# Makes the temp folder TMP (prefix `name`), readable by nginx workers (another user), and a
+# trap that stops every PID in PIDS (SIGINT: pingora's fast shutdown) and removes the folder
+# (kept with KEEP_TMP=1).
+make_tmp() { # name
+    TMP=$(mktemp -d "/tmp/gatehouse-$1.XXXXXX")
+    chmod 755 "$TMP"
+    PIDS=()
+    trap stop_all EXIT
+}
+stop_all() {
+    local p
+    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+
+# Starts an nginx at 127.0.0.1:`port` answering every path with the same 1 KiB from a file
+# (files in $TMP/upstream) and waits until it answers. NGINX: the nginx binary.
+start_upstream() { # port
+    mkdir -p "$TMP/upstream/logs"
+    head -c 1024 /dev/zero | tr '\0' 'x' >"$TMP/upstream/index.html"
+    cat >"$TMP/upstream/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+error_log $TMP/upstream/error.log;
+pid $TMP/upstream/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$1;
+        location / { root $TMP/upstream; try_files /index.html =404; }
+    }
+}
+EOF
+    "$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream.log" 2>&1 &
+    PIDS+=("$!")
+    wait_http "http://127.0.0.1:$1/" upstream 200 "$!"
 }

@@ -37,40 +37,15 @@ if [[ -z ${GATEHOUSE_BIN:-} ]]; then
 fi
 [[ -x ${PINGORA_MIN_BIN:-} ]] || die "give PINGORA_MIN_BIN with GATEHOUSE_BIN"
 
-TMP=$(mktemp -d /tmp/gatehouse-instr.XXXXXX)
-chmod 755 "$TMP" # nginx workers run as another user
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [[ ${KEEP_TMP:-0} == 1 ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT
-
 # shellcheck source=benches/load/common.sh
 source "$root/benches/load/common.sh"
+make_tmp instr
 
 free_port UP
 free_port MIN
 free_port GH
-mkdir -p "$TMP/upstream/logs" "$TMP/gh"
-head -c 1024 /dev/zero | tr '\0' 'x' >"$TMP/upstream/index.html"
-cat >"$TMP/upstream/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-error_log $TMP/upstream/error.log;
-pid $TMP/upstream/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP;
-        location / { root $TMP/upstream; try_files /index.html =404; }
-    }
-}
-EOF
+mkdir -p "$TMP/gh"
+start_upstream "$UP"
 cat >"$TMP/gh/gatehouse.toml" <<EOF
 [server]
 listen = "127.0.0.1:$GH"
@@ -94,8 +69,6 @@ access = "restricted"
 allow_groups = ["g1000"]
 EOF
 
-"$NGINX" -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream.log" 2>&1 &
-PIDS+=("$!")
 groups=()
 for g in $(seq 2000); do groups+=(--group "g$g"); done
 printf '%s\n' "$PASSWORD" | "$GATEHOUSE_BIN" user add reader --config "$TMP/gh/gatehouse.toml" >"$TMP/users.log" 2>&1 ||
@@ -108,7 +81,6 @@ printf '%s\n' "$PASSWORD" | "$GATEHOUSE_BIN" user add heavy "${groups[@]}" --con
 GATEHOUSE_LOG=warn "$GATEHOUSE_BIN" serve --config "$TMP/gh/gatehouse.toml" >"$TMP/signin.log" 2>&1 &
 SIGNIN_PID=$!
 PIDS+=("$SIGNIN_PID")
-wait_http "http://127.0.0.1:$UP/" upstream
 wait_http "http://127.0.0.1:$GH/.gatehouse/healthz" gatehouse 200 "$SIGNIN_PID"
 
 READER=$(sign_in "$GH" reader "$PASSWORD")

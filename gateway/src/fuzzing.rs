@@ -263,6 +263,8 @@ pub fn saml_sp(idp_metadata: &str) -> SamlTarget {
         &std::collections::HashMap::<String, String>::new(),
     )
     .unwrap_or_else(|p| panic!("the fuzzing SAML config is invalid: {p}"));
+    // The metadata is in `idp_metadata` from here on: leave no folder per fuzzing process.
+    let _ = std::fs::remove_dir_all(&dir);
     let cfg = config
         .providers
         .iter()

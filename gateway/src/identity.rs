@@ -345,8 +345,8 @@ pub fn identity_headers(app: &App, s: &Session, group_list: &[String], assertion
 pub struct Prepared {
     id_hash: String,
     fingerprint: u64,
-    pub assertion: Arc<str>,
-    /// Each identity header's lower-case name (static: the proxy inserts it without
+    /// Each identity header's lower-case name (the assertion is the value of
+    /// `x-gatehouse-assertion`: [`Prepared::assertion`]; kept once, not twice) (static: the proxy inserts it without
     /// allocating a name) and its ready value.
     pub headers: Vec<(&'static str, http::HeaderValue)>,
     /// The [`DASH_TOKEN_COOKIE`] value, for apps with `headers.dash_token`.
@@ -415,7 +415,6 @@ impl Prepared {
         Prepared {
             id_hash: s.id_hash.clone(),
             fingerprint: s.fingerprint,
-            assertion,
             headers,
             dash_cookie,
             groups_sent: groups.len(),
@@ -423,10 +422,32 @@ impl Prepared {
         }
     }
 
+    /// The signed assertion (JWT), as the `X-Gatehouse-Assertion` header carries it.
+    pub fn assertion(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == "x-gatehouse-assertion")
+            .and_then(|(_, v)| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// About how many bytes this entry keeps alive (the cache's weight: it holds a budget
+    /// of bytes, not a number of entries, so 100,000 sessions cannot grow it without bound).
+    fn weight(&self) -> u32 {
+        let values: usize = self.headers.iter().map(|(_, v)| v.len() + 48).sum();
+        let dash = self.dash_cookie.as_ref().map_or(0, |c| c.len() + 16);
+        u32::try_from(std::mem::size_of::<Prepared>() + self.id_hash.len() + values + dash + 128).unwrap_or(u32::MAX)
+    }
+
     fn fits(&self, s: &Session) -> bool {
         self.fingerprint == s.fingerprint && self.id_hash == s.id_hash
     }
 }
+
+/// The bytes the cache of prepared headers and assertions may keep (about 1 KiB per session
+/// and app): a working set of ~30,000 session–app pairs is served without signing; beyond
+/// it the least used are signed again when next used (one ES256 signature each).
+const PREPARED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The cache key of what is prepared for session `s` and app `app_id`: the first 64 bits of
 /// the session's id hash (the entry itself is checked against the whole hash).
@@ -595,7 +616,8 @@ impl Keys {
             jwks: serde_json::json!({ "keys": jwks }).to_string(),
             issuer: issuer.to_string(),
             cache: moka::sync::Cache::builder()
-                .max_capacity(200_000)
+                .weigher(|_, p: &Arc<Prepared>| p.weight())
+                .max_capacity(PREPARED_CACHE_BYTES)
                 .time_to_live(ASSERTION_TTL - Duration::from_secs(60))
                 .build(),
             limited_logged: limited_log(),
@@ -935,7 +957,14 @@ mod tests {
         let first = k.prepared(&app, 1, &session(&id, "alice", &["staff"])).unwrap();
         assert_eq!(header(&first, "x-forwarded-user"), "alice");
         assert_eq!(header(&first, "x-forwarded-groups"), "staff");
-        assert_eq!(header(&first, "x-gatehouse-assertion"), &*first.assertion);
+        assert_eq!(header(&first, "x-gatehouse-assertion"), first.assertion());
+        // The cache weighs an entry by what it keeps alive: at least every value's bytes.
+        let values: usize = first.headers.iter().map(|(_, v)| v.len()).sum();
+        assert!(
+            first.assertion().len() > 100 && first.weight() as usize > values,
+            "{}",
+            first.weight()
+        );
         let again = k.prepared(&app, 1, &session(&id, "alice", &["staff"])).unwrap();
         assert!(Arc::ptr_eq(&first, &again), "a hit: nothing built or signed again");
         // The same session after a re-check changed its groups: built again.
@@ -943,7 +972,7 @@ mod tests {
             .prepared(&app, 1, &session(&id, "alice", &["staff", "finance"]))
             .unwrap();
         assert_eq!(header(&changed, "x-forwarded-groups"), "finance,staff");
-        assert_ne!(changed.assertion, first.assertion);
+        assert_ne!(changed.assertion(), first.assertion());
         // Another session whose hash shares the first 64 bits: its own headers.
         let twin = format!("{}{}", &id[..16], "cd".repeat(24));
         let other = k.prepared(&app, 1, &session(&twin, "bob", &[])).unwrap();
@@ -1005,7 +1034,7 @@ mod tests {
         assert_eq!(p.groups_sent, 20);
         assert_eq!(header(&p, "x-forwarded-groups"), groups.join(","));
         assert_eq!(header(&p, "remote-groups"), groups.join(","));
-        assert_eq!(claimed_groups(&p.assertion), groups);
+        assert_eq!(claimed_groups(p.assertion()), groups);
         assert!(p.sizes().within_budget(), "{:?}", p.sizes());
         assert!(!k.limited_logged.contains_key("a"), "nothing to log");
     }
@@ -1026,7 +1055,7 @@ mod tests {
             header(&auto, "plotly-user-data"),
             r#"{"groups":["group-0007"],"username":"alice"}"#
         );
-        assert_eq!(claimed_groups(&auto.assertion), ["group-0007"]);
+        assert_eq!(claimed_groups(auto.assertion()), ["group-0007"]);
         let dash = base64::engine::general_purpose::STANDARD
             .decode(auto.dash_cookie.as_deref().unwrap())
             .unwrap();
@@ -1039,7 +1068,7 @@ mod tests {
             .unwrap();
         assert!(!all.limited);
         assert_eq!(all.groups_sent, 2000);
-        assert_eq!(claimed_groups(&all.assertion), groups);
+        assert_eq!(claimed_groups(all.assertion()), groups);
         assert!(all.sizes().largest_line > 8192, "{:?}", all.sizes());
 
         let referenced = k
@@ -1094,8 +1123,8 @@ mod tests {
         let bob = session(&"12".repeat(32), "bob", &[]);
         let for_a = k.prepared(&a, 1, &alice).unwrap();
         let for_b = k.prepared(&b, 2, &alice).unwrap();
-        assert_eq!(jwt_part(&for_a.assertion, 1)["aud"], "a");
-        assert_eq!(jwt_part(&for_b.assertion, 1)["aud"], "b", "app b's own assertion");
+        assert_eq!(jwt_part(for_a.assertion(), 1)["aud"], "a");
+        assert_eq!(jwt_part(for_b.assertion(), 1)["aud"], "b", "app b's own assertion");
         let bobs = k.prepared(&a, 1, &bob).unwrap();
         assert_eq!(header(&bobs, "x-forwarded-user"), "bob");
         assert!(Arc::ptr_eq(&for_a, &k.prepared(&a, 1, &alice).unwrap()), "still cached");
@@ -1119,7 +1148,7 @@ mod tests {
             .decode(p.dash_cookie.as_deref().unwrap())
             .unwrap();
         for (jwt, aud) in [
-            (&*p.assertion, "a"),
+            (p.assertion(), "a"),
             (std::str::from_utf8(&dash).unwrap(), DASH_AUDIENCE),
         ] {
             let claims = jwt_part(jwt, 1);
@@ -1271,7 +1300,7 @@ mod tests {
             BTreeSet::from([first.kid.clone(), new_kid.clone()])
         );
         let after = ring.prepared(&app, 1, &s).unwrap();
-        assert_eq!(jwt_part(&after.assertion, 0)["kid"].as_str(), Some(new_kid.as_str()));
+        assert_eq!(jwt_part(after.assertion(), 0)["kid"].as_str(), Some(new_kid.as_str()));
 
         let extra = retired_at(now());
         store.insert_signing_key(&extra, &Actor::cli()).await.unwrap();
