@@ -467,6 +467,23 @@ mod tests {
         }
     }
 
+    /// Which paths take the shortcut (a path wrongly sent the long way gives the same answer,
+    /// only slower: the property test below cannot tell, this table can).
+    #[test]
+    fn plain_paths_are_recognised() {
+        for plain in ["/", "/apps/app/", "/apps/app/index.html", "/a.b/c-d_e~f;g=h", "/x/"] {
+            assert!(is_plain(plain.as_bytes()), "{plain}");
+        }
+        for not in [
+            "/a%2e", "/a\\b", "/a b", "/a\tb", "/a\x7f", "/a\x00", "//a", "/a//b", "/.", "/a/.x", "/a/..",
+        ] {
+            assert!(!is_plain(not.as_bytes()), "{not:?}");
+        }
+        // A dot inside a segment, or a slash after one, is plain.
+        assert!(is_plain(b"/a./b.c/"));
+        assert!(is_plain(b"/!"), "the byte after the space");
+    }
+
     proptest! {
         /// The fast path for plain paths answers exactly what the full decoding answers.
         #[test]

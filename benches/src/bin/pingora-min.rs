@@ -4,7 +4,8 @@
 //! What Gatehouse costs above this row is Gatehouse's own; this row against nginx is
 //! pingora's.
 //!
-//! `pingora-min <listen addr> <upstream addr> [threads]`
+//! `pingora-min <listen addr> <upstream addr> [threads] [nosteal]` — `nosteal`: pingora's
+//! runtime without work stealing (one single-threaded runtime per thread), to compare.
 
 #![forbid(unsafe_code)]
 
@@ -34,14 +35,14 @@ impl ProxyHttp for Min {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream)) = (args.get(1), args.get(2).and_then(|a| a.parse().ok())) else {
-        eprintln!("usage: pingora-min <listen addr> <upstream addr> [threads]");
+        eprintln!("usage: pingora-min <listen addr> <upstream addr> [threads] [nosteal]");
         std::process::exit(2);
     };
     let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(2);
     let conf = ServerConf {
         threads,
         upstream_keepalive_pool_size: 256,
-        work_stealing: true,
+        work_stealing: args.get(4).is_none_or(|a| a != "nosteal"),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

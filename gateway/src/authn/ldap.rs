@@ -75,47 +75,47 @@ fn unavailable(e: impl std::fmt::Display) -> LdapFailure {
 }
 
 /// The first RDN's value of a DN, unescaped: `cn=R&D\, Europe,ou=groups` → `R&D, Europe`.
+/// An escape is `\` and two hex digits (a byte) or `\` and the character itself; a dangling
+/// `\` at the end of a malformed DN is dropped. (Slice patterns, no index arithmetic: nothing
+/// to step past the end or backwards.)
 pub fn first_rdn_value(dn: &str) -> String {
     let mut out = Vec::new();
     let mut in_value = false;
-    let bytes = dn.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b'\\' if i + 1 < bytes.len() => {
-                // Two hex digits (not `u8::from_str_radix`, which also takes `+1`).
-                let hexpair = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(v) = hexpair {
-                    if in_value {
-                        out.push(v);
-                    }
-                    i += 3;
-                } else {
-                    if in_value {
-                        out.push(bytes[i + 1]);
-                    }
-                    i += 2;
+    let mut rest = dn.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        let byte = match b {
+            b'\\' => match rest {
+                [h, l, after @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    rest = after;
+                    hex_value(*h) * 16 + hex_value(*l)
                 }
+                [c, after @ ..] => {
+                    rest = after;
+                    *c
+                }
+                [] => break,
+            },
+            b'=' if !in_value => {
+                in_value = true;
                 continue;
             }
-            // A dangling escape at the end of a malformed DN is dropped.
-            b'\\' => {
-                i += 1;
-                continue;
-            }
-            b'=' if !in_value => in_value = true,
             b',' | b'+' => break,
-            _ if in_value => out.push(b),
-            _ => {}
+            _ => b,
+        };
+        if in_value {
+            out.push(byte);
         }
-        i += 1;
     }
     String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// The value of one hex digit (`0` for anything else; callers check first).
+fn hex_value(d: u8) -> u8 {
+    char::from(d)
+        .to_digit(16)
+        .and_then(|v| u8::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// The default group base: the trailing `dc=` components of the user base
@@ -137,13 +137,12 @@ pub fn domain_root(user_base: &str) -> String {
 
 /// The parent of a DN (everything after the first unescaped comma).
 pub fn parent_dn(dn: &str) -> String {
-    let bytes = dn.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b',' => return dn[i + 1..].trim().to_string(),
-            _ => i += 1,
+    let mut rest = dn.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match (b, tail) {
+            (b'\\', [_, after @ ..]) => rest = after,
+            (b',', _) => return dn[dn.len() - tail.len()..].trim().to_string(),
+            _ => rest = tail,
         }
     }
     String::new()
