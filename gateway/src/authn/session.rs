@@ -870,4 +870,41 @@ mod tests {
             "past the absolute timeout: swept"
         );
     }
+
+    #[tokio::test]
+    async fn while_the_store_is_down_cached_sessions_last_the_grace_and_ended_ones_stay_ended() {
+        // Cache TTL 0: every lookup asks the store; outage grace 30 s.
+        let (sessions, store, _dir) = sessions(600, 3600, 0).await;
+        let kept = sessions.create(carol("sso")).await.unwrap();
+        let ended = sessions.create(carol("sso")).await.unwrap();
+        let stale = sessions.create(carol("sso")).await.unwrap();
+        sessions
+            .lookup(&stale)
+            .await
+            .unwrap()
+            .verified_at
+            .store(now_ms() - 31_000, Ordering::Relaxed);
+        store.close().await;
+        // Confirmed by the store within the grace: honoured, and the failure is remembered
+        // (the next lookups do not wait for the store again).
+        assert!(sessions.lookup(&kept).await.is_some());
+        assert!(sessions.store_failed_at.load(Ordering::Relaxed) > 0);
+        assert!(sessions.lookup(&kept).await.is_some());
+        // An open stream's re-judgement hears "could not ask" (and keeps the stream).
+        assert!(matches!(sessions.current(&hash_id(&kept)).await, Current::Unknown));
+        // Last confirmed longer ago than the grace: refused.
+        assert!(sessions.lookup(&stale).await.is_none());
+        // Not cached here: nothing to honour.
+        assert!(sessions.lookup(&"z".repeat(43)).await.is_none());
+        assert!(matches!(
+            sessions.current(&hash_id(&"z".repeat(43))).await,
+            Current::Unknown
+        ));
+        // Signed out during the outage: refused at once, though the store still has it.
+        sessions.revoke(&ended).await;
+        assert!(sessions.is_ending(&hash_id(&ended)));
+        assert!(sessions.lookup(&ended).await.is_none());
+        assert!(matches!(sessions.current(&hash_id(&ended)).await, Current::Gone));
+        assert!(sessions.lookup(&kept).await.is_some(), "the others are not affected");
+    }
 }
