@@ -217,9 +217,10 @@ impl AsyncRead for HeaderDeadline {
             Phase::Served => r,
             Phase::Idle => {
                 if buf.filled().len() > before {
-                    let deadline = Instant::now() + this.clock.limit;
-                    this.clock.set(Phase::Header(deadline));
-                    this.timer.as_mut().reset(deadline);
+                    // The timer itself is moved only if a read of this request's headers
+                    // has to wait (below): most requests arrive in one read and never touch
+                    // tokio's timer wheel.
+                    this.clock.set(Phase::Header(Instant::now() + this.clock.limit));
                 }
                 r
             }

@@ -256,6 +256,30 @@ async fn slow_clients_are_cut_off_and_do_not_keep_others_waiting() {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
     }
+    // The next request on that connection starts a new header clock: one that stalls
+    // halfway through its headers is cut off by it too (the clock's timer is only armed
+    // when a read has to wait).
+    s.write_all(b"GET /apps/open/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let cut = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // an error page, then the close
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "a stalled second request kept its connection for 15 s");
+    // By its own 2 s clock: not at once (a clock left from the first request), not late.
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(10),
+        "cut after {after:?}"
+    );
     assert_eq!(gw.get("/.gatehouse/healthz").await.status(), 200);
 }
 
