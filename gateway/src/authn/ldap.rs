@@ -118,11 +118,24 @@ fn hex_value(d: u8) -> u8 {
         .unwrap_or(0)
 }
 
+/// Groups as the gateway names them (`group_name`: the first RDN's value, or the whole DN),
+/// without empty names (a DN such as `dc=x` has no value to name a group by).
+fn names_of_groups(dns: BTreeSet<String>, by: &GroupName) -> Vec<String> {
+    dns.into_iter()
+        .map(|dn| match by {
+            GroupName::Cn => first_rdn_value(&dn),
+            GroupName::Dn => dn,
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
 /// The default group base: the trailing `dc=` components of the user base
 /// (`ou=people,dc=example,dc=org` → `dc=example,dc=org`), or the user base itself.
 pub fn domain_root(user_base: &str) -> String {
     let mut dn = user_base.trim().to_string();
-    loop {
+    // Each step drops one RDN, so there are at most as many steps as bytes.
+    for _ in 0..=user_base.len() {
         if dn.is_empty() || dn.to_ascii_lowercase().starts_with("dc=") {
             break;
         }
@@ -418,13 +431,7 @@ impl LdapProvider {
     }
 
     fn group_names(&self, dns: BTreeSet<String>) -> Vec<String> {
-        dns.into_iter()
-            .map(|dn| match self.cfg.group_name {
-                GroupName::Cn => first_rdn_value(&dn),
-                GroupName::Dn => dn,
-            })
-            .filter(|g| !g.is_empty())
-            .collect()
+        names_of_groups(dns, &self.cfg.group_name)
     }
 
     async fn describe(&self, l: &mut Ldap, entry: &SearchEntry, username: &str) -> Result<DirectoryUser, LdapFailure> {
@@ -688,6 +695,23 @@ mod tests {
         assert_eq!(domain_root("dc=example,dc=org"), "dc=example,dc=org");
         assert_eq!(domain_root("CN=Users,DC=corp,DC=example"), "DC=corp,DC=example");
         assert_eq!(domain_root("o=acme"), "o=acme");
+    }
+
+    #[test]
+    fn group_names_by_cn_or_dn_never_empty() {
+        let dns: BTreeSet<String> = ["cn=R&D\\, Europe,ou=g,dc=x", "cn=,dc=x", "cn=ops,ou=g,dc=x"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            names_of_groups(dns.clone(), &GroupName::Cn),
+            ["R&D, Europe", "ops"],
+            "no empty name"
+        );
+        assert_eq!(names_of_groups(dns, &GroupName::Dn).len(), 3);
+        assert!(names_of_groups(BTreeSet::from([String::new()]), &GroupName::Dn).is_empty());
+        assert_eq!(domain_root(""), "");
+        assert_eq!(domain_root("ou=a,ou=b"), "ou=a,ou=b", "no dc=: the base itself");
     }
 
     #[test]

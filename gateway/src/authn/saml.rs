@@ -119,23 +119,17 @@ fn algorithm(uri: &str) -> Option<AllowedSignatureAlgorithm> {
 /// Local names of the elements of an XML document, in order (a light scan; the document
 /// has already been refused if it holds comments or a DTD).
 fn element_names(xml: &str) -> Vec<&str> {
-    let b = xml.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(pos) = xml[i..].find('<') {
-        let start = i + pos + 1;
-        i = start;
-        if start >= b.len() || matches!(b[start], b'/' | b'?' | b'!') {
-            continue;
-        }
-        let end = xml[start..]
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .map(|e| start + e)
-            .unwrap_or(b.len());
-        let name = &xml[start..end];
-        out.push(name.rsplit(':').next().unwrap_or(name));
-    }
-    out
+    xml.split('<')
+        .skip(1)
+        .filter(|tag| !tag.is_empty() && !tag.starts_with(['/', '?', '!']))
+        .map(|tag| {
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .next()
+                .unwrap_or(tag);
+            name.rsplit(':').next().unwrap_or(name)
+        })
+        .collect()
 }
 
 /// samael announces single logout with the HTTP-POST binding and the SP certificate for
@@ -1048,6 +1042,32 @@ mod tests {
     }
 
     #[test]
+    fn signature_algorithms_are_the_sha2_ones_only() {
+        use AllowedSignatureAlgorithm as A;
+        let more = "http://www.w3.org/2001/04/xmldsig-more#";
+        let known = [
+            ("rsa-sha256", A::RsaSha256),
+            ("rsa-sha384", A::RsaSha384),
+            ("rsa-sha512", A::RsaSha512),
+            ("ecdsa-sha256", A::EcdsaSha256),
+            ("ecdsa-sha384", A::EcdsaSha384),
+            ("ecdsa-sha512", A::EcdsaSha512),
+        ];
+        for (name, want) in known {
+            let got = algorithm(&format!("{more}{name}"));
+            assert_eq!(format!("{got:?}"), format!("{:?}", Some(want)), "{name}");
+        }
+        for refused in [
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+            "http://www.w3.org/2001/04/xmldsig-more#RSA-SHA256",
+            "",
+        ] {
+            assert!(algorithm(refused).is_none(), "{refused}");
+        }
+    }
+
+    #[test]
     fn sha1_cannot_be_configured() {
         // `build_sps` refuses an algorithm without a mapping, so a provider naming SHA-1
         // does not start.
@@ -1084,6 +1104,10 @@ mod tests {
     #[test]
     fn element_names_skip_declarations_and_closing_tags() {
         assert_eq!(element_names("<?xml version='1.0'?><a:B x='1'><C/></a:B>"), ["B", "C"]);
+        assert_eq!(element_names("<A\n\tx='1'>t</A><B>u<C>"), ["A", "B", "C"]);
+        assert_eq!(element_names("<!DOCTYPE x><p:q:R>"), ["R"]);
+        assert_eq!(element_names("text <"), Vec::<&str>::new());
+        assert_eq!(element_names(""), Vec::<&str>::new());
     }
 }
 
