@@ -337,7 +337,7 @@ pub fn saml_logout(data: &[u8]) {
     } else {
         let _ = xml.parse::<samael::schema::LogoutResponse>();
     }
-    if let Some(end) = saml::root_attribute(&xml, "NotOnOrAfter") {
+    if let Some(end) = saml::root_attribute(&xml, "NotOnOrAfter").ok().flatten() {
         let _ = chrono::DateTime::parse_from_rfc3339(&end);
     }
 }

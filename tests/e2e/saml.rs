@@ -658,6 +658,24 @@ async fn logout_requests_are_verified_exactly_as_read() {
             instant(&now_id(&for_alice, "_d4"), &gatehouse_tests::saml::instant(600)),
             "in the future",
         ),
+        (
+            // XML allows either quote: the check reads the attribute as XML does.
+            "expired, its NotOnOrAfter in single quotes",
+            {
+                // In place of the IdP's own NotOnOrAfter if it sent one (a repeated attribute
+                // is refused as unreadable), else added.
+                let x = now_id(&for_alice, "_d5");
+                let past = format!(" NotOnOrAfter='{}'", gatehouse_tests::saml::instant(-600));
+                match x.find(" NotOnOrAfter=\"") {
+                    Some(at) => {
+                        let end = at + 15 + x[at + 15..].find('"').unwrap() + 1;
+                        format!("{}{past}{}", &x[..at], &x[end..])
+                    }
+                    None => x.replacen(" ID=\"", &format!("{past} ID=\""), 1),
+                }
+            },
+            "has expired",
+        ),
     ] {
         let p = stranger
             .get(&format!("{slo}?{}", s.idp.sign_redirect("SAMLRequest", &bad, None)))

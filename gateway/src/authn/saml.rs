@@ -152,25 +152,36 @@ fn adjust_metadata(xml: &str, slo_url: &str) -> String {
     out
 }
 
-/// The value of attribute `name` on the document's root element.
-pub(crate) fn root_attribute(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find('<').map(|i| {
-        // Skip an XML declaration.
-        if xml[i..].starts_with("<?") {
-            xml[i..]
-                .find("?>")
-                .map(|e| i + e + 2)
-                .and_then(|j| xml[j..].find('<').map(|k| j + k))
-                .unwrap_or(i)
-        } else {
-            i
+/// An attribute of the message's root element (what precedes it — declaration, comments,
+/// white space — skipped; character and predefined entity references decoded), read by an
+/// XML parser so that every way of writing the attribute (either quote, any white space
+/// before it or around `=`) is seen. `Ok(None)`: the root has no such attribute. `Err`: no
+/// root element could be read, or its attributes are malformed or one is repeated — a
+/// message whose addressing cannot be read is refused, never let through unchecked.
+pub(crate) fn root_attribute(xml: &str, name: &str) -> Result<Option<String>, SamlError> {
+    use quick_xml::events::Event;
+    let unreadable = || refuse("the message's root element cannot be read as XML");
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().map_err(|_| unreadable())? {
+            Event::Start(root) | Event::Empty(root) => {
+                let mut found = None;
+                // Every attribute is read (duplicates are an error), not only up to `name`.
+                for a in root.attributes() {
+                    let a = a.map_err(|_| unreadable())?;
+                    if a.key.as_ref() == name.as_bytes() {
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|_| unreadable())?;
+                        found = Some(v.into_owned());
+                    }
+                }
+                return Ok(found);
+            }
+            Event::Eof => return Err(unreadable()),
+            _ => {}
         }
-    })?;
-    let tag = &xml[start..start + xml[start..].find('>')?];
-    let key = format!(" {name}=\"");
-    let a = tag.find(&key)? + key.len();
-    let e = tag[a..].find('"')? + a;
-    Some(html_escape::decode_html_entities(&tag[a..e]).into_owned())
+    }
 }
 
 /// Structural checks on a decoded response before any parsing by samael.
@@ -479,7 +490,7 @@ impl SamlProvider {
         let xml = decode_response(saml_response)?;
         // The Response element may be unsigned (only the assertion is); still, a response
         // addressed elsewhere is refused.
-        if let Some(dest) = root_attribute(&xml, "Destination") {
+        if let Some(dest) = root_attribute(&xml, "Destination")? {
             if dest != self.acs_url {
                 return Err(refuse("the response was sent to another Destination"));
             }
@@ -688,7 +699,7 @@ impl SamlProvider {
         if issued < now - max_age {
             return Err(refuse(format!("the {kind} is too old (issued {issued})")));
         }
-        if let Some(end) = root_attribute(&xml, "NotOnOrAfter") {
+        if let Some(end) = root_attribute(&xml, "NotOnOrAfter")? {
             let end = chrono::DateTime::parse_from_rfc3339(&end)
                 .map_err(|_| refuse(format!("the {kind} has an unreadable NotOnOrAfter")))?;
             if now - skew >= end {
@@ -1087,10 +1098,39 @@ mod tests {
     fn root_attributes() {
         let x = r#"<?xml version="1.0"?><samlp:Response ID="r" Destination="http://a/acs?x=1&amp;y=2"><Assertion Destination="no"/></samlp:Response>"#;
         assert_eq!(
-            root_attribute(x, "Destination").as_deref(),
+            root_attribute(x, "Destination").unwrap().as_deref(),
             Some("http://a/acs?x=1&y=2")
         );
-        assert_eq!(root_attribute(x, "Missing"), None);
+        assert_eq!(root_attribute(x, "Missing").unwrap(), None);
+        // Every spelling XML allows is read: single quotes, any white space before the
+        // name and around `=`, character references; a prefixed name is another attribute.
+        for doc in [
+            "<R Destination='http://a/acs'/>",
+            "<R\n\tDestination = \"http://a/acs\">x</R>",
+            "<!-- c --><R ID=\"1\"\r\nDestination=\"http://a&#x2F;acs\" >",
+            "<?xml version=\"1.0\"?>\n<p:R x:Destination=\"no\" Destination=\"http://a/acs\"/>",
+        ] {
+            assert_eq!(
+                root_attribute(doc, "Destination").unwrap().as_deref(),
+                Some("http://a/acs"),
+                "{doc}"
+            );
+        }
+        // Only the root's own attributes.
+        assert_eq!(
+            root_attribute("<R><A Destination=\"x\"/></R>", "Destination").unwrap(),
+            None
+        );
+        // Unreadable: refused, not taken as "no such attribute".
+        for bad in [
+            "<R Destination=\"a\" Destination=\"b\"/>",
+            "<R Destination=a/>",
+            "<R Destination=\"a&nbsp;\"/>",
+            "no element",
+            "",
+        ] {
+            assert!(root_attribute(bad, "Destination").is_err(), "{bad}");
+        }
     }
 
     #[test]
