@@ -1053,6 +1053,68 @@ mod tests {
     }
 
     #[test]
+    fn posted_responses_are_base64_with_any_line_breaks() {
+        let one = r#"<samlp:Response xmlns:samlp="p"><saml:Assertion ID="a"/></samlp:Response>"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(one);
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(20)
+            .map(|c| format!("{}\r\n ", std::str::from_utf8(c).unwrap()))
+            .collect();
+        assert_eq!(decode_response(&wrapped).unwrap(), one);
+        assert!(decode_response("not base64!").unwrap_err().0.contains("not base64"));
+        let latin1 = base64::engine::general_purpose::STANDARD.encode(b"<Response>\xff</Response>");
+        assert!(decode_response(&latin1).unwrap_err().0.contains("UTF-8"));
+    }
+
+    #[test]
+    fn redirect_messages_inflate_to_at_most_4_mib() {
+        let big = "a".repeat(5 * 1024 * 1024);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(deflate_b64(&big))
+            .unwrap();
+        assert_eq!(inflate(&raw).map(|s| s.len()), Some(4 * 1024 * 1024));
+        assert!(inflate(b"not deflate").is_none());
+    }
+
+    #[test]
+    fn logout_messages_must_be_plain_and_of_their_kind() {
+        let req = r#"<samlp:LogoutRequest xmlns:samlp="p" ID="x"><saml:NameID>a</saml:NameID></samlp:LogoutRequest>"#;
+        let query = |xml: &str| format!("SAMLRequest={}", deflate_b64(xml));
+        let read = |xml: &str, kind: &str| {
+            let q = query(xml);
+            parse_redirect_query(&q)
+                .and_then(|r| r.logout_xml(kind))
+                .map_err(|e| e.0)
+        };
+        assert_eq!(read(req, "LogoutRequest").unwrap(), req);
+        assert!(read(req, "LogoutResponse")
+            .unwrap_err()
+            .contains("is not a LogoutResponse"));
+        for (bad, why) in [
+            (format!("<!DOCTYPE x>{req}"), "DTD"),
+            (format!("<!ENTITY a 'b'>{req}"), "DTD"),
+            (req.replace(">a<", ">a<!-- c --><"), "comments"),
+        ] {
+            assert!(
+                read(&bad, "LogoutRequest").unwrap_err().contains("DTD or comments"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_expiry_is_read_in_seconds_since_1970() {
+        let mut params = rcgen::CertificateParams::new(vec!["idp.test".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 2, 3);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        // 2031-02-03T00:00:00Z
+        assert_eq!(cert_not_after(cert.der()), Some(1_927_843_200));
+        assert_eq!(cert_not_after(b"not a certificate"), None);
+    }
+
+    #[test]
     fn signature_algorithms_are_the_sha2_ones_only() {
         use AllowedSignatureAlgorithm as A;
         let more = "http://www.w3.org/2001/04/xmldsig-more#";
