@@ -852,6 +852,19 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Written at most every idle/4 (at most 60 s): a session whose timer the store had
+        // 30 s ago, under a 600 s idle timeout (every 60 s), is not written again yet. An
+        // absence: the spawned write, if any, is given 300 ms to land.
+        let (quiet, quiet_store, _quiet_dir) = sessions_with_ttl(60_000).await;
+        let recent = "d".repeat(43);
+        quiet_store
+            .insert_session(&record(&recent, now() - 30, now() - 30))
+            .await
+            .unwrap();
+        quiet.lookup(&recent).await.expect("live");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stored = quiet_store.session(&hash_id(&recent)).await.unwrap().unwrap().last_seen;
+        assert!(stored <= now() - 29, "written again after 30 s of a 60 s interval");
         let idle = "b".repeat(43);
         store
             .insert_session(&record(&idle, now() - 20, now() - 20))
