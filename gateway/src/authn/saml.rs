@@ -162,7 +162,8 @@ pub(crate) fn root_attribute(xml: &str, name: &str) -> Result<Option<String>, Sa
     use quick_xml::events::Event;
     let unreadable = || refuse("the message's root element cannot be read as XML");
     let mut reader = quick_xml::Reader::from_str(xml);
-    loop {
+    // Every event but the end consumes input: at most as many events as bytes.
+    for _ in 0..=xml.len() {
         match reader.read_event().map_err(|_| unreadable())? {
             Event::Start(root) | Event::Empty(root) => {
                 let mut found = None;
@@ -182,6 +183,7 @@ pub(crate) fn root_attribute(xml: &str, name: &str) -> Result<Option<String>, Sa
             _ => {}
         }
     }
+    Err(unreadable())
 }
 
 /// Structural checks on a decoded response before any parsing by samael.
