@@ -1108,11 +1108,12 @@ mod tests {
     #[test]
     fn certificate_expiry_is_read_in_seconds_since_1970() {
         let mut params = rcgen::CertificateParams::new(vec!["idp.test".to_string()]).unwrap();
-        params.not_after = rcgen::date_time_ymd(2031, 2, 3);
+        // Not at midnight, so that the seconds within the day count too.
+        params.not_after = rcgen::date_time_ymd(2031, 2, 3) + std::time::Duration::from_secs(3661);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        // 2031-02-03T00:00:00Z
-        assert_eq!(cert_not_after(cert.der()), Some(1_927_843_200));
+        // 2031-02-03T01:01:01Z
+        assert_eq!(cert_not_after(cert.der()), Some(1_927_843_200 + 3661));
         assert_eq!(cert_not_after(b"not a certificate"), None);
     }
 
