@@ -32,6 +32,26 @@ impl PgDatabase {
         }
     }
 
+    /// The server's address (the URL's host and port), for a [`Link`](crate::link::Link)
+    /// in front of it.
+    pub fn server_addr(&self) -> SocketAddr {
+        use std::net::ToSocketAddrs;
+        let authority = self.url.split_once('@').map_or(self.url.as_str(), |(_, rest)| rest);
+        let host_port = authority.split('/').next().unwrap_or(authority);
+        host_port
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| panic!("no server address in {}", self.url))
+    }
+
+    /// This database's URL with the server's address replaced by `addr` (a link's).
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        let (head, rest) = self.url.split_once('@').expect("the URL names a user");
+        let path = rest.split_once('/').map_or("", |(_, p)| p);
+        format!("{head}@{addr}/{path}")
+    }
+
     /// Runs SQL on this database as another client would (`psql`); panics on failure.
     pub fn sql(&self, sql: &str) -> String {
         psql(&self.url, sql)

@@ -16,6 +16,7 @@ pub mod dataapps;
 pub mod demo;
 pub mod identity;
 pub mod ldap;
+pub mod link;
 pub mod nginx;
 pub mod oidc;
 pub mod private_pg;

@@ -47,6 +47,14 @@ pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed store read, how long (ms) cached sessions are used without asking again.
 const STORE_RETRY_MS: i64 = 3_000;
 
+/// How long after a failed deletion (store unavailable) it is first tried again.
+const FIRST_RETRY_WAIT: Duration = Duration::from_secs(1);
+
+/// The wait before the next try of a deletion that failed again: doubling, at most 30 s.
+fn next_retry_wait(wait: Duration) -> Duration {
+    (wait * 2).min(Duration::from_secs(30))
+}
+
 /// A signed-in person, as the proxy and pages see them.
 #[derive(Debug)]
 pub struct Session {
@@ -353,8 +361,8 @@ impl Sessions {
     /// Reads the session from the store (at most [`STORE_CHECK_TIMEOUT`]); a cached copy is
     /// not asked about again within 3 seconds of a failure.
     async fn confirm(&self, id_hash: &str, cached: Option<&Arc<Session>>, ms: i64) -> Confirmed {
-        let failed = self.store_failed_at.load(Ordering::Relaxed);
-        if cached.is_some() && failed > 0 && ms - failed < STORE_RETRY_MS {
+        // `store_failed_at` is 0 when the last read succeeded: `ms - 0` is never short.
+        if cached.is_some() && ms - self.store_failed_at.load(Ordering::Relaxed) < STORE_RETRY_MS {
             return Confirmed::Unknown;
         }
         let read = tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.session(id_hash)).await;
@@ -369,9 +377,7 @@ impl Sessions {
                 return Confirmed::Unknown;
             }
         };
-        if self.store_failed_at.swap(0, Ordering::Relaxed) > 0 {
-            tracing::info!("session store reachable again");
-        }
+        self.store_answered();
         let Some(r) = record else {
             self.cache.invalidate(id_hash).await;
             return Confirmed::Gone;
@@ -392,6 +398,13 @@ impl Sessions {
         let s = Arc::new(s);
         self.cache.insert(id_hash.to_string(), s.clone()).await;
         Confirmed::Live(s)
+    }
+
+    /// The store answered: no failure to remember (logged once, after an outage).
+    fn store_answered(&self) {
+        if self.store_failed_at.swap(0, Ordering::Relaxed) > 0 {
+            tracing::info!("session store reachable again");
+        }
     }
 
     fn store_failed(&self, why: &str) {
@@ -463,7 +476,10 @@ impl Sessions {
                     let _ = store.delete_session(&h, &Actor::gateway()).await;
                 }
                 Rechecked::Groups(groups) => {
-                    if store.update_session_groups(&h, &group_names(&groups)).await.is_ok() {
+                    // `t` (this request's time) is stored as the session's last activity, so
+                    // that a copy read back from the store counts its interval from this
+                    // re-check instead of re-checking again at once.
+                    if store.update_session_groups(&h, &group_names(&groups), t).await.is_ok() {
                         cache.invalidate(&h).await;
                     }
                 }
@@ -511,14 +527,15 @@ impl Sessions {
                         id_hash.to_string(),
                         actor.clone(),
                     );
+                    // Past the absolute timeout the session is dead anyway.
                     let give_up = now() + self.absolute;
                     tokio::spawn(async move {
-                        let mut wait = Duration::from_secs(1);
+                        let mut wait = FIRST_RETRY_WAIT;
                         loop {
                             tokio::time::sleep(wait).await;
                             match store.delete_session(&h, &actor).await {
                                 Err(e) if e.is_unavailable() && now() < give_up => {
-                                    wait = (wait * 2).min(Duration::from_secs(30));
+                                    wait = next_retry_wait(wait);
                                 }
                                 Err(e) => {
                                     tracing::error!(error = %e, "could not delete a session");
@@ -919,5 +936,245 @@ mod tests {
         assert!(sessions.lookup(&ended).await.is_none());
         assert!(matches!(sessions.current(&hash_id(&ended)).await, Current::Gone));
         assert!(sessions.lookup(&kept).await.is_some(), "the others are not affected");
+    }
+
+    #[test]
+    fn a_deletion_is_retried_doubling_the_wait_up_to_30_seconds() {
+        let mut waits = vec![FIRST_RETRY_WAIT];
+        for _ in 0..6 {
+            waits.push(next_retry_wait(*waits.last().unwrap()));
+        }
+        let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    /// A directory for re-checks: answers what the test sets, and notes when it was asked.
+    #[derive(Debug)]
+    struct Directory {
+        answer: Mutex<Rechecked>,
+        asked: Mutex<Vec<(i64, String)>>,
+    }
+
+    impl Directory {
+        fn new(answer: Rechecked) -> Arc<Directory> {
+            Arc::new(Directory {
+                answer: Mutex::new(answer),
+                asked: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn answer(&self, a: Rechecked) {
+            *self.answer.lock().unwrap() = a;
+        }
+
+        fn asked(&self) -> Vec<(i64, String)> {
+            self.asked.lock().unwrap().clone()
+        }
+    }
+
+    impl Recheck for Directory {
+        /// Sessions of `ldap` every second; no others.
+        fn interval(&self, provider: &str) -> Option<Duration> {
+            (provider == "ldap").then_some(Duration::from_secs(1))
+        }
+
+        fn recheck(
+            &self,
+            _id_hash: String,
+            username: String,
+            provider: String,
+        ) -> futures_util::future::BoxFuture<'static, Rechecked> {
+            assert_eq!(provider, "ldap", "only sessions of providers with an interval");
+            self.asked.lock().unwrap().push((now(), username));
+            let answer = self.answer.lock().unwrap().clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    /// Looks `ids` up every 50 ms for `secs` seconds (as requests would).
+    async fn requests(sessions: &Sessions, ids: &[&str], secs: f64) {
+        let until = std::time::Instant::now() + Duration::from_secs_f64(secs);
+        while std::time::Instant::now() < until {
+            for id in ids {
+                sessions.lookup(id).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to 5 s for `cond`.
+    async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cond().await {
+            assert!(std::time::Instant::now() < deadline, "{what}: not within 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn group_list(s: &Session) -> Vec<&str> {
+        s.identity.groups.iter().map(GroupName::as_str).collect()
+    }
+
+    #[tokio::test]
+    async fn a_session_is_rechecked_once_per_interval_and_its_new_groups_apply() {
+        // Idle 600 s: the idle timer reaches the store only every 60 s, far less often than
+        // the 1 s re-check interval.
+        let (sessions, store, _dir) = sessions(600, 3600, 60_000).await;
+        let dir = Directory::new(Rechecked::Groups(vec!["Auditors".into(), "staff".into()]));
+        let sessions = sessions.with_recheck(dir.clone());
+        let ldap = sessions.create(carol("ldap")).await.unwrap();
+        let local = sessions.create(carol("local")).await.unwrap();
+        let created = sessions.lookup(&ldap).await.unwrap().created_at;
+
+        requests(&sessions, &[&ldap, &local], 3.2).await;
+        let asked = dir.asked();
+        let seconds: Vec<i64> = asked.iter().map(|(t, _)| t - created).collect();
+        // Once at each second after sign-in (a request arrives every 50 ms), never twice in
+        // one: the new groups are stored with the re-check's time, so the copy read back
+        // does not look overdue.
+        assert!(seconds.len() >= 3, "re-checked at seconds {seconds:?} after sign-in");
+        assert_eq!(seconds, (1..=seconds.len() as i64).collect::<Vec<_>>());
+        assert!(asked.iter().all(|(_, user)| user == "carol"), "{asked:?}");
+
+        // The directory's groups, in the cache and in the store; the other provider's
+        // session is untouched.
+        let now_groups = sessions.lookup(&ldap).await.unwrap();
+        assert_eq!(group_list(&now_groups), ["auditors", "staff"]);
+        let stored = store.session(&hash_id(&ldap)).await.unwrap().unwrap();
+        assert_eq!(stored.groups, [GroupName::new("auditors"), GroupName::new("staff")]);
+        assert_eq!(group_list(&sessions.lookup(&local).await.unwrap()), ["admins", "staff"]);
+    }
+
+    #[tokio::test]
+    async fn a_recheck_that_cannot_ask_keeps_the_session_and_one_that_finds_it_gone_ends_it() {
+        let (sessions, store, _dir) = sessions(600, 3600, 60_000).await;
+        let dir = Directory::new(Rechecked::Unknown);
+        let sessions = sessions.with_recheck(dir.clone());
+        let ldap = sessions.create(carol("ldap")).await.unwrap();
+
+        eventually("asked once the interval passed", async || {
+            sessions.lookup(&ldap).await.is_some() && !dir.asked().is_empty()
+        })
+        .await;
+        let kept = sessions
+            .lookup(&ldap)
+            .await
+            .expect("the directory could not answer: kept");
+        assert_eq!(group_list(&kept), ["admins", "staff"], "groups as they were");
+
+        dir.answer(Rechecked::Gone);
+        eventually(
+            "the session ends after the directory says the account is gone",
+            async || sessions.lookup(&ldap).await.is_none(),
+        )
+        .await;
+        assert!(store.session(&hash_id(&ldap)).await.unwrap().is_none());
+    }
+
+    // The tests below reach a real PostgreSQL through a link the test breaks (the store
+    // stopped answering, or hanging), and restores.
+
+    use gatehouse_store::StoreOptions;
+    use gatehouse_tests::cluster::PgDatabase;
+    use gatehouse_tests::link::{Link, LinkState};
+
+    /// `acquire_timeout`: how long the pool tries to connect (through a link that is down)
+    /// before the store says "unavailable".
+    async fn sessions_over_link(absolute: u64, acquire_timeout: u64) -> (Sessions, Arc<Store>, Link, PgDatabase) {
+        let db = PgDatabase::create();
+        let link = Link::to(db.server_addr()).await;
+        let options = StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(acquire_timeout),
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::connect_with(&db.url_via(link.addr), &options).await.unwrap());
+        // Cache TTL 0: every lookup asks the store; outage grace 60 s.
+        let sessions = Sessions::new(
+            store.clone(),
+            Duration::from_secs(600),
+            Duration::from_secs(absolute),
+            Duration::ZERO,
+            Duration::from_secs(60),
+        );
+        (sessions, store, link, db)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_session_ended_while_the_store_is_down_is_deleted_once_it_is_back() {
+        let (sessions, store, link, _db) = sessions_over_link(3600, 1).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        let h = hash_id(&id);
+        link.set(LinkState::Down).await;
+        let down = std::time::Instant::now();
+        sessions.revoke(&id).await;
+        assert!(sessions.is_ending(&h), "the deletion failed and is being retried");
+        // Down across the first retry (after 1 s, failing within the 1 s acquire timeout).
+        tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(down.elapsed())).await;
+        assert!(sessions.is_ending(&h));
+        link.set(LinkState::Up).await;
+        eventually("the retried deletion succeeds", async || !sessions.is_ending(&h)).await;
+        assert!(store.session(&h).await.unwrap().is_none(), "deleted from the store");
+        assert!(sessions.lookup(&id).await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_retried_deletion_stops_at_the_absolute_timeout() {
+        // Absolute timeout 2 s: past it the session is dead whatever the store holds.
+        let (sessions, store, link, _db) = sessions_over_link(2, 1).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        let h = hash_id(&id);
+        link.set(LinkState::Down).await;
+        sessions.revoke(&id).await;
+        assert!(sessions.is_ending(&h));
+        // Retries at about 1 s and 3 s; the second is past the timeout: given up, while the
+        // store is still down.
+        eventually("the retries give up", async || !sessions.is_ending(&h)).await;
+        link.set(LinkState::Up).await;
+        assert!(store.session(&h).await.unwrap().is_some(), "never deleted");
+        assert!(sessions.lookup(&id).await.is_none(), "but expired");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hanging_store_is_waited_for_once_per_3_seconds_and_never_for_uncached_sessions() {
+        let (sessions, store, link, _db) = sessions_over_link(3600, 10).await;
+        let cached = sessions.create(carol("sso")).await.unwrap();
+        let elsewhere = sessions.create(carol("sso")).await.unwrap();
+        // As if signed in on another replica: only in the store.
+        sessions.forget(&hash_id(&elsewhere)).await;
+
+        let timed = async |id: &str| {
+            let started = std::time::Instant::now();
+            let found = sessions.lookup(id).await.is_some();
+            (found, started.elapsed())
+        };
+        link.set(LinkState::Stalled).await;
+        // The first request waits for the store up to the check timeout, then is served
+        // from the cache (within the outage grace).
+        let (found, took) = timed(&cached).await;
+        assert!(found);
+        assert!(took >= STORE_CHECK_TIMEOUT - Duration::from_millis(100), "{took:?}");
+        let failed = std::time::Instant::now();
+        // The next ones within 3 s do not wait.
+        let (found, took) = timed(&cached).await;
+        assert!(found && took < Duration::from_millis(500), "{took:?}");
+        // After 3 s the store is asked (and waited for) again.
+        tokio::time::sleep(Duration::from_millis(3_100).saturating_sub(failed.elapsed())).await;
+        let (found, took) = timed(&cached).await;
+        assert!(found);
+        assert!(took >= STORE_CHECK_TIMEOUT - Duration::from_millis(100), "{took:?}");
+
+        // Within 3 s of that failure the store is back: a session not cached here is read
+        // from it, not refused for the short-cut.
+        link.set(LinkState::Up).await;
+        let (found, took) = timed(&elsewhere).await;
+        assert!(found, "read from the store ({took:?})");
+        // The store answered, so the short-cut is over: a revocation made meanwhile on
+        // another replica is seen at the next request, not up to 3 s later.
+        store
+            .delete_session(&hash_id(&cached), &Actor::gateway())
+            .await
+            .unwrap();
+        assert!(sessions.lookup(&cached).await.is_none(), "revoked elsewhere");
     }
 }

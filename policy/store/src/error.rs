@@ -88,11 +88,19 @@ pub(crate) fn db_unique(
     }
 }
 
+/// Errors of reaching the database rather than of the statement are "unavailable": the
+/// pool's, the socket's, TLS's, and `Protocol` — what a driver reports when the other end
+/// hung up or answered garbage, e.g. a proxy (HAProxy, PgBouncer) that accepts a connection
+/// for a server that is down and closes it at once. None of them can have applied half a
+/// change: a transaction whose connection broke is rolled back.
 pub(crate) fn classify(context: String, e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable { context, source: e }
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable { context, source: e },
         sqlx::Error::Database(ref d) if d.code().is_some_and(|c| unavailable_code(&c)) => {
             StoreError::Unavailable { context, source: e }
         }

@@ -124,15 +124,26 @@ impl Store {
     }
 
     /// Replaces a session's groups after its provider re-checked them (not an admin
-    /// change: no audit row). Announced as [`Change::Session`] so replicas drop their
-    /// cached copy. `Err(NotFound)`: no such session.
-    pub async fn update_session_groups(&self, id_hash: &str, groups: &[GroupName]) -> Result<(), StoreError> {
-        let result = sqlx::query("UPDATE sessions SET groups_json = $2 WHERE id_hash = $1")
-            .bind(id_hash.to_owned())
-            .bind(groups_json(groups)?)
-            .execute(&self.pool)
-            .await
-            .map_err(db("updating session groups"))?;
+    /// change: no audit row), for a request at `seen_at`, which becomes the session's
+    /// last activity if it is later than the stored one (a replica reading the session back
+    /// then counts the re-check interval from there). Announced as [`Change::Session`] so
+    /// replicas drop their cached copy. `Err(NotFound)`: no such session.
+    pub async fn update_session_groups(
+        &self,
+        id_hash: &str,
+        groups: &[GroupName],
+        seen_at: i64,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE sessions SET groups_json = $2, \
+             last_seen = CASE WHEN last_seen < $3 THEN $3 ELSE last_seen END WHERE id_hash = $1",
+        )
+        .bind(id_hash.to_owned())
+        .bind(groups_json(groups)?)
+        .bind(seen_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("updating session groups"))?;
         if result.rows_affected() == 0 {
             return Err(not_found(id_hash));
         }

@@ -95,7 +95,10 @@ async fn feed_suite(store: &Store) {
     store.touch_session("s1", 20).await.unwrap();
     store.set_session_provider_data("s1", "{}").await.unwrap();
     expect(&mut rx, &[]).await;
-    store.update_session_groups("s1", &group_names(&["x"])).await.unwrap();
+    store
+        .update_session_groups("s1", &group_names(&["x"]), 20)
+        .await
+        .unwrap();
     expect(&mut rx, &[session_changed("s1")]).await;
     assert!(store.delete_session("s1", &me).await.unwrap());
     expect(&mut rx, &[session_changed("s1")]).await;

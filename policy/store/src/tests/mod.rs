@@ -321,9 +321,13 @@ async fn sessions(store: &Store) {
     assert_eq!(store.session("h-big").await.unwrap().unwrap().last_seen, 1_500);
 
     let fewer = group_names(&["Finance", "finance", "Staff"]);
-    store.update_session_groups("h-big", &fewer).await.unwrap();
+    // A re-check moves the last activity forward to its request's time, never back.
+    store.update_session_groups("h-big", &fewer, 1_400).await.unwrap();
+    assert_eq!(store.session("h-big").await.unwrap().unwrap().last_seen, 1_500);
+    store.update_session_groups("h-big", &fewer, 1_600).await.unwrap();
+    assert_eq!(store.session("h-big").await.unwrap().unwrap().last_seen, 1_600);
     assert!(matches!(
-        store.update_session_groups("missing", &fewer).await,
+        store.update_session_groups("missing", &fewer, 1_600).await,
         Err(StoreError::NotFound { .. })
     ));
     // Provider data (OIDC tokens) rides along with a session and goes with it.
@@ -344,7 +348,7 @@ async fn sessions(store: &Store) {
         store.session("h-big").await.unwrap().unwrap().groups,
         group_names(&["finance", "staff"])
     );
-    store.update_session_groups("h-big", &groups).await.unwrap();
+    store.update_session_groups("h-big", &groups, 1_600).await.unwrap();
     assert_eq!(store.session("h-big").await.unwrap().unwrap().groups, groups);
 
     let ids: Vec<_> = store
@@ -782,7 +786,9 @@ async fn concurrent_writes(store: &Store) {
             let id = format!("c-{i}");
             store.insert_session(&session(&id, "crowd", i, i)).await?;
             store.touch_session(&id, i + 100).await?;
-            store.update_session_groups(&id, &group_names(&["a", "b"])).await?;
+            store
+                .update_session_groups(&id, &group_names(&["a", "b"]), i + 50)
+                .await?;
             let seen = store.session(&id).await?.map(|s| s.last_seen);
             assert_eq!(seen, Some(i + 100));
             Ok::<_, StoreError>(())

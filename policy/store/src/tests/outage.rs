@@ -1,8 +1,9 @@
 //! The store when the database cannot do the work: SQLite with a full database (a real
 //! `SQLITE_FULL`, made with `PRAGMA max_page_count` since filling a disk needs root) and the
 //! error codes of a PostgreSQL server being stopped are "unavailable" (try again later,
-//! nothing changed), a change that could not be written leaves neither the change nor
-//! its audit row behind, and once there is space again changes succeed without a restart.
+//! nothing changed), as are the driver's errors of reaching the database; a change that
+//! could not be written leaves neither the change nor its audit row behind, and once there
+//! is space again changes succeed without a restart.
 
 use super::*;
 
@@ -14,6 +15,35 @@ fn codes_of_a_stopping_server_or_a_full_disk_are_unavailable() {
     // A unique violation, a missing table, SQLite's constraint or corruption: not.
     for code in ["23505", "42P01", "19", "2067", "11", "57014", "1"] {
         assert!(!error::unavailable_code(code), "{code}");
+    }
+}
+
+#[test]
+fn errors_of_reaching_the_database_are_unavailable_and_of_the_statement_are_not() {
+    use sqlx::Error as E;
+    let reaching = [
+        E::PoolTimedOut,
+        E::PoolClosed,
+        E::WorkerCrashed,
+        E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        E::Tls("handshake failed".into()),
+        // What sqlx says when a proxy accepts the connection of a server that is down and
+        // closes it at once (seen through tests/src/link.rs).
+        E::Protocol("unexpected response from SSLRequest: 0x00".into()),
+    ];
+    for e in reaching {
+        let shown = format!("{e:?}");
+        assert!(error::classify("reading".into(), e).is_unavailable(), "{shown}");
+    }
+    let statement = [
+        E::RowNotFound,
+        E::ColumnNotFound("groups_json".into()),
+        E::Configuration("bad url".into()),
+        E::Decode("not a number".into()),
+    ];
+    for e in statement {
+        let shown = format!("{e:?}");
+        assert!(!error::classify("reading".into(), e).is_unavailable(), "{shown}");
     }
 }
 
