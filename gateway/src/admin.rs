@@ -18,7 +18,7 @@ use gatehouse_admin_ui::admin::{TokenInput, TokenRow};
 use gatehouse_admin_ui::admin::{UsageReport, UsageRow};
 use gatehouse_admin_ui::Viewer;
 use gatehouse_config::{Access, AppDefinition};
-use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, Identity, UserName};
+use gatehouse_policy::{evaluate, who_can_open, why, Decision, GroupName, GroupSet, Identity, UserName};
 use gatehouse_store::{
     AccessRequest, Actor, AppRecord, AuditFilter, Expect, GrantRecord, Grantee, NewUser, StoreError,
 };
@@ -229,7 +229,7 @@ impl Authn {
             None => (
                 Identity {
                     user: user.clone(),
-                    groups: BTreeSet::new(),
+                    groups: GroupSet::default(),
                     admin: false,
                 },
                 "never signed in here: judged without groups".to_string(),

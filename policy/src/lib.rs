@@ -11,6 +11,7 @@ pub mod owners;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 /// A user name, compared case-insensitively (directories are).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,11 +154,61 @@ impl fmt::Display for GroupName {
     }
 }
 
+/// A person's groups, sorted and without duplicates. Cloning shares them (a reference
+/// count), so the many cached sessions of people in the same groups can hold one copy; read
+/// it as the `BTreeSet` it derefs to, change it with [`GroupSet::make_mut`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupSet(Arc<BTreeSet<GroupName>>);
+
+impl GroupSet {
+    /// The set to change (copied first if it is shared).
+    pub fn make_mut(&mut self) -> &mut BTreeSet<GroupName> {
+        Arc::make_mut(&mut self.0)
+    }
+
+    /// Whether `self` and `other` are one shared copy.
+    pub fn shares(&self, other: &GroupSet) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// How many holders share this copy.
+    pub fn holders(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+}
+
+impl std::ops::Deref for GroupSet {
+    type Target = BTreeSet<GroupName>;
+    fn deref(&self) -> &BTreeSet<GroupName> {
+        &self.0
+    }
+}
+
+impl From<BTreeSet<GroupName>> for GroupSet {
+    fn from(set: BTreeSet<GroupName>) -> Self {
+        GroupSet(Arc::new(set))
+    }
+}
+
+impl FromIterator<GroupName> for GroupSet {
+    fn from_iter<I: IntoIterator<Item = GroupName>>(iter: I) -> Self {
+        GroupSet(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl<'a> IntoIterator for &'a GroupSet {
+    type Item = &'a GroupName;
+    type IntoIter = std::collections::btree_set::Iter<'a, GroupName>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// Who is calling, as a provider established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserName,
-    pub groups: BTreeSet<GroupName>,
+    pub groups: GroupSet,
     /// Gatehouse administrators may open every app.
     pub admin: bool,
 }
@@ -487,7 +538,7 @@ mod tests {
         };
         let who = |user: UserName| Identity {
             user,
-            groups: BTreeSet::new(),
+            groups: GroupSet::default(),
             admin: false,
         };
         assert!(!evaluate(&app(&["carol"]), Some(&who(external.clone()))).is_allowed());

@@ -1,6 +1,7 @@
 //! Sessions: an opaque 256-bit random id in the cookie; the record (user, groups, provider,
 //! times) in the store under the SHA-256 of the id, with a moka cache in front so the hot
-//! path does no IO for a known session. Idle and absolute timeouts; revocation removes the
+//! path does no IO for a known session (keyed by the id's 32-byte digest; sessions with
+//! equal groups share one copy of them). Idle and absolute timeouts; revocation removes the
 //! record and the cache entry; a new id at every login.
 //!
 //! A cached session is re-read from the store once it is older than the cache's time to
@@ -8,8 +9,9 @@
 //! [`STORE_CHECK_TIMEOUT`]), the cached copy is honoured for up to
 //! `session.store_outage_grace` after the store last confirmed it, and for 3 seconds
 //! after a failure the store is not asked again, so that signed-in traffic neither stops
-//! nor queues behind a dead database. A session ended while the store is down (sign-out,
-//! expiry) is refused here at once and its deletion retried until the store has it.
+//! nor queues behind a dead database. A session whose deletion fails (sign-out, expiry,
+//! while the store is down or refuses it) is refused here at once and its deletion retried
+//! until the store has it or the session's absolute timeout has passed.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use gatehouse_policy::{GroupName, Identity, UserName};
+use gatehouse_policy::{GroupName, GroupSet, Identity, UserName};
 use gatehouse_store::{Actor, SessionRecord, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -77,11 +79,11 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_record(r: SessionRecord) -> Session {
+    fn from_record(r: SessionRecord, sets: &GroupSets) -> Session {
         let mut s = Session {
             identity: Identity {
                 user: r.username,
-                groups: r.groups.into_iter().collect(),
+                groups: sets.share(r.groups.into_iter().collect()),
                 admin: r.admin,
             },
             id_hash: r.id_hash,
@@ -177,12 +179,82 @@ pub trait Recheck: Send + Sync + std::fmt::Debug {
     ) -> futures_util::future::BoxFuture<'static, Rechecked>;
 }
 
+/// A session's cache key: the SHA-256 of its cookie value, whose hex is the store key.
+type Key = [u8; 32];
+
+fn key_of_cookie(cookie_value: &str) -> Key {
+    Sha256::digest(cookie_value.as_bytes()).into()
+}
+
+/// The cache key of a store key (lower-case hex). Store keys are always that; any other
+/// text gets a key of its own that no session has.
+fn key_of_hash(id_hash: &str) -> Key {
+    let b = id_hash.as_bytes();
+    let mut key = [0u8; 32];
+    if b.len() == 64 {
+        for (k, pair) in key.iter_mut().zip(b.chunks_exact(2)) {
+            match (hex_digit(pair[0]), hex_digit(pair[1])) {
+                (Some(h), Some(l)) => *k = h << 4 | l,
+                _ => return key_of_cookie(id_hash),
+            }
+        }
+        return key;
+    }
+    key_of_cookie(id_hash)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The store key of a cache key.
+fn hex(key: &Key) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in key {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The group sets of cached sessions, one shared copy per distinct set: most people share
+/// their groups with many others, and a set is the largest part of a session (a B-tree
+/// node of ~300 bytes for even one group). Sets no session holds any more are dropped
+/// whenever the table has doubled since the last such sweep.
+#[derive(Debug, Default)]
+struct GroupSets {
+    table: Mutex<(HashSet<GroupSet>, usize)>,
+}
+
+impl GroupSets {
+    /// The shared copy equal to `set` (which becomes it if there is none yet).
+    fn share(&self, set: GroupSet) -> GroupSet {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let (sets, swept_at) = &mut *table;
+        if let Some(shared) = sets.get(&set) {
+            return shared.clone();
+        }
+        if sets.len() >= (*swept_at * 2).max(1_024) {
+            sets.retain(|s| s.holders() > 1);
+            *swept_at = sets.len();
+        }
+        sets.insert(set.clone());
+        set
+    }
+}
+
 /// The session service.
 #[derive(Debug)]
 pub struct Sessions {
     recheck: Option<Arc<dyn Recheck>>,
     store: Arc<Store>,
-    cache: moka::future::Cache<String, Arc<Session>>,
+    cache: moka::future::Cache<Key, Arc<Session>>,
+    group_sets: GroupSets,
     idle: i64,
     absolute: i64,
     /// Provider ids of local accounts (see [`Sessions::with_local_providers`]).
@@ -199,7 +271,7 @@ pub struct Sessions {
     store_failed_at: AtomicI64,
     /// Sessions ended while the store was down, whose deletion is still being retried:
     /// refused here meanwhile.
-    ending: Arc<Mutex<HashSet<String>>>,
+    ending: Arc<Mutex<HashSet<Key>>>,
 }
 
 /// What the store said about a session.
@@ -212,14 +284,7 @@ enum Confirmed {
 
 /// Hex SHA-256 of a cookie value.
 pub fn hash_id(id: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let d = Sha256::digest(id.as_bytes());
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
+    hex(&key_of_cookie(id))
 }
 
 /// Group names as a provider gave them: folded, sorted, without duplicates or blanks.
@@ -265,6 +330,7 @@ impl Sessions {
             resync_at: AtomicI64::new(0),
             store_failed_at: AtomicI64::new(0),
             ending: Arc::new(Mutex::new(HashSet::new())),
+            group_sets: GroupSets::default(),
         }
     }
 
@@ -292,9 +358,9 @@ impl Sessions {
             last_seen: t,
         };
         self.store.insert_session(&record).await?;
-        self.cache
-            .insert(record.id_hash.clone(), Arc::new(Session::from_record(record)))
-            .await;
+        let key = key_of_hash(&record.id_hash);
+        let session = Session::from_record(record, &self.group_sets);
+        self.cache.insert(key, Arc::new(session)).await;
         Ok(id)
     }
 
@@ -304,15 +370,15 @@ impl Sessions {
         if !well_formed(cookie_value) {
             return None;
         }
-        let id_hash = hash_id(cookie_value);
-        if self.is_ending(&id_hash) {
+        let key = key_of_cookie(cookie_value);
+        if self.is_ending(&key) {
             return None;
         }
-        let cached = self.cache.get(&id_hash).await;
+        let cached = self.cache.get(&key).await;
         let ms = now_ms();
         let session = match cached {
             Some(s) if self.is_fresh(&s, ms) => s,
-            cached => match self.confirm(&id_hash, cached.as_ref(), ms).await {
+            cached => match self.confirm(&hex(&key), &key, cached.as_ref(), ms).await {
                 Confirmed::Live(s) => s,
                 Confirmed::Gone => return None,
                 Confirmed::Unknown => match cached {
@@ -327,11 +393,11 @@ impl Sessions {
         };
         let t = now();
         if self.expired(&session, t) {
-            self.revoke_hash(&id_hash).await;
+            self.revoke_hash(&session.id_hash).await;
             return None;
         }
         session.last_seen.store(t, Ordering::Relaxed);
-        self.maybe_recheck(&session, &id_hash, t);
+        self.maybe_recheck(&session, t);
         // Persist the idle timer now and then, not on every request.
         let threshold = (self.idle / 4).clamp(1, 60);
         let persisted = session.persisted_last_seen.load(Ordering::Relaxed);
@@ -342,7 +408,7 @@ impl Sessions {
                 .is_ok()
         {
             let store = self.store.clone();
-            let h = id_hash.clone();
+            let h = session.id_hash.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.touch_session(&h, t).await {
                     tracing::warn!(error = %e, "could not record session activity");
@@ -360,7 +426,7 @@ impl Sessions {
 
     /// Reads the session from the store (at most [`STORE_CHECK_TIMEOUT`]); a cached copy is
     /// not asked about again within 3 seconds of a failure.
-    async fn confirm(&self, id_hash: &str, cached: Option<&Arc<Session>>, ms: i64) -> Confirmed {
+    async fn confirm(&self, id_hash: &str, key: &Key, cached: Option<&Arc<Session>>, ms: i64) -> Confirmed {
         // `store_failed_at` is 0 when the last read succeeded: `ms - 0` is never short.
         if cached.is_some() && ms - self.store_failed_at.load(Ordering::Relaxed) < STORE_RETRY_MS {
             return Confirmed::Unknown;
@@ -379,10 +445,10 @@ impl Sessions {
         };
         self.store_answered();
         let Some(r) = record else {
-            self.cache.invalidate(id_hash).await;
+            self.cache.invalidate(key).await;
             return Confirmed::Gone;
         };
-        let mut s = Session::from_record(r);
+        let mut s = Session::from_record(r, &self.group_sets);
         if self.local_providers.contains(&s.provider) && !self.with_current_account(&mut s).await {
             self.end(id_hash, &Actor::gateway()).await;
             return Confirmed::Gone;
@@ -396,7 +462,7 @@ impl Sessions {
                 .fetch_max(c.checked_at.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let s = Arc::new(s);
-        self.cache.insert(id_hash.to_string(), s.clone()).await;
+        self.cache.insert(*key, s.clone()).await;
         Confirmed::Live(s)
     }
 
@@ -413,9 +479,9 @@ impl Sessions {
         }
     }
 
-    fn is_ending(&self, id_hash: &str) -> bool {
+    fn is_ending(&self, key: &Key) -> bool {
         let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner());
-        !ending.is_empty() && ending.contains(id_hash)
+        !ending.is_empty() && ending.contains(key)
     }
 
     /// Past its idle or absolute timeout at `t`.
@@ -428,14 +494,15 @@ impl Sessions {
     /// does not refresh the idle timer — only requests do; an open stream does not keep its
     /// session alive.
     pub async fn current(&self, id_hash: &str) -> Current {
-        if self.is_ending(id_hash) {
+        let key = key_of_hash(id_hash);
+        if self.is_ending(&key) {
             return Current::Gone;
         }
-        let cached = self.cache.get(id_hash).await;
+        let cached = self.cache.get(&key).await;
         let ms = now_ms();
         let session = match cached {
             Some(s) if self.is_fresh(&s, ms) => s,
-            cached => match self.confirm(id_hash, cached.as_ref(), ms).await {
+            cached => match self.confirm(id_hash, &key, cached.as_ref(), ms).await {
                 Confirmed::Live(s) => s,
                 Confirmed::Gone => return Current::Gone,
                 Confirmed::Unknown => return Current::Unknown,
@@ -448,7 +515,7 @@ impl Sessions {
         Current::Live(session)
     }
 
-    fn maybe_recheck(&self, session: &Arc<Session>, id_hash: &str, t: i64) {
+    fn maybe_recheck(&self, session: &Arc<Session>, t: i64) {
         let Some(r) = &self.recheck else { return };
         let Some(interval) = r.interval(&session.provider) else {
             return;
@@ -462,17 +529,23 @@ impl Sessions {
         {
             return;
         }
+        let id_hash = session.id_hash.clone();
         let fut = r.recheck(
-            id_hash.to_string(),
+            id_hash.clone(),
             session.identity.user.as_str().to_string(),
             session.provider.clone(),
         );
-        let (store, cache, h) = (self.store.clone(), self.cache.clone(), id_hash.to_string());
+        let (store, cache, h, key) = (
+            self.store.clone(),
+            self.cache.clone(),
+            id_hash,
+            key_of_hash(&session.id_hash),
+        );
         tokio::spawn(async move {
             match fut.await {
                 Rechecked::Gone => {
                     tracing::info!("account gone from its directory; ending its session");
-                    cache.invalidate(&h).await;
+                    cache.invalidate(&key).await;
                     let _ = store.delete_session(&h, &Actor::gateway()).await;
                 }
                 Rechecked::Groups(groups) => {
@@ -480,7 +553,7 @@ impl Sessions {
                     // that a copy read back from the store counts its interval from this
                     // re-check instead of re-checking again at once.
                     if store.update_session_groups(&h, &group_names(&groups), t).await.is_ok() {
-                        cache.invalidate(&h).await;
+                        cache.invalidate(&key).await;
                     }
                 }
                 Rechecked::Unknown => {}
@@ -492,12 +565,12 @@ impl Sessions {
     /// replica has the session cached, else the gateway).
     pub async fn revoke(&self, cookie_value: &str) {
         if well_formed(cookie_value) {
-            let id_hash = hash_id(cookie_value);
-            let actor = match self.cache.get(&id_hash).await {
+            let key = key_of_cookie(cookie_value);
+            let actor = match self.cache.get(&key).await {
                 Some(s) => Actor::user(&s.identity.user, None),
                 None => Actor::gateway(),
             };
-            self.end(&id_hash, &actor).await;
+            self.end(&hex(&key), &actor).await;
         }
     }
 
@@ -508,18 +581,17 @@ impl Sessions {
     }
 
     async fn end(&self, id_hash: &str, actor: &Actor) {
-        self.cache.invalidate(id_hash).await;
+        let key = key_of_hash(id_hash);
+        self.cache.invalidate(&key).await;
         match self.store.delete_session(id_hash, actor).await {
             Ok(_) => {}
-            Err(e) if e.is_unavailable() => {
-                // Refused here from now on; deleted (and audited) once the store is back,
-                // so the session does not come back with the store.
-                tracing::warn!(error = %e, "could not delete a session: the store is unavailable; retrying until it is back");
-                let first = self
-                    .ending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id_hash.to_string());
+            Err(e) => {
+                // Refused here from now on, and the deletion (with its audit row) retried
+                // until the store takes it, so the session does not come back with the
+                // store: fail closed whatever the error (an outage, or a database refusing
+                // the statement for a while).
+                tracing::warn!(error = %e, "could not delete a session; refusing it here and retrying");
+                let first = self.ending.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
                 if first {
                     let (store, ending, h, actor) = (
                         self.store.clone(),
@@ -534,24 +606,23 @@ impl Sessions {
                         loop {
                             tokio::time::sleep(wait).await;
                             match store.delete_session(&h, &actor).await {
-                                Err(e) if e.is_unavailable() && now() < give_up => {
+                                Err(_) if now() < give_up => {
                                     wait = next_retry_wait(wait);
                                 }
                                 Err(e) => {
-                                    tracing::error!(error = %e, "could not delete a session");
+                                    tracing::error!(error = %e, "could not delete a session before its absolute timeout; it has expired anyway");
                                     break;
                                 }
                                 Ok(_) => {
-                                    tracing::info!("a session ended during the store outage is now deleted");
+                                    tracing::info!("a session whose deletion failed earlier is now deleted");
                                     break;
                                 }
                             }
                         }
-                        ending.lock().unwrap_or_else(|e| e.into_inner()).remove(&h);
+                        ending.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                     });
                 }
             }
-            Err(e) => tracing::error!(error = %e, "could not delete session"),
         }
     }
 
@@ -573,7 +644,7 @@ impl Sessions {
     async fn with_current_account(&self, s: &mut Session) -> bool {
         match self.store.user(&s.identity.user).await {
             Ok(Some(u)) if !u.disabled => {
-                s.identity.groups = u.groups.into_iter().collect();
+                s.identity.groups = self.group_sets.share(u.groups.into_iter().collect());
                 s.identity.admin = u.admin;
                 true
             }
@@ -592,17 +663,17 @@ impl Sessions {
     /// Drops a session from this replica's cache (the store changed it: revoked, logged out
     /// or re-checked elsewhere); the next request reads the store again.
     pub async fn forget(&self, id_hash: &str) {
-        self.cache.invalidate(id_hash).await;
+        self.cache.invalidate(&key_of_hash(id_hash)).await;
     }
 
     /// Drops every cached session of `username` (the account changed).
     pub async fn forget_user(&self, username: &str) {
         let user = UserName::new(username);
-        let stale: Vec<String> = self
+        let stale: Vec<Key> = self
             .cache
             .iter()
             .filter(|(_, s)| s.identity.user == user)
-            .map(|(k, _)| (*k).clone())
+            .map(|(k, _)| *k)
             .collect();
         for k in stale {
             self.cache.invalidate(&k).await;
@@ -650,6 +721,45 @@ mod tests {
     }
 
     #[test]
+    fn cache_keys_are_the_store_keys_bytes() {
+        for cookie in ["abc", "", &"z".repeat(43)] {
+            let key = key_of_cookie(cookie);
+            assert_eq!(hex(&key), hash_id(cookie));
+            assert_eq!(key_of_hash(&hash_id(cookie)), key);
+        }
+        // Not a store key (upper case, wrong length, not hex): a key of its own, never
+        // the session's whose hex it resembles.
+        let h = hash_id("abc");
+        for other in [
+            h.to_uppercase(),
+            h[..62].to_string(),
+            format!("{}g", &h[..63]),
+            format!("{h}0"),
+        ] {
+            assert_ne!(key_of_hash(&other), key_of_cookie("abc"), "{other}");
+        }
+    }
+
+    #[test]
+    fn equal_group_sets_are_shared_and_unheld_ones_are_swept() {
+        let sets = GroupSets::default();
+        let set = |names: &[&str]| names.iter().map(|n| GroupName::new(n)).collect::<GroupSet>();
+        let a = sets.share(set(&["staff", "ops"]));
+        let b = sets.share(set(&["ops", "staff"]));
+        let c = sets.share(set(&["staff"]));
+        assert!(a.shares(&b));
+        assert!(!a.shares(&c));
+        assert_eq!(b.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["ops", "staff"]);
+        // Sets nobody holds any more do not pile up.
+        for i in 0..10_000 {
+            sets.share(set(&[&format!("g{i}")]));
+        }
+        let table = sets.table.lock().unwrap();
+        assert!(table.0.len() <= 2_048, "{} sets kept", table.0.len());
+        assert!(table.0.contains(&a) && table.0.contains(&c), "held sets are kept");
+    }
+
+    #[test]
     fn group_names_are_folded_sorted_unique_and_never_blank() {
         let names = group_names(&["Staff".into(), "".into(), "admins".into(), "staff".into()]);
         let names: Vec<&str> = names.iter().map(GroupName::as_str).collect();
@@ -687,7 +797,7 @@ mod tests {
         let (sessions, _store, _dir) = sessions(10, 100, 0).await;
         let s = Session::detached(Identity {
             user: UserName::new("carol"),
-            groups: BTreeSet::new(),
+            groups: GroupSet::default(),
             admin: false,
         });
         let c = s.created_at;
@@ -705,7 +815,7 @@ mod tests {
         let (sessions, _store, _dir) = sessions(600, 3600, 1_000).await;
         let s = Session::detached(Identity {
             user: UserName::new("carol"),
-            groups: BTreeSet::new(),
+            groups: GroupSet::default(),
             admin: false,
         });
         let v = s.verified_at.load(Ordering::Relaxed);
@@ -749,6 +859,24 @@ mod tests {
         assert!(sessions.lookup(&other).await.is_some());
         assert_eq!(sessions.revoke_user("CAROL").await, 1);
         assert!(sessions.lookup(&other).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_of_people_in_the_same_groups_share_one_copy_of_them() {
+        let (sessions, _store, _dir) = sessions(600, 3600, 0).await;
+        let carol = sessions.create(carol("sso")).await.unwrap();
+        let mut dave = self::carol("sso");
+        dave.username = "dave".into();
+        dave.groups = vec!["admins".into(), "STAFF".into()];
+        let dave = sessions.create(dave).await.unwrap();
+        // Read back from the store (cache TTL 0), as after a restart.
+        let (c, d) = (
+            sessions.lookup(&carol).await.unwrap(),
+            sessions.lookup(&dave).await.unwrap(),
+        );
+        assert_eq!(c.identity.user.as_str(), "carol");
+        assert_eq!(d.identity.user.as_str(), "dave");
+        assert!(c.identity.groups.shares(&d.identity.groups));
     }
 
     #[tokio::test]
@@ -932,7 +1060,7 @@ mod tests {
         ));
         // Signed out during the outage: refused at once, though the store still has it.
         sessions.revoke(&ended).await;
-        assert!(sessions.is_ending(&hash_id(&ended)));
+        assert!(sessions.is_ending(&key_of_cookie(&ended)));
         assert!(sessions.lookup(&ended).await.is_none());
         assert!(matches!(sessions.current(&hash_id(&ended)).await, Current::Gone));
         assert!(sessions.lookup(&kept).await.is_some(), "the others are not affected");
@@ -1108,14 +1236,45 @@ mod tests {
         link.set(LinkState::Down).await;
         let down = std::time::Instant::now();
         sessions.revoke(&id).await;
-        assert!(sessions.is_ending(&h), "the deletion failed and is being retried");
+        assert!(
+            sessions.is_ending(&key_of_hash(&h)),
+            "the deletion failed and is being retried"
+        );
         // Down across the first retry (after 1 s, failing within the 1 s acquire timeout).
         tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(down.elapsed())).await;
-        assert!(sessions.is_ending(&h));
+        assert!(sessions.is_ending(&key_of_hash(&h)));
         link.set(LinkState::Up).await;
-        eventually("the retried deletion succeeds", async || !sessions.is_ending(&h)).await;
+        eventually("the retried deletion succeeds", async || {
+            !sessions.is_ending(&key_of_hash(&h))
+        })
+        .await;
         assert!(store.session(&h).await.unwrap().is_none(), "deleted from the store");
         assert!(sessions.lookup(&id).await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sign_out_the_database_refuses_is_refused_here_and_retried() {
+        let (sessions, store, _link, db) = sessions_over_link(3600, 1).await;
+        let id = sessions.create(carol("sso")).await.unwrap();
+        let h = hash_id(&id);
+        // Not an outage: the database answers, with an error, to every deletion.
+        db.sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'deletions refused'; END $$; \
+             CREATE TRIGGER refuse BEFORE DELETE ON sessions FOR EACH ROW EXECUTE FUNCTION refuse();",
+        );
+        sessions.revoke(&id).await;
+        assert!(store.session(&h).await.unwrap().is_some(), "the store still has it");
+        assert!(sessions.lookup(&id).await.is_none(), "signed out here all the same");
+        db.sql("DROP TRIGGER refuse ON sessions");
+        eventually("the retried deletion succeeds", async || {
+            store.session(&h).await.unwrap().is_none()
+        })
+        .await;
+        eventually("and is no longer pending", async || {
+            !sessions.is_ending(&key_of_hash(&h))
+        })
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1126,10 +1285,10 @@ mod tests {
         let h = hash_id(&id);
         link.set(LinkState::Down).await;
         sessions.revoke(&id).await;
-        assert!(sessions.is_ending(&h));
+        assert!(sessions.is_ending(&key_of_hash(&h)));
         // Retries at about 1 s and 3 s; the second is past the timeout: given up, while the
         // store is still down.
-        eventually("the retries give up", async || !sessions.is_ending(&h)).await;
+        eventually("the retries give up", async || !sessions.is_ending(&key_of_hash(&h))).await;
         link.set(LinkState::Up).await;
         assert!(store.session(&h).await.unwrap().is_some(), "never deleted");
         assert!(sessions.lookup(&id).await.is_none(), "but expired");
