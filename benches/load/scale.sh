@@ -8,7 +8,9 @@
 #   3. local-account sign-ins per second (login form, argon2id), with the gateway's CPU time
 #      per sign-in;
 #   4. a signed-in app's latency under wrk, alone and while SIGNIN_RATE sign-ins per second
-#      run (sign-ins hash on the blocking pool, not on the proxy's workers).
+#      run (sign-ins hash on the blocking pool, not on the proxy's workers);
+#   5. the latency the gateway adds at one connection (median, upstream direct vs through
+#      the gateway), each for SIGNIN_SECONDS.
 #
 #   bash benches/load/scale.sh                     builds the release binary if needed
 #   GATEHOUSE_BIN=… bash benches/load/scale.sh
@@ -160,6 +162,17 @@ latency "$TMP/wrk-signins.txt"
 wait "$SIGNER"
 read -r P_OK P_BAD _ P_RATE <"$TMP/signins-paced.txt"
 
+# 5. Added latency at one connection: the upstream directly, then the signed-in app through
+#    the gateway, one request at a time.
+wrk -t1 -c1 -d"${SIGNIN_SECONDS}s" --latency "http://127.0.0.1:$UP/" >"$TMP/wrk-direct-1.txt" 2>&1
+wrk -t1 -c1 -d"${SIGNIN_SECONDS}s" --latency -H "Cookie: $READER" "http://127.0.0.1:$GH/apps/signed/" >"$TMP/wrk-gateway-1.txt" 2>&1
+us() { # wrk's "123.45us" / "1.23ms" / "1.2s" as microseconds
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'
+}
+DIRECT_P50=$(us "$(p "$TMP/wrk-direct-1.txt" 50%)")
+GATEWAY_P50=$(us "$(p "$TMP/wrk-gateway-1.txt" 50%)")
+ADDED_US=$(awk -v a="$DIRECT_P50" -v b="$GATEWAY_P50" 'BEGIN { printf "%.0f", b - a }')
+
 cat <<EOF
 | figure | value |
 |---|---:|
@@ -172,6 +185,7 @@ cat <<EOF
 | gateway CPU per sign-in | $CPU_MS_PER_SIGNIN ms |
 | signed-in app alone: req/s, p50, p99 | $(rps "$TMP/wrk-alone.txt"), $(p "$TMP/wrk-alone.txt" 50%), $(p "$TMP/wrk-alone.txt" 99%) |
 | same, while $P_RATE sign-ins/s run ($P_OK ok, $P_BAD failed) | $(rps "$TMP/wrk-signins.txt"), $(p "$TMP/wrk-signins.txt" 50%), $(p "$TMP/wrk-signins.txt" 99%) |
+| one connection: upstream direct p50, through the gateway (signed in) p50, added | ${DIRECT_P50} µs, ${GATEWAY_P50} µs, **${ADDED_US} µs** |
 
 (nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg); gateway threads $THREADS; wrk -t1 -c16 over the sessions, -c8 for latency)
 EOF
