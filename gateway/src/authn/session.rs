@@ -194,7 +194,7 @@ fn key_of_hash(id_hash: &str) -> Key {
     if b.len() == 64 {
         for (k, pair) in key.iter_mut().zip(b.chunks_exact(2)) {
             match (hex_digit(pair[0]), hex_digit(pair[1])) {
-                (Some(h), Some(l)) => *k = h << 4 | l,
+                (Some(h), Some(l)) => *k = (h << 4) + l,
                 _ => return key_of_cookie(id_hash),
             }
         }
@@ -239,13 +239,19 @@ impl GroupSets {
         if let Some(shared) = sets.get(&set) {
             return shared.clone();
         }
-        if sets.len() >= (*swept_at * 2).max(1_024) {
+        if sweep_due(sets.len(), *swept_at) {
             sets.retain(|s| s.holders() > 1);
             *swept_at = sets.len();
         }
         sets.insert(set.clone());
         set
     }
+}
+
+/// Whether a table of `len` group sets, `swept_at` long after its last sweep, is swept now:
+/// once it has doubled (at least 1,024 sets), so sweeping costs O(1) per insert over time.
+fn sweep_due(len: usize, swept_at: usize) -> bool {
+    len >= (swept_at * 2).max(1_024)
 }
 
 /// The session service.
@@ -737,6 +743,24 @@ mod tests {
             format!("{h}0"),
         ] {
             assert_ne!(key_of_hash(&other), key_of_cookie("abc"), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_group_set_table_is_swept_when_it_has_doubled() {
+        for (len, swept_at, due) in [
+            (1_023, 0, false),
+            (1_024, 0, true),
+            (1_199, 600, false),
+            (1_200, 600, true),
+            (3_999, 2_000, false),
+            (4_000, 2_000, true),
+        ] {
+            assert_eq!(
+                sweep_due(len, swept_at),
+                due,
+                "{len} sets, {swept_at} after the last sweep"
+            );
         }
     }
 
