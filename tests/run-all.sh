@@ -42,7 +42,7 @@ step "cargo test"
 cargo test --workspace -- --test-threads "${GATEHOUSE_TEST_THREADS:-4}"
 
 step "criterion benches, each run once (cargo test --bench: they build and their assertions hold)"
-cargo test --workspace --bench hot_path --bench portal
+cargo test --workspace --bench hot_path --bench portal --bench signin
 
 step "load harness smoke run (benches/load/run.sh, SMOKE=1: it runs every row and prints its table)"
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
