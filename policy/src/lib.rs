@@ -381,6 +381,28 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn group_sets_are_shared_until_changed() {
+        let names = |set: &GroupSet| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let a = GroupSet::from(BTreeSet::from([GroupName::new("Staff"), GroupName::new("ops")]));
+        assert_eq!(names(&a), ["ops", "staff"]);
+        assert_eq!((&a).into_iter().count(), 2);
+        assert_eq!(a.holders(), 1);
+        let mut b = a.clone();
+        assert!(a.shares(&b) && b.shares(&a));
+        assert_eq!((a.holders(), b.holders()), (2, 2));
+        // Changing one copies it first: the other holder keeps its groups.
+        b.make_mut().insert(GroupName::new("auditors"));
+        assert!(!a.shares(&b));
+        assert_eq!(names(&a), ["ops", "staff"]);
+        assert_eq!(names(&b), ["auditors", "ops", "staff"]);
+        assert_eq!((a.holders(), b.holders()), (1, 1));
+        // Equal contents compare and hash equal whether shared or not.
+        let c: GroupSet = [GroupName::new("ops"), GroupName::new("STAFF")].into_iter().collect();
+        assert_eq!(a, c);
+        assert!(!a.shares(&c));
+    }
+
     fn restricted(groups: &[&str], users: &[&str]) -> AppPolicy {
         AppPolicy {
             slug: "app".into(),
