@@ -513,7 +513,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, GatewayError>
 }
 
 /// Background work: the reloader (change feed, health loops, SIGHUP), the sweep of expired
-/// sessions, and IdP metadata refresh.
+/// sessions, giving back idle argon2 working memory, and IdP metadata refresh.
 struct Background(Arc<Reloader>);
 
 #[async_trait]
@@ -531,6 +531,13 @@ impl BackgroundService for Background {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "could not remove expired sign-in state"),
                 }
+            }
+        };
+        let idle_memory = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(15));
+            loop {
+                tick.tick().await;
+                crate::authn::local::release_idle_memory();
             }
         };
         let metadata = futures_util::future::join_all(st.saml.iter().filter_map(|p| {
@@ -565,6 +572,7 @@ impl BackgroundService for Background {
             _ = st.streams.watch(&st.gatekeeper) => {}
             _ = metadata => {}
             _ = sweep => {}
+            _ = idle_memory => {}
             _ = shutdown.changed() => {}
         }
     }

@@ -1,15 +1,18 @@
 //! Local accounts: argon2id hashes in the store. Unknown user and wrong password give the
 //! same answer after the same work (a dummy hash is verified for unknown users); failures
-//! are rate-limited per user and per client address.
+//! are rate-limited per user and per client address. Verification runs on the blocking
+//! pool, at most one per CPU at a time, in argon2 working memory that is kept between
+//! sign-ins ([`WorkMemory`]) and given back after a quiet minute.
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use gatehouse_policy::UserName;
 use gatehouse_store::{Store, StoreError};
+use subtle::ConstantTimeEq;
 
 use super::session::{now, NewIdentity};
 use crate::GatewayError;
@@ -22,9 +25,125 @@ pub fn hash_password(password: &str) -> Result<String, GatewayError> {
         .map_err(|e| GatewayError::Io(format!("cannot hash password: {e}")))
 }
 
-/// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
+/// Whether `password` matches the PHC string `hash` (any argon2 variant and parameters).
+/// A malformed hash never matches. Runs in this process's shared [`WorkMemory`]; CPU-heavy:
+/// call it on the blocking pool ([`verify`] does).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+    work_memory().verify(password, hash)
+}
+
+/// [`verify_password`] on the blocking pool, when one of the [`work_memory`]'s turns is free:
+/// at most one hash per CPU runs at once, so a burst of sign-ins queues here instead of each
+/// taking 19 MiB and a thread of its own.
+pub async fn verify(password: String, hash: String) -> bool {
+    verify_in(work_memory(), password, hash).await
+}
+
+async fn verify_in(memory: &'static WorkMemory, password: String, hash: String) -> bool {
+    let Ok(_turn) = memory.turns.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || memory.verify(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// Gives back working memory unused for a minute; the gateway calls it periodically.
+pub fn release_idle_memory() {
+    work_memory().release_idle(WorkMemory::KEEP_IDLE);
+}
+
+/// This process's argon2 working memory.
+fn work_memory() -> &'static WorkMemory {
+    static MEMORY: OnceLock<WorkMemory> = OnceLock::new();
+    MEMORY.get_or_init(|| WorkMemory::new(std::thread::available_parallelism().map(usize::from).unwrap_or(2)))
+}
+
+/// argon2's working memory (19 MiB with the default parameters), kept between
+/// verifications. Allocated afresh each time, it costs a page fault per KiB once the
+/// allocator gives freed pages back to the system at once (BENCHMARKS.md: +14 ms of CPU per
+/// sign-in); kept for ever, an idle gateway holds it. So buffers are reused while sign-ins
+/// come and released after [`Self::KEEP_IDLE`] without use. `turns` bounds how many hashes
+/// run at once, and with it how many buffers exist.
+#[derive(Debug)]
+struct WorkMemory {
+    turns: tokio::sync::Semaphore,
+    free: Mutex<Vec<(Vec<Block>, Instant)>>,
+}
+
+impl WorkMemory {
+    /// How long an unused buffer is kept.
+    const KEEP_IDLE: Duration = Duration::from_secs(60);
+    /// Buffers larger than this (hashes with unusual parameters) are not kept.
+    const MAX_KEPT_BLOCKS: usize = 64 * 1024;
+
+    fn new(turns: usize) -> Self {
+        WorkMemory {
+            turns: tokio::sync::Semaphore::new(turns.max(1)),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether `password` matches the PHC string `hash`, computed in a kept buffer.
+    fn verify(&self, password: &str, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+            return false;
+        };
+        let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let blocks = params.block_count();
+        let mut memory = self.take(blocks);
+        let mut out = vec![0u8; expected.len()];
+        let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut memory[..blocks],
+        );
+        self.give(memory);
+        hashed.is_ok() && bool::from(out.ct_eq(expected.as_bytes()))
+    }
+
+    /// A buffer of at least `blocks` blocks: a kept one if one is large enough.
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let kept = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.iter()
+                .position(|(b, _)| b.len() >= blocks)
+                .map(|i| free.swap_remove(i).0)
+        };
+        kept.unwrap_or_else(|| vec![Block::new(); blocks])
+    }
+
+    /// Keeps `memory` for the next verification (unless it is unusually large).
+    fn give(&self, memory: Vec<Block>) {
+        if memory.len() <= Self::MAX_KEPT_BLOCKS {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.push((memory, Instant::now()));
+        }
+    }
+
+    /// Drops the buffers unused for `idle` or longer.
+    fn release_idle(&self, idle: Duration) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.retain(|(_, since)| since.elapsed() < idle);
+    }
+
+    /// How many buffers are kept now.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 /// A hash of a random password, verified for unknown users so that they cost the same.
@@ -126,10 +245,7 @@ pub async fn authenticate(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_string());
-    let pw = password.to_string();
-    let matched = tokio::task::spawn_blocking(move || !pw.is_empty() && verify_password(&pw, &hash))
-        .await
-        .unwrap_or(false);
+    let matched = verify(password.to_string(), hash).await && !password.is_empty();
     match user {
         Some(u) if matched && !u.disabled && u.password_hash.is_some() => Ok(NewIdentity {
             username: u.username.to_string(),
@@ -155,6 +271,84 @@ mod tests {
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert!(!verify_password("", &h));
+    }
+
+    /// Hashes of other variants and parameters verify too, in buffers kept from earlier
+    /// verifications (larger or smaller than they need), and a kept buffer's old contents
+    /// change no answer.
+    #[test]
+    fn kept_memory_verifies_any_parameters() {
+        let memory = WorkMemory::new(2);
+        let small = Params::new(64, 1, 1, Some(16)).unwrap();
+        let variants = [
+            (Algorithm::Argon2id, Version::V0x13, Params::default()),
+            (Algorithm::Argon2i, Version::V0x13, small.clone()),
+            (
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(256, 3, 2, None).unwrap(),
+            ),
+            (Algorithm::Argon2id, Version::V0x13, small),
+        ];
+        let hashes: Vec<String> = variants
+            .into_iter()
+            .map(|(a, v, p)| {
+                Argon2::new(a, v, p)
+                    .hash_password_with_salt(b"correct horse", b"0123456789abcdef")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        for round in 0..2 {
+            for h in &hashes {
+                assert!(memory.verify("correct horse", h), "round {round}: {h}");
+                assert!(!memory.verify("correct hors", h), "round {round}: {h}");
+                assert_eq!(memory.kept(), 1, "one buffer, reused (and grown once)");
+            }
+        }
+        for broken in [
+            "",
+            "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg",
+            "$argon2id$v=19$m=64,t=1,p=1",
+            "$argon2id$v=99$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAA",
+            "$scrypt$ln=16,r=8,p=1$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=1,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(!memory.verify("correct horse", broken), "{broken:?}");
+        }
+        assert_eq!(memory.kept(), 1, "refused hashes take no memory");
+    }
+
+    /// Buffers are kept between verifications and released once idle; oversized ones are
+    /// not kept.
+    #[test]
+    fn kept_memory_is_released_when_idle() {
+        let memory = WorkMemory::new(1);
+        memory.give(memory.take(1024));
+        memory.give(vec![Block::new(); 8]);
+        assert_eq!(memory.kept(), 2);
+        assert_eq!(memory.take(512).len(), 1024, "the large one serves a smaller need");
+        memory.give(vec![Block::new(); WorkMemory::MAX_KEPT_BLOCKS + 1]);
+        assert_eq!(memory.kept(), 1, "oversized buffers are dropped");
+        memory.release_idle(Duration::from_secs(3600));
+        assert_eq!(memory.kept(), 1, "not idle long enough");
+        memory.release_idle(Duration::ZERO);
+        assert_eq!(memory.kept(), 0);
+    }
+
+    /// At most `turns` verifications run at once; the others wait for a turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifications_take_turns() {
+        let h = hash_password("correct horse").unwrap();
+        let turns = 2;
+        let memory: &'static WorkMemory = Box::leak(Box::new(WorkMemory::new(turns)));
+        let all: Vec<_> = (0..turns + 3)
+            .map(|_| tokio::spawn(verify_in(memory, "correct horse".into(), h.clone())))
+            .collect();
+        for v in all {
+            assert!(v.await.unwrap());
+        }
+        assert!(memory.kept() <= turns, "no more buffers than turns: {}", memory.kept());
     }
 
     fn name(n: &str) -> UserName {
