@@ -10,14 +10,18 @@
 #   4. a signed-in app's latency under wrk, alone and while SIGNIN_RATE sign-ins per second
 #      run (sign-ins hash on the blocking pool, not on the proxy's workers);
 #   5. the latency the gateway adds at one connection (median, upstream direct vs through
-#      the gateway), each for SIGNIN_SECONDS.
+#      the gateway), each for SIGNIN_SECONDS;
+#   6. the demo's (`gatehouse demo`) resident memory idle: after start and 200 requests, and
+#      (unless SMOKE) again IDLE_AFTER_SIGNINS seconds after a few sign-ins, by when argon2's
+#      working memory has been given back.
 #
 #   bash benches/load/scale.sh                     builds the release binary if needed
 #   GATEHOUSE_BIN=… bash benches/load/scale.sh
 #
 # Settings: APPS (1000), SESSIONS (100000), LOAD_SECONDS (wrk's run over the sessions, 40),
 # SIGNIN_SECONDS (10), SIGNIN_RATE (20), THREADS (gateway worker threads, 2), SMOKE=1 (a
-# seconds-long run with 50 apps and 2,000 sessions that checks the script works), KEEP_TMP=1.
+# seconds-long run with 50 apps and 2,000 sessions that checks the script works),
+# IDLE_AFTER_SIGNINS (80), KEEP_TMP=1.
 # Prints a markdown report. Only the processes it starts are stopped (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +36,7 @@ LOAD_SECONDS=${LOAD_SECONDS:-40}
 SIGNIN_SECONDS=${SIGNIN_SECONDS:-10}
 SIGNIN_RATE=${SIGNIN_RATE:-20}
 THREADS=${THREADS:-2}
+IDLE_AFTER_SIGNINS=${IDLE_AFTER_SIGNINS:-80}
 PASSWORD="scale harness password 1"
 
 die() { echo "scale.sh: $*" >&2; exit 1; }
@@ -93,8 +98,8 @@ stop_gateway() {
     kill -INT "$GH_PID"
     wait "$GH_PID" 2>/dev/null || true
 }
-status_kib() { # field (VmRSS, VmHWM, RssAnon)
-    awk -v f="$1:" '$1 == f { print $2 }' "/proc/$GH_PID/status"
+status_kib() { # field (VmRSS, VmHWM, RssAnon, RssFile) [pid]
+    awk -v f="$1:" '$1 == f { print $2 }' "/proc/${2:-$GH_PID}/status"
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$GH_PID/stat"; }
@@ -173,6 +178,36 @@ DIRECT_P50=$(us "$(p "$TMP/wrk-direct-1.txt" 50%)")
 GATEWAY_P50=$(us "$(p "$TMP/wrk-gateway-1.txt" 50%)")
 ADDED_US=$(awk -v a="$DIRECT_P50" -v b="$GATEWAY_P50" 'BEGIN { printf "%.0f", b - a }')
 
+stop_gateway
+
+# 6. The demo, idle: after start and 200 requests; then after sign-ins and a quiet spell.
+free_port DEMO
+free_port DEMO_METRICS
+GATEHOUSE_LOG=warn GATEHOUSE_VIEWER_PASSWORD="$PASSWORD" GATEHOUSE_ADMIN_PASSWORD="$PASSWORD" \
+    "$GATEHOUSE_BIN" demo --listen "127.0.0.1:$DEMO" --metrics-listen "127.0.0.1:$DEMO_METRICS" \
+    --dir "$TMP/demo" >"$TMP/demo.log" 2>&1 &
+DEMO_PID=$!
+PIDS+=("$DEMO_PID")
+wait_http "http://127.0.0.1:$DEMO/.gatehouse/healthz" demo 200 "$DEMO_PID"
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$DEMO/.gatehouse/login"
+    curl -s -o /dev/null "http://127.0.0.1:$DEMO/"
+done
+sleep 3
+memory_row() { # pid
+    printf '%s MiB (anonymous %s, file-backed %s)' "$(mib "$(status_kib VmRSS "$1")")" \
+        "$(mib "$(status_kib RssAnon "$1")")" "$(mib "$(status_kib RssFile "$1")")"
+}
+DEMO_IDLE=$(memory_row "$DEMO_PID")
+read -r D_OK _ _ _ < <(python3 "$root/benches/load/signins.py" "$DEMO" viewer "$PASSWORD" 2 10 1)
+((D_OK > 0)) || die "no sign-in to the demo succeeded (see $TMP/demo.log)"
+DEMO_SIGNED=$(memory_row "$DEMO_PID")
+DEMO_QUIET="(not measured: SMOKE)"
+if [[ ${SMOKE:-0} != 1 ]]; then
+    sleep "$IDLE_AFTER_SIGNINS"
+    DEMO_QUIET=$(memory_row "$DEMO_PID")
+fi
+
 cat <<EOF
 | figure | value |
 |---|---:|
@@ -186,6 +221,9 @@ cat <<EOF
 | signed-in app alone: req/s, p50, p99 | $(rps "$TMP/wrk-alone.txt"), $(p "$TMP/wrk-alone.txt" 50%), $(p "$TMP/wrk-alone.txt" 99%) |
 | same, while $P_RATE sign-ins/s run ($P_OK ok, $P_BAD failed) | $(rps "$TMP/wrk-signins.txt"), $(p "$TMP/wrk-signins.txt" 50%), $(p "$TMP/wrk-signins.txt" 99%) |
 | one connection: upstream direct p50, through the gateway (signed in) p50, added | ${DIRECT_P50} µs, ${GATEWAY_P50} µs, **${ADDED_US} µs** |
+| demo, idle after start and 200 requests | $DEMO_IDLE |
+| demo, right after $D_OK sign-ins | $DEMO_SIGNED |
+| demo, ${IDLE_AFTER_SIGNINS} s after them | $DEMO_QUIET |
 
 (nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg); gateway threads $THREADS; wrk -t1 -c16 over the sessions, -c8 for latency)
 EOF

@@ -343,7 +343,8 @@ pub fn identity_headers(app: &App, s: &Session, group_list: &[String], assertion
 /// proportion to the user's groups.
 #[derive(Debug)]
 pub struct Prepared {
-    id_hash: String,
+    /// The session's key (checked: the cache is keyed by its first 8 bytes).
+    key: crate::authn::session::Key,
     fingerprint: u64,
     /// Each identity header's lower-case name (the assertion is the value of
     /// `x-gatehouse-assertion`: [`Prepared::assertion`]; kept once, not twice) (static: the proxy inserts it without
@@ -413,7 +414,7 @@ impl Prepared {
             })
             .collect();
         Prepared {
-            id_hash: s.id_hash.clone(),
+            key: s.key,
             fingerprint: s.fingerprint,
             headers,
             dash_cookie,
@@ -436,11 +437,11 @@ impl Prepared {
     fn weight(&self) -> u32 {
         let values: usize = self.headers.iter().map(|(_, v)| v.len() + 48).sum();
         let dash = self.dash_cookie.as_ref().map_or(0, |c| c.len() + 16);
-        u32::try_from(std::mem::size_of::<Prepared>() + self.id_hash.len() + values + dash + 128).unwrap_or(u32::MAX)
+        u32::try_from(std::mem::size_of::<Prepared>() + values + dash + 128).unwrap_or(u32::MAX)
     }
 
     fn fits(&self, s: &Session) -> bool {
-        self.fingerprint == s.fingerprint && self.id_hash == s.id_hash
+        self.fingerprint == s.fingerprint && self.key == s.key
     }
 }
 
@@ -452,8 +453,14 @@ const PREPARED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// The cache key of what is prepared for session `s` and app `app_id`: the first 64 bits of
 /// the session's id hash (the entry itself is checked against the whole hash).
 fn prepared_key(s: &Session, app_id: u64) -> (u64, u64) {
-    let prefix = s.id_hash.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok());
-    (prefix.unwrap_or(s.fingerprint), app_id)
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&s.key[..8]);
+    let prefix = if s.is_detached() {
+        s.fingerprint
+    } else {
+        u64::from_le_bytes(prefix)
+    };
+    (prefix, app_id)
 }
 
 /// The active signing key and the published set.
@@ -939,7 +946,9 @@ mod tests {
             groups: groups.iter().map(|g| gatehouse_policy::GroupName::new(g)).collect(),
             admin: false,
         });
-        s.id_hash = id_hash.to_string();
+        if !id_hash.is_empty() {
+            s.key = crate::authn::session::key_of_hash(id_hash);
+        }
         s
     }
 

@@ -175,7 +175,7 @@ impl Gateway {
                     }),
                     session_cookie: identity::cookie(&session.req_header().headers, &self.0.session_cookie)
                         .map(str::to_string),
-                    session_id_hash: who.as_ref().map(|s| s.id_hash.clone()),
+                    session_id_hash: who.as_ref().map(|s| s.id_hash().to_string()),
                 };
                 ctx.session = who;
                 web::serve(session, &self.0.web, &path_and_query, info, &self.0.branding.get()).await?;
@@ -197,7 +197,7 @@ impl Gateway {
                 reason,
             } => {
                 let title = format!("You cannot open {}", app.app.name);
-                let requestable = app.source == crate::snapshot::AppSource::Store && !who.id_hash.is_empty();
+                let requestable = app.source == crate::snapshot::AppSource::Store && !who.is_detached();
                 let msg = if requestable {
                     format!("Signed in as {}: {reason}.", who.identity.user)
                 } else {
@@ -223,7 +223,7 @@ impl Gateway {
                         .ok()
                         .flatten();
                     let key = self.0.keys.current().csrf_key();
-                    let token = gatehouse_admin_ui::csrf::bound_token(&key, &who.id_hash, "request");
+                    let token = gatehouse_admin_ui::csrf::bound_token(&key, &who.id_hash(), "request");
                     let decided_by = earlier.as_ref().and_then(|r| r.decided_by.clone());
                     let status = earlier
                         .as_ref()

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use pingora::protocols::l4::ext::get_socket_cookie;
 
-use crate::authn::session::{Current, Session};
+use crate::authn::session::{Current, Key, Session};
 use crate::gatekeeper::{self, Facts, Gatekeeper, Verdict};
 use crate::snapshot::{AppRuntime, Snapshot};
 
@@ -278,16 +278,16 @@ impl Streams {
         }
         let snap = gatekeeper.live.load();
         // One session read per session, however many streams it has open.
-        let mut sessions: HashMap<&str, Current> = HashMap::new();
+        let mut sessions: HashMap<Key, Current> = HashMap::new();
         let mut ended = 0;
         for (id, w) in &open {
             let now = match &w.session {
                 None => None,
-                Some(s) => Some(match sessions.get(s.id_hash.as_str()) {
+                Some(s) => Some(match sessions.get(&s.key) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = gatekeeper.sessions.current(&s.id_hash).await;
-                        sessions.insert(s.id_hash.as_str(), c.clone());
+                        let c = gatekeeper.sessions.current(&s.id_hash()).await;
+                        sessions.insert(s.key, c.clone());
                         c
                     }
                 }),

@@ -6,6 +6,7 @@ pub mod local;
 pub mod oidc;
 pub mod saml;
 pub mod session;
+mod session_table;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -451,12 +452,12 @@ impl Gate for Authn {
         }
         let mut next = None;
         if let Some(s) = &session {
-            if let Some(p) = self.saml.iter().find(|p| p.id == s.provider) {
-                let data: Option<SamlSessionData> = self.provider_data(&s.id_hash).await;
+            if let Some(p) = self.saml.iter().find(|p| *p.id == *s.provider) {
+                let data: Option<SamlSessionData> = self.provider_data(&s.id_hash()).await;
                 next = data.and_then(|d| p.logout_url(&d, &self.public_url));
             }
-            if let Some(p) = self.oidc.iter().find(|p| p.id == s.provider) {
-                let data: Option<ProviderData> = self.provider_data(&s.id_hash).await;
+            if let Some(p) = self.oidc.iter().find(|p| *p.id == *s.provider) {
+                let data: Option<ProviderData> = self.provider_data(&s.id_hash()).await;
                 if let Some(d) = data {
                     let back = format!("{}/.gatehouse/login?signed_out=1", self.public_url);
                     next = p.end_session_url(&d, &back).await;

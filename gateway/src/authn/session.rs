@@ -1,7 +1,8 @@
 //! Sessions: an opaque 256-bit random id in the cookie; the record (user, groups, provider,
-//! times) in the store under the SHA-256 of the id, with a moka cache in front so the hot
-//! path does no IO for a known session (keyed by the id's 32-byte digest; sessions with
-//! equal groups share one copy of them). Idle and absolute timeouts; revocation removes the
+//! times) in the store under the SHA-256 of the id, with a cache in front so the hot
+//! path does no IO for a known session ([`super::session_table`], keyed by the id's 32-byte
+//! digest; sessions with equal groups share one copy of them, and one of their provider
+//! id). Idle and absolute timeouts; revocation removes the
 //! record and the cache entry; a new id at every login.
 //!
 //! A cached session is re-read from the store once it is older than the cache's time to
@@ -14,6 +15,8 @@
 //! until the store has it or the session's absolute timeout has passed.
 
 use std::collections::{BTreeSet, HashSet};
+
+use super::session_table::SessionTable;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +52,9 @@ pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed store read, how long (ms) cached sessions are used without asking again.
 const STORE_RETRY_MS: i64 = 3_000;
 
+/// How many sessions the cache holds ([`SessionTable`]).
+const CACHE_CAPACITY: usize = 100_000;
+
 /// How long after a failed deletion (store unavailable) it is first tried again.
 const FIRST_RETRY_WAIT: Duration = Duration::from_secs(1);
 
@@ -60,12 +66,13 @@ fn next_retry_wait(wait: Duration) -> Duration {
 /// A signed-in person, as the proxy and pages see them.
 #[derive(Debug)]
 pub struct Session {
-    /// SHA-256 of the cookie value, hex: the store key. The raw id is never kept.
-    pub id_hash: String,
+    /// SHA-256 of the cookie value: the cache key, and in hex the store key
+    /// ([`Session::id_hash`]). The raw id is never kept.
+    pub key: Key,
     pub identity: Identity,
     pub email: Option<String>,
     pub display_name: Option<String>,
-    pub provider: String,
+    pub provider: Arc<str>,
     pub created_at: i64,
     /// A digest of everything an app is told about this session (user, groups, admin,
     /// email, name, provider), computed once when the session is loaded: what is prepared
@@ -79,17 +86,17 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_record(r: SessionRecord, sets: &GroupSets) -> Session {
+    fn from_record(r: SessionRecord, shared: &Shared) -> Session {
         let mut s = Session {
             identity: Identity {
                 user: r.username,
-                groups: sets.share(r.groups.into_iter().collect()),
+                groups: shared.groups(r.groups.into_iter().collect()),
                 admin: r.admin,
             },
-            id_hash: r.id_hash,
+            key: key_of_hash(&r.id_hash),
             email: r.email,
             display_name: r.display_name,
-            provider: r.provider,
+            provider: shared.provider(&r.provider),
             created_at: r.created_at,
             last_seen: AtomicI64::new(r.last_seen),
             persisted_last_seen: AtomicI64::new(r.last_seen),
@@ -114,11 +121,11 @@ impl Session {
     pub fn detached(identity: Identity) -> Session {
         let t = now();
         let mut s = Session {
-            id_hash: String::new(),
+            key: [0; 32],
             identity,
             email: None,
             display_name: None,
-            provider: String::new(),
+            provider: Arc::from(""),
             created_at: t,
             last_seen: AtomicI64::new(t),
             persisted_last_seen: AtomicI64::new(t),
@@ -132,6 +139,72 @@ impl Session {
 
     pub fn last_seen(&self) -> i64 {
         self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// When the store last confirmed this session (ms since the epoch).
+    pub(crate) fn verified_at(&self) -> i64 {
+        self.verified_at.load(Ordering::Relaxed)
+    }
+
+    /// A session with no store record ([`Session::detached`]).
+    pub fn is_detached(&self) -> bool {
+        self.key == [0; 32]
+    }
+
+    /// The store key: the hex of [`Session::key`] (on the stack; derefs to `&str`).
+    pub fn id_hash(&self) -> IdHash {
+        IdHash::of(&self.key)
+    }
+
+    /// A cached session with this key, last used at `last_seen` (s) and confirmed by the
+    /// store at `verified_at` (ms): for tests of the table.
+    #[cfg(test)]
+    pub(crate) fn for_table(key: Key, last_seen: i64, verified_at: i64) -> Session {
+        let s = Session::detached(Identity {
+            user: UserName::new("t"),
+            groups: GroupSet::default(),
+            admin: false,
+        });
+        let s = Session { key, ..s };
+        s.last_seen.store(last_seen, Ordering::Relaxed);
+        s.verified_at.store(verified_at, Ordering::Relaxed);
+        s
+    }
+}
+
+/// A session's store key, lower-case hex of its 32-byte key, kept on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IdHash([u8; 64]);
+
+impl IdHash {
+    fn of(key: &Key) -> IdHash {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(key) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
+        }
+        IdHash(out)
+    }
+}
+
+impl std::ops::Deref for IdHash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for IdHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for IdHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -180,7 +253,7 @@ pub trait Recheck: Send + Sync + std::fmt::Debug {
 }
 
 /// A session's cache key: the SHA-256 of its cookie value, whose hex is the store key.
-type Key = [u8; 32];
+pub type Key = [u8; 32];
 
 fn key_of_cookie(cookie_value: &str) -> Key {
     Sha256::digest(cookie_value.as_bytes()).into()
@@ -188,7 +261,7 @@ fn key_of_cookie(cookie_value: &str) -> Key {
 
 /// The cache key of a store key (lower-case hex). Store keys are always that; any other
 /// text gets a key of its own that no session has.
-fn key_of_hash(id_hash: &str) -> Key {
+pub(crate) fn key_of_hash(id_hash: &str) -> Key {
     let b = id_hash.as_bytes();
     let mut key = [0u8; 32];
     if b.len() == 64 {
@@ -211,29 +284,31 @@ fn hex_digit(c: u8) -> Option<u8> {
     }
 }
 
-/// The store key of a cache key.
-fn hex(key: &Key) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in key {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// The group sets of cached sessions, one shared copy per distinct set: most people share
-/// their groups with many others, and a set is the largest part of a session (a B-tree
-/// node of ~300 bytes for even one group). Sets no session holds any more are dropped
-/// whenever the table has doubled since the last such sweep.
+/// What cached sessions share. The group sets, one copy per distinct set: most people
+/// share their groups with many others, and a set is the largest part of a session (a
+/// B-tree node of ~300 bytes for even one group). Sets no session holds any more are
+/// dropped whenever the table has doubled since the last such sweep. And the provider ids,
+/// of which a configuration has a handful.
 #[derive(Debug, Default)]
-struct GroupSets {
+struct Shared {
     table: Mutex<(HashSet<GroupSet>, usize)>,
+    providers: Mutex<HashSet<Arc<str>>>,
 }
 
-impl GroupSets {
+impl Shared {
+    /// The shared provider id equal to `id`.
+    fn provider(&self, id: &str) -> Arc<str> {
+        let mut providers = self.providers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = providers.get(id) {
+            return p.clone();
+        }
+        let p: Arc<str> = Arc::from(id);
+        providers.insert(p.clone());
+        p
+    }
+
     /// The shared copy equal to `set` (which becomes it if there is none yet).
-    fn share(&self, set: GroupSet) -> GroupSet {
+    fn groups(&self, set: GroupSet) -> GroupSet {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let (sets, swept_at) = &mut *table;
         if let Some(shared) = sets.get(&set) {
@@ -259,8 +334,8 @@ fn sweep_due(len: usize, swept_at: usize) -> bool {
 pub struct Sessions {
     recheck: Option<Arc<dyn Recheck>>,
     store: Arc<Store>,
-    cache: moka::future::Cache<Key, Arc<Session>>,
-    group_sets: GroupSets,
+    cache: Arc<SessionTable>,
+    shared: Shared,
     idle: i64,
     absolute: i64,
     /// Provider ids of local accounts (see [`Sessions::with_local_providers`]).
@@ -290,7 +365,7 @@ enum Confirmed {
 
 /// Hex SHA-256 of a cookie value.
 pub fn hash_id(id: &str) -> String {
-    hex(&key_of_cookie(id))
+    IdHash::of(&key_of_cookie(id)).to_string()
 }
 
 /// Group names as a provider gave them: folded, sorted, without duplicates or blanks.
@@ -325,10 +400,10 @@ impl Sessions {
             recheck: None,
             local_providers: Vec::new(),
             store,
-            cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(cache_ttl.max(outage_grace))
-                .build(),
+            cache: Arc::new(SessionTable::new(
+                CACHE_CAPACITY,
+                cache_ttl.max(outage_grace).as_millis() as i64,
+            )),
             idle: idle.as_secs().max(1) as i64,
             absolute: absolute.as_secs().max(1) as i64,
             fresh_ms: cache_ttl.as_millis() as i64,
@@ -336,7 +411,7 @@ impl Sessions {
             resync_at: AtomicI64::new(0),
             store_failed_at: AtomicI64::new(0),
             ending: Arc::new(Mutex::new(HashSet::new())),
-            group_sets: GroupSets::default(),
+            shared: Shared::default(),
         }
     }
 
@@ -364,9 +439,8 @@ impl Sessions {
             last_seen: t,
         };
         self.store.insert_session(&record).await?;
-        let key = key_of_hash(&record.id_hash);
-        let session = Session::from_record(record, &self.group_sets);
-        self.cache.insert(key, Arc::new(session)).await;
+        let session = Session::from_record(record, &self.shared);
+        self.cache.insert(Arc::new(session), now_ms());
         Ok(id)
     }
 
@@ -380,11 +454,11 @@ impl Sessions {
         if self.is_ending(&key) {
             return None;
         }
-        let cached = self.cache.get(&key).await;
         let ms = now_ms();
+        let cached = self.cache.get(&key, ms);
         let session = match cached {
             Some(s) if self.is_fresh(&s, ms) => s,
-            cached => match self.confirm(&hex(&key), &key, cached.as_ref(), ms).await {
+            cached => match self.confirm(&IdHash::of(&key), &key, cached.as_ref(), ms).await {
                 Confirmed::Live(s) => s,
                 Confirmed::Gone => return None,
                 Confirmed::Unknown => match cached {
@@ -399,7 +473,7 @@ impl Sessions {
         };
         let t = now();
         if self.expired(&session, t) {
-            self.revoke_hash(&session.id_hash).await;
+            self.revoke_hash(&session.id_hash()).await;
             return None;
         }
         session.last_seen.store(t, Ordering::Relaxed);
@@ -414,7 +488,7 @@ impl Sessions {
                 .is_ok()
         {
             let store = self.store.clone();
-            let h = session.id_hash.clone();
+            let h = session.id_hash();
             tokio::spawn(async move {
                 if let Err(e) = store.touch_session(&h, t).await {
                     tracing::warn!(error = %e, "could not record session activity");
@@ -451,11 +525,11 @@ impl Sessions {
         };
         self.store_answered();
         let Some(r) = record else {
-            self.cache.invalidate(key).await;
+            self.cache.invalidate(key);
             return Confirmed::Gone;
         };
-        let mut s = Session::from_record(r, &self.group_sets);
-        if self.local_providers.contains(&s.provider) && !self.with_current_account(&mut s).await {
+        let mut s = Session::from_record(r, &self.shared);
+        if self.local_providers.iter().any(|p| **p == *s.provider) && !self.with_current_account(&mut s).await {
             self.end(id_hash, &Actor::gateway()).await;
             return Confirmed::Gone;
         }
@@ -468,7 +542,7 @@ impl Sessions {
                 .fetch_max(c.checked_at.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         let s = Arc::new(s);
-        self.cache.insert(*key, s.clone()).await;
+        self.cache.insert(s.clone(), now_ms());
         Confirmed::Live(s)
     }
 
@@ -504,8 +578,8 @@ impl Sessions {
         if self.is_ending(&key) {
             return Current::Gone;
         }
-        let cached = self.cache.get(&key).await;
         let ms = now_ms();
+        let cached = self.cache.get(&key, ms);
         let session = match cached {
             Some(s) if self.is_fresh(&s, ms) => s,
             cached => match self.confirm(id_hash, &key, cached.as_ref(), ms).await {
@@ -535,23 +609,18 @@ impl Sessions {
         {
             return;
         }
-        let id_hash = session.id_hash.clone();
+        let id_hash = session.id_hash().to_string();
         let fut = r.recheck(
             id_hash.clone(),
             session.identity.user.as_str().to_string(),
-            session.provider.clone(),
+            session.provider.to_string(),
         );
-        let (store, cache, h, key) = (
-            self.store.clone(),
-            self.cache.clone(),
-            id_hash,
-            key_of_hash(&session.id_hash),
-        );
+        let (store, cache, h, key) = (self.store.clone(), self.cache.clone(), id_hash, session.key);
         tokio::spawn(async move {
             match fut.await {
                 Rechecked::Gone => {
                     tracing::info!("account gone from its directory; ending its session");
-                    cache.invalidate(&key).await;
+                    cache.invalidate(&key);
                     let _ = store.delete_session(&h, &Actor::gateway()).await;
                 }
                 Rechecked::Groups(groups) => {
@@ -559,7 +628,7 @@ impl Sessions {
                     // that a copy read back from the store counts its interval from this
                     // re-check instead of re-checking again at once.
                     if store.update_session_groups(&h, &group_names(&groups), t).await.is_ok() {
-                        cache.invalidate(&key).await;
+                        cache.invalidate(&key);
                     }
                 }
                 Rechecked::Unknown => {}
@@ -572,11 +641,11 @@ impl Sessions {
     pub async fn revoke(&self, cookie_value: &str) {
         if well_formed(cookie_value) {
             let key = key_of_cookie(cookie_value);
-            let actor = match self.cache.get(&key).await {
+            let actor = match self.cache.get(&key, now_ms()) {
                 Some(s) => Actor::user(&s.identity.user, None),
                 None => Actor::gateway(),
             };
-            self.end(&hex(&key), &actor).await;
+            self.end(&IdHash::of(&key), &actor).await;
         }
     }
 
@@ -588,7 +657,7 @@ impl Sessions {
 
     async fn end(&self, id_hash: &str, actor: &Actor) {
         let key = key_of_hash(id_hash);
-        self.cache.invalidate(&key).await;
+        self.cache.invalidate(&key);
         match self.store.delete_session(id_hash, actor).await {
             Ok(_) => {}
             Err(e) => {
@@ -650,7 +719,7 @@ impl Sessions {
     async fn with_current_account(&self, s: &mut Session) -> bool {
         match self.store.user(&s.identity.user).await {
             Ok(Some(u)) if !u.disabled => {
-                s.identity.groups = self.group_sets.share(u.groups.into_iter().collect());
+                s.identity.groups = self.shared.groups(u.groups.into_iter().collect());
                 s.identity.admin = u.admin;
                 true
             }
@@ -669,20 +738,14 @@ impl Sessions {
     /// Drops a session from this replica's cache (the store changed it: revoked, logged out
     /// or re-checked elsewhere); the next request reads the store again.
     pub async fn forget(&self, id_hash: &str) {
-        self.cache.invalidate(&key_of_hash(id_hash)).await;
+        self.cache.invalidate(&key_of_hash(id_hash));
     }
 
     /// Drops every cached session of `username` (the account changed).
     pub async fn forget_user(&self, username: &str) {
         let user = UserName::new(username);
-        let stale: Vec<Key> = self
-            .cache
-            .iter()
-            .filter(|(_, s)| s.identity.user == user)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in stale {
-            self.cache.invalidate(&k).await;
+        for k in self.cache.keys_where(|s| s.identity.user == user) {
+            self.cache.invalidate(&k);
         }
     }
 
@@ -693,8 +756,10 @@ impl Sessions {
         self.resync_at.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Deletes sessions past their timeouts from the store.
+    /// Deletes sessions past their timeouts from the store, and drops cached copies past
+    /// their time to live.
     pub async fn sweep(&self) {
+        self.cache.sweep(now_ms());
         let t = now();
         match self
             .store
@@ -730,7 +795,7 @@ mod tests {
     fn cache_keys_are_the_store_keys_bytes() {
         for cookie in ["abc", "", &"z".repeat(43)] {
             let key = key_of_cookie(cookie);
-            assert_eq!(hex(&key), hash_id(cookie));
+            assert_eq!(&*IdHash::of(&key), hash_id(cookie));
             assert_eq!(key_of_hash(&hash_id(cookie)), key);
         }
         // Not a store key (upper case, wrong length, not hex): a key of its own, never
@@ -766,21 +831,42 @@ mod tests {
 
     #[test]
     fn equal_group_sets_are_shared_and_unheld_ones_are_swept() {
-        let sets = GroupSets::default();
+        let sets = Shared::default();
         let set = |names: &[&str]| names.iter().map(|n| GroupName::new(n)).collect::<GroupSet>();
-        let a = sets.share(set(&["staff", "ops"]));
-        let b = sets.share(set(&["ops", "staff"]));
-        let c = sets.share(set(&["staff"]));
+        let a = sets.groups(set(&["staff", "ops"]));
+        let b = sets.groups(set(&["ops", "staff"]));
+        let c = sets.groups(set(&["staff"]));
         assert!(a.shares(&b));
         assert!(!a.shares(&c));
         assert_eq!(b.iter().map(GroupName::as_str).collect::<Vec<_>>(), ["ops", "staff"]);
         // Sets nobody holds any more do not pile up.
         for i in 0..10_000 {
-            sets.share(set(&[&format!("g{i}")]));
+            sets.groups(set(&[&format!("g{i}")]));
         }
         let table = sets.table.lock().unwrap();
         assert!(table.0.len() <= 2_048, "{} sets kept", table.0.len());
         assert!(table.0.contains(&a) && table.0.contains(&c), "held sets are kept");
+    }
+
+    #[test]
+    fn provider_ids_are_shared() {
+        let shared = Shared::default();
+        let a = shared.provider("corp-ldap");
+        let b = shared.provider(&String::from("corp-ldap"));
+        let c = shared.provider("okta");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!((&*a, &*c), ("corp-ldap", "okta"));
+    }
+
+    #[test]
+    fn the_store_key_is_the_hex_of_the_cache_key() {
+        let key = key_of_cookie("some cookie");
+        let id = IdHash::of(&key);
+        let expected: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&*id, expected);
+        assert_eq!(key_of_hash(&id), key);
+        assert_eq!(format!("{id}"), &*id);
+        assert_eq!(format!("{id:?}"), format!("{:?}", &*id));
     }
 
     #[test]
@@ -867,7 +953,7 @@ mod tests {
         let groups: Vec<&str> = s.identity.groups.iter().map(GroupName::as_str).collect();
         assert_eq!(groups, ["admins", "staff"]);
         assert_eq!(s.email.as_deref(), Some("carol@example.test"));
-        assert_eq!(s.id_hash, hash_id(&id));
+        assert_eq!(&*s.id_hash(), hash_id(&id));
         // The record is under the hash; the raw id is nowhere in it.
         let record = store.session(&hash_id(&id)).await.unwrap().unwrap();
         assert_eq!(record.username.as_str(), "carol");
