@@ -63,7 +63,7 @@ echo "instructions.sh: every row counted"
 
 step "scale figures, smoke run (benches/load/scale.sh, SMOKE=1: 50 apps, 2,000 sessions, seconds-long)"
 report=$(SMOKE=1 GATEHOUSE_BIN="$target/gatehouse" bash benches/load/scale.sh 2>&1) || { echo "$report"; exit 1; }
-for row in "start-up with" "memory per cached session" "local sign-ins per second" "while"; do
+for row in "start-up with" "memory per cached session" "local sign-ins per second" "while" "demo, idle after start" "demo, right after"; do
     grep -qF -- "$row" <<<"$report" || { echo "scale.sh report lacks the row \"$row\":"; echo "$report"; exit 1; }
 done
 echo "$report"
