@@ -10,7 +10,7 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
     pub for_chain: String,
-    pub proto: String,
+    pub proto: &'static str,
     pub host: Option<String>,
     /// The original client as far as trusted proxies tell (for rate limits and logs).
     pub client: Option<IpAddr>,
@@ -34,11 +34,11 @@ pub fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
 /// trusted peer the peer is appended to the chain it sent, and its proto/host are kept.
 pub fn forwarded(peer: Option<IpAddr>, tls: bool, trusted: &[IpNet], inc: Incoming<'_>) -> Forwarded {
     let own_proto = if tls { "https" } else { "http" };
-    let peer_s = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
+    let peer_s = peer.map(ip_text).unwrap_or_else(|| "unknown".into());
     if !is_trusted(peer, trusted) {
         return Forwarded {
             for_chain: peer_s,
-            proto: own_proto.into(),
+            proto: own_proto,
             host: inc.host.map(str::to_string),
             client: peer,
         };
@@ -55,8 +55,9 @@ pub fn forwarded(peer: Option<IpAddr>, tls: bool, trusted: &[IpNet], inc: Incomi
         .find(|ip| !is_trusted(Some(*ip), trusted))
         .or(peer);
     let proto = match inc.x_forwarded_proto.map(str::trim) {
-        Some(p @ ("http" | "https")) => p.to_string(),
-        _ => own_proto.into(),
+        Some("http") => "http",
+        Some("https") => "https",
+        _ => own_proto,
     };
     Forwarded {
         for_chain,
@@ -66,9 +67,49 @@ pub fn forwarded(peer: Option<IpAddr>, tls: bool, trusted: &[IpNet], inc: Incomi
     }
 }
 
+/// An address as text, as `Display` writes it; IPv4 without the formatting machinery
+/// (every proxied request writes its client's address twice).
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(digits.format(octet));
+            }
+            text
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "192.0.2.9",
+            "::1",
+            "2001:db8::17",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in [0u32, 1, 99, 100, 256, 65_535, 16_777_216, 3_232_235_777, u32::MAX] {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(n));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn nets(v: &[&str]) -> Vec<IpNet> {
         v.iter().map(|s| s.parse().unwrap()).collect()

@@ -41,6 +41,28 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "plotly-user-data",
 ];
 
+/// The headers Gatehouse adds to proxied requests, as ready names: inserted with
+/// `RequestHeader::insert_header_ready` (our pingora-http patch), nothing is parsed or
+/// allocated for a name per request. Written on the wire in lower case, as before.
+pub mod names {
+    use http::HeaderName;
+
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    pub static X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+    pub static X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
+    pub static X_FORWARDED_GROUPS: HeaderName = HeaderName::from_static("x-forwarded-groups");
+    pub static X_FORWARDED_PREFERRED_USERNAME: HeaderName = HeaderName::from_static("x-forwarded-preferred-username");
+    pub static X_GATEHOUSE_ASSERTION: HeaderName = HeaderName::from_static("x-gatehouse-assertion");
+    pub static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+    pub static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+    pub static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+    pub static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+    pub static PLOTLY_USER_DATA: HeaderName = HeaderName::from_static("plotly-user-data");
+}
+
 /// The cookie `dash_enterprise_auth` reads in token mode (`DASH_JWKS_URL` set): base64 of a
 /// JWT. Gatehouse adds it to upstream requests of apps with `headers.dash_token` and removes a
 /// client's copy from every request, so an app never sees one the gateway did not sign.
@@ -312,26 +334,34 @@ struct DashClaims<'a> {
 /// The headers to add for `session` calling `app`, telling it `group_list`. Group names go
 /// into the comma-separated headers encoded by [`groups_header`]; `Plotly-User-Data` has
 /// them as a JSON list.
-pub fn identity_headers(app: &App, s: &Session, group_list: &[String], assertion: &str) -> Vec<(&'static str, String)> {
+pub fn identity_headers(
+    app: &App,
+    s: &Session,
+    group_list: &[String],
+    assertion: &str,
+) -> Vec<(&'static http::HeaderName, String)> {
     let user = s.identity.user.as_str().to_string();
     let groups = groups_header(group_list);
     let email = s.email.clone().unwrap_or_default();
     let mut h = vec![
-        ("x-forwarded-user", user.clone()),
-        ("x-forwarded-email", email.clone()),
-        ("x-forwarded-groups", groups.clone()),
-        ("x-forwarded-preferred-username", user.clone()),
-        ("x-gatehouse-assertion", assertion.to_string()),
+        (&names::X_FORWARDED_USER, user.clone()),
+        (&names::X_FORWARDED_EMAIL, email.clone()),
+        (&names::X_FORWARDED_GROUPS, groups.clone()),
+        (&names::X_FORWARDED_PREFERRED_USERNAME, user.clone()),
+        (&names::X_GATEHOUSE_ASSERTION, assertion.to_string()),
     ];
     if app.headers.remote_headers {
-        h.push(("remote-user", user.clone()));
-        h.push(("remote-groups", groups));
-        h.push(("remote-email", email));
-        h.push(("remote-name", s.display_name.clone().unwrap_or_else(|| user.clone())));
+        h.push((&names::REMOTE_USER, user.clone()));
+        h.push((&names::REMOTE_GROUPS, groups));
+        h.push((&names::REMOTE_EMAIL, email));
+        h.push((
+            &names::REMOTE_NAME,
+            s.display_name.clone().unwrap_or_else(|| user.clone()),
+        ));
     }
     if app.headers.plotly_user_data {
         let data = serde_json::json!({ "username": user, "groups": group_list });
-        h.push(("plotly-user-data", data.to_string()));
+        h.push((&names::PLOTLY_USER_DATA, data.to_string()));
     }
     h
 }
@@ -346,10 +376,10 @@ pub struct Prepared {
     /// The session's key (checked: the cache is keyed by its first 8 bytes).
     key: crate::authn::session::Key,
     fingerprint: u64,
-    /// Each identity header's lower-case name (the assertion is the value of
-    /// `x-gatehouse-assertion`: [`Prepared::assertion`]; kept once, not twice) (static: the proxy inserts it without
-    /// allocating a name) and its ready value.
-    pub headers: Vec<(&'static str, http::HeaderValue)>,
+    /// Each identity header's name (a ready [`names`] static: the proxy inserts it without
+    /// parsing or allocating a name) and its ready value (the assertion is the value of
+    /// `x-gatehouse-assertion`: [`Prepared::assertion`]; kept once, not twice).
+    pub headers: Vec<(&'static http::HeaderName, http::HeaderValue)>,
     /// The [`DASH_TOKEN_COOKIE`] value, for apps with `headers.dash_token`.
     pub dash_cookie: Option<Arc<str>>,
     /// How many groups the app is told (in every header, the assertion and the Dash token).
@@ -381,7 +411,7 @@ impl Prepared {
         let lines = self
             .headers
             .iter()
-            .map(|(n, v)| n.len() + 2 + v.len() + 2)
+            .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
             .chain(self.dash_cookie.iter().map(|c| DASH_TOKEN_COOKIE.len() + 1 + c.len()));
         lines.fold(
             HeaderSizes {
@@ -408,7 +438,7 @@ impl Prepared {
                 Ok(v) => Some((name, v)),
                 Err(_) => {
                     // Values a directory supplies may not be valid header values.
-                    tracing::warn!(header = name, user = %s.identity.user, "identity header not sent: not a valid header value");
+                    tracing::warn!(header = name.as_str(), user = %s.identity.user, "identity header not sent: not a valid header value");
                     None
                 }
             })
@@ -427,17 +457,18 @@ impl Prepared {
     pub fn assertion(&self) -> &str {
         self.headers
             .iter()
-            .find(|(n, _)| *n == "x-gatehouse-assertion")
+            .find(|(n, _)| **n == names::X_GATEHOUSE_ASSERTION)
             .and_then(|(_, v)| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    /// About how many bytes this entry keeps alive (the cache's weight: it holds a budget
-    /// of bytes, not a number of entries, so 100,000 sessions cannot grow it without bound).
+    /// About how many bytes this entry keeps alive, the cache's own bookkeeping included
+    /// (the cache's weight: it holds a budget of bytes, not a number of entries, so 100,000
+    /// sessions cannot grow it without bound).
     fn weight(&self) -> u32 {
         let values: usize = self.headers.iter().map(|(_, v)| v.len() + 48).sum();
         let dash = self.dash_cookie.as_ref().map_or(0, |c| c.len() + 16);
-        u32::try_from(std::mem::size_of::<Prepared>() + values + dash + 128).unwrap_or(u32::MAX)
+        u32::try_from(std::mem::size_of::<Prepared>() + values + dash + CACHE_ENTRY_BYTES).unwrap_or(u32::MAX)
     }
 
     fn fits(&self, s: &Session) -> bool {
@@ -445,10 +476,16 @@ impl Prepared {
     }
 }
 
-/// The bytes the cache of prepared headers and assertions may keep (about 1 KiB per session
-/// and app): a working set of ~30,000 session–app pairs is served without signing; beyond
-/// it the least used are signed again when next used (one ES256 signature each).
-const PREPARED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// The bytes the cache of prepared headers and assertions may keep (about 1.2 KiB per
+/// session and app, the cache's bookkeeping included): a working set of ~14,000 session–app
+/// pairs used within the assertion's lifetime is served without signing; beyond it the
+/// least used are signed again when next used (one ES256 signature each). Chosen for the
+/// memory target of 100,000 live sessions in 64 MiB (BENCHMARKS.md, "Scale").
+const PREPARED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a moka cache keeps per entry besides the value (its node, timer and frequency
+/// bookkeeping; measured at 309–373 bytes, BENCHMARKS.md "Scale again").
+const CACHE_ENTRY_BYTES: usize = 320;
 
 /// The cache key of what is prepared for session `s` and app `app_id`: the first 64 bits of
 /// the session's id hash (the entry itself is checked against the whole hash).
@@ -846,6 +883,36 @@ mod tests {
         assert_eq!(kept, ["theme=dark; Path=/", "gatehouse_sessionx=1"]);
     }
 
+    /// A ready name replaces every copy of its header, in any spelling, and goes on the wire
+    /// once, in lower case, beside the request's other headers with their own case kept.
+    #[test]
+    fn ready_names_replace_a_header_and_keep_the_wire_consistent() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Host", "apps.example.com").unwrap();
+        req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
+        req.append_header("x-FORWARDED-for", "7.7.7.7").unwrap();
+        req.append_header("Accept", "*/*").unwrap();
+        assert!(req.has_case());
+        req.insert_header_ready(&names::X_FORWARDED_FOR, http::HeaderValue::from_static("192.0.2.1"));
+        req.insert_header_ready(&names::X_REAL_IP, http::HeaderValue::from_static("192.0.2.1"));
+        req.insert_header_ready(&names::X_GATEHOUSE_ASSERTION, http::HeaderValue::from_static("a.b.c"));
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        let lines: Vec<&str> = wire.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 5, "{wire}");
+        for line in [
+            "Host: apps.example.com",
+            "Accept: */*",
+            "x-forwarded-for: 192.0.2.1",
+            "x-real-ip: 192.0.2.1",
+            "x-gatehouse-assertion: a.b.c",
+        ] {
+            assert_eq!(lines.iter().filter(|l| **l == line).count(), 1, "{line} in {wire}");
+        }
+        assert_eq!(req.headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
     #[test]
     fn scrub_removes_identity_headers_and_gateway_cookies_only() {
         let names = vec!["gatehouse_session".to_string()];
@@ -953,7 +1020,7 @@ mod tests {
     }
 
     fn header<'a>(p: &'a Prepared, name: &str) -> &'a str {
-        let (_, v) = p.headers.iter().find(|(n, _)| *n == name).expect(name);
+        let (_, v) = p.headers.iter().find(|(n, _)| n.as_str() == name).expect(name);
         v.to_str().unwrap()
     }
 

@@ -19,7 +19,7 @@ use crate::authn::session::{Session as UserSession, Sessions};
 use crate::forward_auth::{self, Convention};
 use crate::forwarded::{forwarded, is_trusted, Forwarded, Incoming};
 use crate::gatekeeper::{Facts, Gatekeeper, Verdict};
-use crate::identity::{self, KeyRing};
+use crate::identity::{self, names, KeyRing};
 use crate::metrics::Metrics;
 use crate::respond;
 use crate::route::canonicalize;
@@ -295,7 +295,7 @@ impl Gateway {
             _ => None,
         };
         for (name, value) in prepared.iter().flat_map(|p| p.headers.iter()) {
-            extra.push((*name, String::from_utf8_lossy(value.as_bytes()).into_owned()));
+            extra.push((name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
         }
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         respond::send(
@@ -509,13 +509,17 @@ impl ProxyHttp for Gateway {
         identity::scrub(up, &st.gateway_cookies);
         // Not taken: pingora runs this phase again for every retry on another upstream.
         if let Some(f) = &ctx.forwarded {
-            up.insert_header("x-forwarded-for", f.for_chain.as_str())?;
-            up.insert_header("x-forwarded-proto", f.proto.as_str())?;
+            let value = |v: String| {
+                http::HeaderValue::try_from(v)
+                    .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "forwarding header", e))
+            };
+            up.insert_header_ready(&names::X_FORWARDED_FOR, value(f.for_chain.clone())?);
+            up.insert_header_ready(&names::X_FORWARDED_PROTO, http::HeaderValue::from_static(f.proto));
             if let Some(h) = &f.host {
-                up.insert_header("x-forwarded-host", h.as_str())?;
+                up.insert_header_ready(&names::X_FORWARDED_HOST, value(h.clone())?);
             }
             if let Some(c) = f.client {
-                up.insert_header("x-real-ip", c.to_string())?;
+                up.insert_header_ready(&names::X_REAL_IP, value(crate::forwarded::ip_text(c))?);
             }
         }
         if let (Some(s), Some(app)) = (&ctx.session, &ctx.app) {
@@ -524,7 +528,7 @@ impl ProxyHttp for Gateway {
                 .prepared(&app.app, app.id, s)
                 .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
             for (name, value) in &prepared.headers {
-                up.insert_header(*name, value.clone())?;
+                up.insert_header_ready(name, value.clone());
             }
             if let Some(token) = &prepared.dash_cookie {
                 identity::add_cookie(up, identity::DASH_TOKEN_COOKIE, token)
@@ -556,11 +560,8 @@ impl ProxyHttp for Gateway {
             }
         }
         if let (Some(app), Some(sent)) = (&ctx.app, ctx.upstream_sent) {
-            let slug = app.app.slug.as_str();
-            self.0
-                .metrics
+            app.metrics(&self.0.metrics)
                 .upstream_latency
-                .with_label_values(&[slug])
                 .observe(sent.elapsed().as_secs_f64());
         }
         Ok(())
@@ -617,8 +618,13 @@ impl ProxyHttp for Gateway {
         let st = &self.0;
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         let slug = ctx.app.as_ref().map(|a| a.app.slug.as_str()).unwrap_or("-");
-        let mut buf = itoa::Buffer::new();
-        st.metrics.requests.with_label_values(&[slug, buf.format(status)]).inc();
+        match &ctx.app {
+            Some(app) if status == 200 => app.metrics(&st.metrics).ok.inc(),
+            _ => {
+                let mut buf = itoa::Buffer::new();
+                st.metrics.requests.with_label_values(&[slug, buf.format(status)]).inc();
+            }
+        }
         let req = session.req_header();
         let upstream = ctx
             .app

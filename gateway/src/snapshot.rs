@@ -73,9 +73,29 @@ pub struct AppRuntime {
     /// lists have the active grants merged in, for the policy and the groups sent).
     pub listed_groups: Vec<String>,
     pub listed_users: Vec<String>,
+    /// This app's metric series, looked up once (on its first request) instead of by
+    /// label on every request.
+    pub metrics: std::sync::OnceLock<AppMetrics>,
+}
+
+/// An app's own metric series ([`crate::metrics::Metrics`] with its slug as the label).
+#[derive(Debug)]
+pub struct AppMetrics {
+    /// `gatehouse_upstream_latency_seconds{app}`.
+    pub upstream_latency: prometheus::Histogram,
+    /// `gatehouse_requests_total{app, status="200"}`, the usual status (others by label).
+    pub ok: prometheus::IntCounter,
 }
 
 impl AppRuntime {
+    /// This app's metric series in `metrics` (resolved on first use).
+    pub fn metrics(&self, metrics: &crate::metrics::Metrics) -> &AppMetrics {
+        self.metrics.get_or_init(|| AppMetrics {
+            upstream_latency: metrics.upstream_latency.with_label_values(&[self.app.slug.as_str()]),
+            ok: metrics.requests.with_label_values(&[self.app.slug.as_str(), "200"]),
+        })
+    }
+
     /// The policy in force at `now`: `policy` without the time-limited grants that have
     /// ended. Borrowed (no work) until the first of them ends.
     pub fn policy_at(&self, now: i64) -> Cow<'_, AppPolicy> {
@@ -316,6 +336,7 @@ impl Snapshot {
                     timed: x.timed,
                     listed_groups: x.listed_groups,
                     listed_users: x.listed_users,
+                    metrics: std::sync::OnceLock::new(),
                     app,
                 })
             })

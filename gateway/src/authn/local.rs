@@ -1,7 +1,7 @@
 //! Local accounts: argon2id hashes in the store. Unknown user and wrong password give the
 //! same answer after the same work (a dummy hash is verified for unknown users); failures
 //! are rate-limited per user and per client address. Verification runs on the blocking
-//! pool, at most one per CPU at a time, in argon2 working memory that is kept between
+//! pool, on all CPUs but one at most, in argon2 working memory that is kept between
 //! sign-ins ([`WorkMemory`]) and given back after a quiet minute.
 
 use std::net::IpAddr;
@@ -33,8 +33,8 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// [`verify_password`] on the blocking pool, when one of the [`work_memory`]'s turns is free:
-/// at most one hash per CPU runs at once, so a burst of sign-ins queues here instead of each
-/// taking 19 MiB and a thread of its own.
+/// at most one hash per CPU but one runs at once, so a burst of sign-ins queues here instead
+/// of each taking 19 MiB and a thread of its own, and leaves a CPU to proxied requests.
 pub async fn verify(password: String, hash: String) -> bool {
     verify_in(work_memory(), password, hash).await
 }
@@ -56,7 +56,17 @@ pub fn release_idle_memory() {
 /// This process's argon2 working memory.
 fn work_memory() -> &'static WorkMemory {
     static MEMORY: OnceLock<WorkMemory> = OnceLock::new();
-    MEMORY.get_or_init(|| WorkMemory::new(std::thread::available_parallelism().map(usize::from).unwrap_or(2)))
+    MEMORY.get_or_init(|| {
+        WorkMemory::new(hashing_turns(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        ))
+    })
+}
+
+/// How many password hashes may run at once on `cpus` CPUs: all but one, so that sign-ins
+/// never take every CPU from proxied requests (BENCHMARKS.md: p99 while sign-ins run).
+fn hashing_turns(cpus: usize) -> usize {
+    cpus.saturating_sub(1).max(1)
 }
 
 /// argon2's working memory (19 MiB with the default parameters), kept between
@@ -334,6 +344,14 @@ mod tests {
         assert_eq!(memory.kept(), 1, "not idle long enough");
         memory.release_idle(Duration::ZERO);
         assert_eq!(memory.kept(), 0);
+    }
+
+    #[test]
+    fn hashing_leaves_a_cpu_to_the_proxy() {
+        assert_eq!(hashing_turns(0), 1);
+        assert_eq!(hashing_turns(1), 1);
+        assert_eq!(hashing_turns(2), 1);
+        assert_eq!(hashing_turns(8), 7);
     }
 
     /// At most `turns` verifications run at once; the others wait for a turn.
