@@ -41,11 +41,15 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "plotly-user-data",
 ];
 
-/// The headers Gatehouse adds to proxied requests, as ready names: inserted with
-/// `RequestHeader::insert_header_ready` (our pingora-http patch), nothing is parsed or
-/// allocated for a name per request. Written on the wire in lower case, as before.
+/// The headers Gatehouse adds to proxied requests, and the non-standard ones it reads on
+/// every request, as ready names: inserted with `RequestHeader::insert_header_ready` (our
+/// pingora-http patch) or looked up with them, nothing is parsed or allocated for a name
+/// per request. Added ones go on the wire in lower case.
 pub mod names {
     use http::HeaderName;
+
+    pub static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+    pub static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
     pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

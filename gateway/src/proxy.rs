@@ -352,7 +352,7 @@ fn own_facts<'a>(req: &'a RequestHeader, session_cookie: &str) -> Facts<'a> {
     Facts {
         path: req.uri.path(),
         query: req.uri.query(),
-        host: header(req, "host"),
+        host: header(req, &http::header::HOST),
         repeated_host: req.headers.get_all(http::header::HOST).iter().nth(1).is_some(),
         authority: req.uri.authority().map(|a| a.as_str()),
         wants_html: respond::wants_html(&req.headers),
@@ -360,7 +360,7 @@ fn own_facts<'a>(req: &'a RequestHeader, session_cookie: &str) -> Facts<'a> {
     }
 }
 
-fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &'a RequestHeader, name: &http::HeaderName) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -411,10 +411,10 @@ impl ProxyHttp for Gateway {
             st.tls,
             &st.live.peek().config.server.trusted_proxies,
             Incoming {
-                x_forwarded_for: header(req, "x-forwarded-for"),
-                x_forwarded_proto: header(req, "x-forwarded-proto"),
-                x_forwarded_host: header(req, "x-forwarded-host"),
-                host: header(req, "host"),
+                x_forwarded_for: header(req, &names::X_FORWARDED_FOR),
+                x_forwarded_proto: header(req, &names::X_FORWARDED_PROTO),
+                x_forwarded_host: header(req, &names::X_FORWARDED_HOST),
+                host: header(req, &http::header::HOST),
             },
         );
         ctx.client = fwd.client;
@@ -507,6 +507,16 @@ impl ProxyHttp for Gateway {
         }
         // Identity headers and the client's own forwarding headers (set below).
         identity::scrub(up, &st.gateway_cookies);
+        let prepared = match (&ctx.session, &ctx.app) {
+            (Some(s), Some(app)) => Some(
+                st.keys
+                    .prepared(&app.app, app.id, s)
+                    .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?,
+            ),
+            _ => None,
+        };
+        // The forwarding headers and the identity headers: the maps grow once for all.
+        up.reserve_headers(4 + prepared.as_ref().map_or(0, |p| p.headers.len()));
         // Not taken: pingora runs this phase again for every retry on another upstream.
         if let Some(f) = &ctx.forwarded {
             let value = |v: String| {
@@ -522,11 +532,7 @@ impl ProxyHttp for Gateway {
                 up.insert_header_ready(&names::X_REAL_IP, value(crate::forwarded::ip_text(c))?);
             }
         }
-        if let (Some(s), Some(app)) = (&ctx.session, &ctx.app) {
-            let prepared = st
-                .keys
-                .prepared(&app.app, app.id, s)
-                .map_err(|e| Error::because(ErrorType::InternalError, "assertion", e))?;
+        if let Some(prepared) = prepared {
             for (name, value) in &prepared.headers {
                 up.insert_header_ready(name, value.clone());
             }

@@ -11,7 +11,7 @@ use pingora::Result;
 
 /// Whether the client prefers HTML (browsers) over JSON (APIs, XHR).
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    if headers.get("x-requested-with").is_some() {
+    if headers.contains_key(&crate::identity::names::X_REQUESTED_WITH) {
         return false;
     }
     match headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {

@@ -32,10 +32,10 @@ pub fn is_visit(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET || headers.contains_key(http::header::UPGRADE) {
         return false;
     }
-    if let Some(dest) = headers.get("sec-fetch-dest") {
+    if let Some(dest) = headers.get(&crate::identity::names::SEC_FETCH_DEST) {
         return dest.as_bytes().eq_ignore_ascii_case(b"document");
     }
-    if headers.contains_key("x-requested-with") {
+    if headers.contains_key(&crate::identity::names::X_REQUESTED_WITH) {
         return false;
     }
     headers

@@ -252,6 +252,16 @@ impl RequestHeader {
         self.base.headers.insert(name.clone(), value);
     }
 
+    /// Gatehouse patch: room for `additional` more headers, so that inserting them grows
+    /// the header maps (values, and names as written) at most once.
+    /// (Only a hint: a map that cannot grow that far is left as it is, never a panic.)
+    pub fn reserve_headers(&mut self, additional: usize) {
+        if let Some(name_map) = self.header_name_map.as_mut() {
+            let _ = name_map.try_reserve(additional);
+        }
+        let _ = self.base.headers.try_reserve(additional);
+    }
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
