@@ -3,13 +3,6 @@
 # through the login form. The sourcing script defines `die` (run.sh keeps its own temp
 # folder and cleanup; the others call `make_tmp`).
 
-# The allocator settings `gatehouse serve` starts itself again with (gateway/src/main.rs),
-# set here already: pingora-min and every other Rust server measured then runs with them
-# too, and the gateway does not re-exec itself (valgrind, in instructions.sh, would not
-# follow it into the new program).
-export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0}
-export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
-
 # Ports the script has handed out (they are only bound later, by the servers it starts).
 USED_PORTS=" "
 

@@ -309,46 +309,8 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// mimalloc settings for a long-running gateway. mimalloc reads its options from the
-/// environment as the process starts, before `main`, so [`with_allocator_settings`] starts the
-/// program again with them. `ARENA_EAGER_COMMIT=0`: memory is committed as it is used, not
-/// a whole arena up front; `PURGE_DELAY=0`: freed pages go back to the system at once, not
-/// after a second of further allocator activity (an idle gateway never gets that far). The
-/// demo's idle anonymous memory went from 20 to 8 MiB (BENCHMARKS.md). argon2's working
-/// memory is kept between sign-ins (`authn::local`), so that purging does not make every
-/// sign-in fault in 19 MiB of fresh pages. An operator's own values win.
-const ALLOCATOR_ENV: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "0")];
-
-/// For the long-running commands (`serve`, `demo`): replaces this process (same PID, same
-/// arguments) with the program started with [`ALLOCATOR_ENV`] set, unless it is set already.
-/// Returns only if that is not possible, with a warning; the gateway then runs with
-/// mimalloc's defaults.
-fn with_allocator_settings() {
-    use std::os::unix::process::CommandExt;
-    if ALLOCATOR_ENV.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let mut args = std::env::args_os();
-    let mut again = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        again.arg0(arg0);
-    }
-    again.args(args);
-    for (k, v) in ALLOCATOR_ENV {
-        if std::env::var_os(k).is_none() {
-            again.env(k, v);
-        }
-    }
-    let e = again.exec();
-    eprintln!("warning: could not restart with the allocator's settings ({e}); running with its defaults");
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
-        with_allocator_settings();
-    }
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { files } => return check_config(&files),

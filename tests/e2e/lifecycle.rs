@@ -36,36 +36,6 @@ async fn metrics_count_requests_by_app_and_status() {
     );
 }
 
-/// The environment the gateway process runs with now (after it started itself again).
-fn environment_of(pid: u32) -> Vec<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("the gateway's environment");
-    raw.split(|b| *b == 0)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gateway_runs_with_its_allocator_settings_unless_the_operator_set_them() {
-    let b = Backend::start("b").await;
-    let gw = gatehouse().app("sales", &[b.addr], "access = \"public\"").start().await;
-    // The same process (the PID the harness started answers), started again with them.
-    assert_eq!(gw.get("/apps/sales/").await.status(), 200);
-    let env = environment_of(gw.pid());
-    for setting in ["MIMALLOC_ARENA_EAGER_COMMIT=0", "MIMALLOC_PURGE_DELAY=0"] {
-        assert!(env.iter().any(|v| v == setting), "{setting} missing: {env:?}");
-    }
-
-    let own = gatehouse()
-        .env("MIMALLOC_PURGE_DELAY", "250")
-        .app("sales", &[b.addr], "access = \"public\"")
-        .start()
-        .await;
-    assert_eq!(own.get("/apps/sales/").await.status(), 200);
-    let env = environment_of(own.pid());
-    assert!(env.iter().any(|v| v == "MIMALLOC_PURGE_DELAY=250"), "{env:?}");
-    assert!(env.iter().any(|v| v == "MIMALLOC_ARENA_EAGER_COMMIT=0"), "{env:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn json_access_log_has_one_line_per_request() {
     let b = Backend::start("b").await;

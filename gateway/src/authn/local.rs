@@ -70,10 +70,10 @@ fn hashing_turns(cpus: usize) -> usize {
 }
 
 /// argon2's working memory (19 MiB with the default parameters), kept between
-/// verifications. Allocated afresh each time, it costs a page fault per KiB once the
-/// allocator gives freed pages back to the system at once (BENCHMARKS.md: +14 ms of CPU per
-/// sign-in); kept for ever, an idle gateway holds it. So buffers are reused while sign-ins
-/// come and released after [`Self::KEEP_IDLE`] without use. `turns` bounds how many hashes
+/// verifications. Allocated afresh each time, it is fresh pages to fault in wherever the
+/// allocator has given freed ones back (BENCHMARKS.md: +14 ms of CPU per sign-in with
+/// mimalloc purging at once); kept for ever, an idle gateway holds it. So buffers are reused
+/// while sign-ins come and released after [`Self::KEEP_IDLE`] without use. `turns` bounds how many hashes
 /// run at once, and with it how many buffers exist.
 #[derive(Debug)]
 struct WorkMemory {
