@@ -42,7 +42,8 @@ run() {
 authn() {
   run -p gatehouse-gateway -f gateway/src/authn/saml.rs -f gateway/src/authn/oidc.rs \
     -f gateway/src/authn/ldap.rs -f gateway/src/authn/session.rs \
-    -F ' in (algorithm|element_names|root_attribute|precheck|decode_response|inflate|form_decode|parse_redirect_query|RedirectQuery.*|cert_not_after|Email::.*|admit|claim_at|groups_of|payload|not_yet_valid|first_rdn_value|hex_value|domain_root|parent_dn|names_of_groups|hash_id|well_formed|group_names|next_retry_wait|Session::.*|Sessions::.*)$' \
+    -f gateway/src/authn/session_table.rs -f gateway/src/authn/local.rs \
+    -F ' in (algorithm|element_names|root_attribute|precheck|decode_response|inflate|form_decode|parse_redirect_query|RedirectQuery.*|cert_not_after|Email::.*|admit|claim_at|groups_of|payload|not_yet_valid|first_rdn_value|hex_value|domain_root|parent_dn|names_of_groups|hash_id|well_formed|group_names|next_retry_wait|Session::.*|Sessions::.*|Shared::.*|IdHash::.*|SessionTable::.*|hash_of|shard_of|WorkMemory::.*|hashing_turns)$' \
     -- --lib
 }
 
