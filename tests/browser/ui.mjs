@@ -255,6 +255,10 @@ async function portalFeatures(page) {
   check((await open(page, '/')) === 200, 'portal answers 200');
   const recent = await page.$$eval('#recent .recent-list a', (as) => as.map((a) => a.getAttribute('href')));
   check(fmt(recent) === fmt(['/apps/whoami/']), 'after opening whoami the portal shows it under "Recently opened"', recent);
+  // The thumbnail is `loading="lazy"`: the page's load event does not wait for it.
+  await page
+    .waitForFunction(() => document.querySelector('#app-public img.app-thumb')?.complete, null, { timeout: 10_000 })
+    .catch(() => {});
   const thumb = await page.$eval('#app-public img.app-thumb', (img) => ({ w: img.naturalWidth, done: img.complete }));
   check(thumb.done && thumb.w > 0, "the public app's thumbnail (served by the app through the gateway) loads under the CSP", thumb);
   const facts = (await page.locator('#app-whoami .app-facts').innerText()).replace(/\s+/g, ' ');
