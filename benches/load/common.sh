@@ -3,6 +3,12 @@
 # through the login form. The sourcing script defines `die` (run.sh keeps its own temp
 # folder and cleanup; the others call `make_tmp`).
 
+# The allocator settings `gatehouse serve` starts itself again with (gateway/src/main.rs,
+# ALLOCATOR_ENV), set here already: pingora-min runs with them too, and the gateway does not
+# re-exec itself (valgrind, in instructions.sh, would not follow it into the new program).
+export MIMALLOC_ALLOW_THP=${MIMALLOC_ALLOW_THP:-0}
+export MIMALLOC_ARENA_MAX_OBJECT_SIZE=${MIMALLOC_ARENA_MAX_OBJECT_SIZE:-4096}
+
 # Ports the script has handed out (they are only bound later, by the servers it starts).
 USED_PORTS=" "
 

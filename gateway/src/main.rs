@@ -309,8 +309,53 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// mimalloc settings for a long-running gateway. mimalloc reads its options from the
+/// environment as the process starts, before `main`, so [`with_allocator_settings`] starts the
+/// program again with them (an operator's own values win).
+///
+/// - `ALLOW_THP=0`: mimalloc asks for transparent huge pages on its whole arena by default,
+///   so every touched 2 MiB became resident at once: the demo idled at 42 MiB of anonymous
+///   memory instead of 23, with no measurable CPU gain per request (BENCHMARKS.md).
+/// - `ARENA_MAX_OBJECT_SIZE=4096` (KiB): blocks over 4 MiB (argon2's 19 MiB working memory,
+///   nothing on the request path) are mapped from the system on their own and unmapped when
+///   freed, instead of staying resident in the arena until later allocator activity purges
+///   them (an idle gateway never gets there): once `authn::local` releases its unused
+///   working memory, the memory is the system's again.
+///
+/// Purging itself stays mimalloc's default (a second's delay): purging at once cost ~30 %
+/// CPU per request (BENCHMARKS.md, "The allocator settings cost CPU per request").
+const ALLOCATOR_ENV: [(&str, &str); 2] = [("MIMALLOC_ALLOW_THP", "0"), ("MIMALLOC_ARENA_MAX_OBJECT_SIZE", "4096")];
+
+/// For the long-running commands (`serve`, `demo`): replaces this process (same PID, same
+/// arguments) with the program started with [`ALLOCATOR_ENV`] set, unless it is set already.
+/// Returns only if that is not possible, with a warning; the gateway then runs with
+/// mimalloc's defaults.
+fn with_allocator_settings() {
+    use std::os::unix::process::CommandExt;
+    if ALLOCATOR_ENV.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    again.args(args);
+    for (k, v) in ALLOCATOR_ENV {
+        if std::env::var_os(k).is_none() {
+            again.env(k, v);
+        }
+    }
+    let e = again.exec();
+    eprintln!("warning: could not restart with the allocator's settings ({e}); running with its defaults");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        with_allocator_settings();
+    }
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::CheckConfig { files } => return check_config(&files),

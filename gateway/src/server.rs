@@ -60,7 +60,7 @@ pub async fn open_store(config: &Config) -> Result<Store, GatewayError> {
 pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result<Arc<State>, GatewayError> {
     let store = Arc::new(open_store(&config).await?);
     crate::authn::bootstrap_admin(&store, admin_password).await?;
-    let _ = tokio::task::spawn_blocking(crate::authn::local::warm_up).await;
+    crate::authn::local::warm_up();
     let keys = Arc::new(KeyRing::new(Keys::load(&store, &config.server.public_url).await?));
     let providers = crate::authn::password_providers(&config)?;
     let oidc = crate::authn::oidc_providers(&config, &store);
@@ -798,6 +798,9 @@ fn run_with(
 
     if let Some(addr) = metrics_listen {
         let mut svc = Service::new("metrics".to_string(), MetricsApp(state.metrics.clone()));
+        // A scrape every few seconds needs no thread per CPU (each idle thread holds a stack
+        // and the allocator's per-thread pages).
+        svc.threads = Some(1);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
@@ -808,6 +811,7 @@ fn run_with(
                 public_url: public_url.clone(),
             },
         );
+        svc.threads = Some(1);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }

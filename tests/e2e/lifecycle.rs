@@ -36,6 +36,75 @@ async fn metrics_count_requests_by_app_and_status() {
     );
 }
 
+/// The environment the gateway process runs with now (after it started itself again).
+fn environment_of(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("the gateway's environment");
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// Anonymous mappings of a process: (size KiB, resident KiB, huge-page KiB) each.
+fn anonymous_mappings(pid: u32) -> Vec<(u64, u64, u64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("the gateway's smaps");
+    let mut out = vec![];
+    let mut current: Option<(u64, u64, u64)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let kib = |w: Option<&str>| w.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if first.contains('-') && !first.ends_with(':') {
+            out.extend(current.take());
+            // "start-end perms offset dev inode [path]": anonymous when no path follows.
+            if line.split_whitespace().count() == 5 {
+                current = Some((0, 0, 0));
+            }
+        } else if let Some(m) = current.as_mut() {
+            match first {
+                "Size:" => m.0 = kib(words.next()),
+                "Rss:" => m.1 = kib(words.next()),
+                "AnonHugePages:" => m.2 = kib(words.next()),
+                _ => {}
+            }
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// `serve` starts itself again with its allocator settings (an operator's own values win), and
+/// they hold: no transparent huge pages, each of which made 2 MiB resident at once (on a
+/// machine whose kernel has THP `never` this part holds anyway). That released argon2 memory
+/// goes back to the system is measured by `benches/load/scale.sh` ("demo, … s after them").
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_runs_with_its_allocator_settings_unless_the_operator_set_them() {
+    let b = Backend::start("b").await;
+    let gw = gatehouse().app("sales", &[b.addr], "access = \"public\"").start().await;
+    for _ in 0..50 {
+        assert_eq!(gw.get("/apps/sales/").await.status(), 200);
+    }
+    let env = environment_of(gw.pid());
+    for setting in ["MIMALLOC_ALLOW_THP=0", "MIMALLOC_ARENA_MAX_OBJECT_SIZE=4096"] {
+        assert!(env.iter().any(|v| v == setting), "{setting} missing: {env:?}");
+    }
+    let maps = anonymous_mappings(gw.pid());
+    let huge: u64 = maps.iter().map(|m| m.2).sum();
+    assert_eq!(huge, 0, "transparent huge pages in use: {maps:?}");
+
+    let own = gatehouse()
+        .env("MIMALLOC_ALLOW_THP", "1")
+        .app("sales", &[b.addr], "access = \"public\"")
+        .start()
+        .await;
+    assert_eq!(own.get("/apps/sales/").await.status(), 200);
+    let env = environment_of(own.pid());
+    assert!(env.iter().any(|v| v == "MIMALLOC_ALLOW_THP=1"), "{env:?}");
+    assert!(
+        env.iter().any(|v| v == "MIMALLOC_ARENA_MAX_OBJECT_SIZE=4096"),
+        "{env:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_access_log_has_one_line_per_request() {
     let b = Backend::start("b").await;

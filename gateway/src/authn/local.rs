@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::PasswordHasher;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use gatehouse_policy::UserName;
 use gatehouse_store::{Store, StoreError};
@@ -17,11 +17,11 @@ use subtle::ConstantTimeEq;
 use super::session::{now, NewIdentity};
 use crate::GatewayError;
 
-/// Hashes a password with argon2id (default parameters), as a PHC string.
+/// Hashes a password with argon2id (default parameters) and a fresh random salt, as a PHC
+/// string, in this process's shared [`WorkMemory`]. CPU-heavy: call it off the async workers.
 pub fn hash_password(password: &str) -> Result<String, GatewayError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
+    work_memory()
+        .hash(password)
         .map_err(|e| GatewayError::Io(format!("cannot hash password: {e}")))
 }
 
@@ -124,6 +124,35 @@ impl WorkMemory {
         hashed.is_ok() && bool::from(out.ct_eq(expected.as_bytes()))
     }
 
+    /// A new argon2id PHC string of `password` (default parameters, random 16-byte salt),
+    /// computed in a kept buffer: hashing at start-up (the demo's accounts, the dummy hash)
+    /// and in the admin UI leaves no freed 19 MiB behind for the allocator to hold.
+    fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
+        let params = Params::default();
+        let salt_bytes =
+            argon2::password_hash::try_generate_salt().map_err(|_| argon2::password_hash::Error::Crypto)?;
+        let salt = Salt::new(&salt_bytes)?;
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        let blocks = params.block_count();
+        let mut memory = self.take(blocks);
+        let hashed = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()).hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            &mut memory[..blocks],
+        );
+        self.give(memory);
+        hashed?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params)?,
+            salt: Some(salt),
+            hash: Some(Output::new(&out)?),
+        };
+        Ok(phc.to_string())
+    }
+
     /// A buffer of at least `blocks` blocks: a kept one if one is large enough.
     fn take(&self, blocks: usize) -> Vec<Block> {
         let kept = {
@@ -156,14 +185,31 @@ impl WorkMemory {
     }
 }
 
-/// A hash of a random password, verified for unknown users so that they cost the same.
+/// A PHC string verified for unknown users so that they cost the same as known ones: the
+/// parameters, salt length and output length of [`hash_password`]'s hashes, with a random
+/// salt and a random output. Verifying it runs the whole argon2 computation; no password
+/// matches it but by chance (2^-256), and a match would not sign anyone in (there is no
+/// account). Made without hashing anything, so start-up spends no CPU or 19 MiB on it.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password(&format!("{:x}", rand::random::<u128>())).unwrap_or_default())
+    DUMMY.get_or_init(|| {
+        let salt = rand::random::<[u8; 16]>();
+        let output = rand::random::<[u8; Params::DEFAULT_OUTPUT_LEN]>();
+        let phc = || -> Result<String, argon2::password_hash::Error> {
+            Ok(PasswordHash {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&Params::default())?,
+                salt: Some(Salt::new(&salt)?),
+                hash: Some(Output::new(&output)?),
+            }
+            .to_string())
+        };
+        phc().unwrap_or_default()
+    })
 }
 
-/// Computes the dummy hash now, so the first unknown-user sign-in is not slower than the
-/// others.
+/// Makes the dummy hash now (cheap: nothing is hashed).
 pub fn warm_up() {
     let _ = dummy_hash();
 }
@@ -272,6 +318,7 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHasher;
 
     #[test]
     fn hashes_verify_and_garbage_never_matches() {
@@ -281,6 +328,50 @@ mod tests {
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert!(!verify_password("", &h));
+    }
+
+    /// New hashes are argon2id with the default parameters and a fresh salt, computed in the
+    /// kept buffer, and the argon2 crate's own verifier agrees with them.
+    #[test]
+    fn hashing_uses_kept_memory_and_a_fresh_salt() {
+        use argon2::password_hash::PasswordVerifier;
+        let memory = WorkMemory::new(1);
+        let a = memory.hash("correct horse").unwrap();
+        let b = memory.hash("correct horse").unwrap();
+        assert_ne!(a, b, "each hash has its own salt");
+        for h in [&a, &b] {
+            assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+            let parsed = PasswordHash::new(h).unwrap();
+            assert_eq!(parsed.salt.unwrap().len(), 16);
+            assert_eq!(parsed.hash.unwrap().len(), 32);
+            assert!(Argon2::default().verify_password(b"correct horse", h.as_str()).is_ok());
+            assert!(Argon2::default().verify_password(b"correct hors", h.as_str()).is_err());
+            assert!(memory.verify("correct horse", h));
+        }
+        assert_eq!(memory.kept(), 1, "hashing and verifying share one buffer");
+    }
+
+    /// The unknown users' dummy hash costs what a real one costs: same algorithm, version,
+    /// parameters, salt and output lengths; nothing matches it.
+    #[test]
+    fn the_dummy_hash_is_shaped_like_a_real_one() {
+        let real = hash_password("correct horse").unwrap();
+        let (real, dummy) = (
+            PasswordHash::new(&real).unwrap(),
+            PasswordHash::new(dummy_hash()).unwrap(),
+        );
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.salt.unwrap().len(), real.salt.unwrap().len());
+        assert_eq!(dummy.hash.unwrap().len(), real.hash.unwrap().len());
+        assert_eq!(
+            Params::try_from(&dummy).unwrap().block_count(),
+            Params::default().block_count()
+        );
+        for password in ["", "correct horse", "admin"] {
+            assert!(!verify_password(password, dummy_hash()));
+        }
     }
 
     /// Hashes of other variants and parameters verify too, in buffers kept from earlier

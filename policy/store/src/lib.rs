@@ -72,6 +72,17 @@ use error::{connect_error, db, percent_decode, percent_encode_path, redact_url};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// SQLite's page cache per pooled connection, in KiB (SQLite's default is 2,000). Session
+/// lookups read a few pages by key; the operating system's file cache serves the rest in
+/// microseconds, so a large per-connection cache only holds memory: with 100,000 sessions
+/// and five connections the default kept ~10 MiB (BENCHMARKS.md, "Memory with 100,000
+/// sessions").
+pub const SQLITE_CACHE_KIB: u32 = 512;
+
+/// How long a pooled connection may sit unused before it is closed (each SQLite connection
+/// is a thread with its own cache); the pool opens connections again when needed.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Pool and timeout settings. The defaults suit one gateway process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -179,6 +190,8 @@ impl Store {
                 Box::pin(async move {
                     // The Any driver exposes no SQLite connect options, so set it here.
                     let pragma = format!("PRAGMA busy_timeout = {busy_ms}");
+                    conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+                    let pragma = format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}");
                     conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
                     Ok(())
                 })
@@ -299,6 +312,7 @@ fn pool_options(options: &StoreOptions) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .min_connections(0)
+        .idle_timeout(POOL_IDLE_TIMEOUT)
         .acquire_timeout(options.acquire_timeout)
         // A connection that still counts a transaction as open is not handed out again but
         // closed (the pool opens a fresh one). That happens when a transaction's rollback

@@ -845,6 +845,15 @@ async fn sqlite_store() {
         .await
         .unwrap();
     assert_eq!(busy, 5000);
+    let cache: i64 = sqlx::query_scalar::<Any, i64>("PRAGMA cache_size")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache,
+        -i64::from(crate::SQLITE_CACHE_KIB),
+        "every connection's page cache is small"
+    );
 
     suite(&store).await;
     let migrations = applied_migrations(&store).await;
