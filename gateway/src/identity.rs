@@ -481,11 +481,11 @@ impl Prepared {
 }
 
 /// The bytes the cache of prepared headers and assertions may keep (about 1.2 KiB per
-/// session and app, the cache's bookkeeping included): a working set of ~14,000 session–app
-/// pairs used within the assertion's lifetime is served without signing; beyond it the
-/// least used are signed again when next used (one ES256 signature each). Chosen for the
-/// memory target of 100,000 live sessions in 64 MiB (BENCHMARKS.md, "Scale").
-const PREPARED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// session and app, the cache's bookkeeping included): a working set of ~7,000 session–app
+/// pairs used within the assertion's lifetime (4 minutes) is served without signing; beyond
+/// it the least used are signed again when next used (one ES256 signature each). Chosen for
+/// the memory target of 100,000 live sessions in 64 MiB (BENCHMARKS.md, "Scale").
+const PREPARED_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What a moka cache keeps per entry besides the value (its node, timer and frequency
 /// bookkeeping; measured at 309–373 bytes, BENCHMARKS.md "Scale again").

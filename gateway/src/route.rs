@@ -227,18 +227,29 @@ pub fn parse_host(value: &str) -> Result<String, HostError> {
             return Err(HostError::Malformed);
         }
     }
-    if !host.starts_with('[') {
-        let name = host.strip_suffix('.').unwrap_or(host);
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
-        };
-        if !name.split('.').all(label_ok) {
-            return Err(HostError::Malformed);
-        }
+    if !host.starts_with('[') && !is_dns_name(host.strip_suffix('.').unwrap_or(host)) {
+        return Err(HostError::Malformed);
     }
     Ok(normalize_host(host))
+}
+
+/// Whether `name` is dot-separated labels, none empty, of letters, digits, `-`, `_` and `~`
+/// (one pass over the bytes: it runs on every request).
+fn is_dns_name(name: &str) -> bool {
+    let mut label = 0usize;
+    for b in name.bytes() {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            label += 1;
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 /// The host of `value` for routing: lower-case, without a trailing dot, without brackets
@@ -680,6 +691,9 @@ mod tests {
             "..",
             "a..b",
             ".a",
+            "a..",
+            "a.b..",
+            "a.-b.c~d.:1x",
         ];
         for input in bad {
             assert_eq!(parse_host(input), Err(HostError::Malformed), "{input:?}");
