@@ -346,7 +346,7 @@ pub fn identity_headers(
 ) -> Vec<(&'static http::HeaderName, String)> {
     let user = s.identity.user.as_str().to_string();
     let groups = groups_header(group_list);
-    let email = s.email.clone().unwrap_or_default();
+    let email = s.email.as_deref().unwrap_or_default().to_string();
     let mut h = vec![
         (&names::X_FORWARDED_USER, user.clone()),
         (&names::X_FORWARDED_EMAIL, email.clone()),
@@ -360,7 +360,7 @@ pub fn identity_headers(
         h.push((&names::REMOTE_EMAIL, email));
         h.push((
             &names::REMOTE_NAME,
-            s.display_name.clone().unwrap_or_else(|| user.clone()),
+            s.display_name.as_deref().map_or_else(|| user.clone(), str::to_string),
         ));
     }
     if app.headers.plotly_user_data {

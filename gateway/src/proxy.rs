@@ -170,7 +170,7 @@ impl Gateway {
                     client: ctx.client,
                     viewer: who.as_ref().map(|s| gatehouse_admin_ui::Viewer {
                         identity: s.identity.clone(),
-                        display_name: s.display_name.clone(),
+                        display_name: s.display_name.as_deref().map(str::to_string),
                         token: None,
                     }),
                     session_cookie: identity::cookie(&session.req_header().headers, &self.0.session_cookie)
