@@ -61,6 +61,7 @@ pub async fn build_state(config: Config, admin_password: Option<&str>) -> Result
     let store = Arc::new(open_store(&config).await?);
     crate::authn::bootstrap_admin(&store, admin_password).await?;
     crate::authn::local::warm_up();
+    crate::authn::local::release_memory();
     let keys = Arc::new(KeyRing::new(Keys::load(&store, &config.server.public_url).await?));
     let providers = crate::authn::password_providers(&config)?;
     let oidc = crate::authn::oidc_providers(&config, &store);

@@ -22,6 +22,12 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// The demo process's id (the same after it started itself again with its allocator
+    /// settings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `bin demo` with `env` set and `unset` removed from its environment.
     pub async fn start(bin: &Path, env: &[(&str, &str)], unset: &[&str]) -> Demo {
         let dir = tempfile::tempdir().expect("tempdir");

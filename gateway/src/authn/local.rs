@@ -53,6 +53,12 @@ pub fn release_idle_memory() {
     work_memory().release_idle(WorkMemory::KEEP_IDLE);
 }
 
+/// Gives back all kept working memory now: after start-up's hashing (the demo's accounts,
+/// the first admin), which is no rush of sign-ins to keep it for.
+pub fn release_memory() {
+    work_memory().release_idle(Duration::ZERO);
+}
+
 /// This process's argon2 working memory.
 fn work_memory() -> &'static WorkMemory {
     static MEMORY: OnceLock<WorkMemory> = OnceLock::new();
