@@ -131,8 +131,8 @@ impl WorkMemory {
     }
 
     /// A new argon2id PHC string of `password` (default parameters, random 16-byte salt),
-    /// computed in a kept buffer: hashing at start-up (the demo's accounts, the dummy hash)
-    /// and in the admin UI leaves no freed 19 MiB behind for the allocator to hold.
+    /// computed in a kept buffer, like verification: hashing at start-up (the demo's
+    /// accounts, the first admin) and in the admin UI uses the one buffer too.
     fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
         let params = Params::default();
         let salt_bytes =
