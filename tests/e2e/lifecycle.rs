@@ -205,12 +205,8 @@ async fn demo_serves_the_sample_apps_to_its_accounts() {
     let (banner, port, base) = (demo.banner.clone(), demo.port, demo.base.clone());
     // The two accounts were hashed at start (19 MiB of argon2 working memory each time);
     // that memory is the system's again before the demo serves.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", demo.pid())).unwrap();
-    let anon_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let anon_kib = gatehouse_tests::status_kib(demo.pid(), "RssAnon");
+    assert!(anon_kib > 0, "no RssAnon for the demo");
     assert!(
         anon_kib < 18 * 1024,
         "the demo holds {anon_kib} KiB of anonymous memory after start"

@@ -39,6 +39,16 @@ pub use browser::{Browser, Page};
 /// by the local end of any outgoing connection on the machine (pingora then logs "is in
 /// use, will try again"); ports below that range are only ever taken by explicit binds.
 /// Each process starts at an offset from its pid, and every candidate is test-bound first.
+/// A KiB figure of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, …); 0 if it cannot be read.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -371,12 +381,7 @@ impl Gateway {
 
     /// Resident memory of the gateway process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        status_kib(self.pid(), "VmRSS")
     }
 
     /// Sends a signal (`TERM`, `INT`, …) to the process.

@@ -2,7 +2,8 @@
 //! same answer after the same work (a dummy hash is verified for unknown users); failures
 //! are rate-limited per user and per client address. Verification runs on the blocking
 //! pool, on all CPUs but one at most, in argon2 working memory that is kept between
-//! sign-ins ([`WorkMemory`]) and given back after a quiet minute.
+//! sign-ins ([`WorkMemory`]) and given back after a quiet minute; new hashes use the same
+//! memory.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -80,7 +80,8 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 pub const SQLITE_CACHE_KIB: u32 = 512;
 
 /// How long a pooled connection may sit unused before it is closed (each SQLite connection
-/// is a thread with its own cache); the pool opens connections again when needed.
+/// is a thread with its own page cache, each PostgreSQL one a server process); the pool
+/// opens connections again when needed. The change feed's listener has a pool of its own.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Pool and timeout settings. The defaults suit one gateway process.
